@@ -1,0 +1,1 @@
+"""pimgen front end: configs, networks, mapping, cycle model, Verilog emission and CLI."""

@@ -1,0 +1,47 @@
+"""``pimgen`` command line: a thin dispatcher over ``gen.commands.<name>`` modules.
+
+Each sub-command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int`` (the exit status). User errors are raised as ``ValueError`` and
+reported here as one line on stderr with exit status 2, never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["crossbar", "map", "compare", "topology", "generate", "simulate", "synth", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pimgen",
+        description="Generate, simulate and evaluate RRAM processing-in-memory CNN accelerators.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"gen.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"gen.commands.{name}":
+                continue  # not built yet
+            raise
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ValueError as e:
+        print(f"pimgen {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""pimgen hardware: Amaranth ``wiring.Component`` generators (crossbar, PE, buffers, ...)."""

