@@ -1,0 +1,39 @@
+"""Arguments and output helpers shared by several sub-commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from gen.config import CrossbarConfig
+
+
+def add_crossbar_args(p: argparse.ArgumentParser, *, defaults: CrossbarConfig | None = None) -> None:
+    """The crossbar knobs, one flag per ``CrossbarConfig`` field, plus ``--config FILE.toml``."""
+    d = defaults or CrossbarConfig()
+    g = p.add_argument_group("crossbar")
+    g.add_argument("--config", metavar="TOML", help="load the crossbar config from a TOML file; flags override it")
+    g.add_argument("--rows", type=int, help=f"cell rows [{d.rows}]")
+    g.add_argument("--cols", type=int, help=f"cell columns incl. the reference column [{d.cols}]")
+    g.add_argument("--cell-bits", type=int, help=f"bits per cell, 1|2|4 [{d.cell_bits}]")
+    g.add_argument("--w-bits", type=int, help=f"signed weight bits [{d.w_bits}]")
+    g.add_argument("--a-bits", type=int, help=f"unsigned activation bits [{d.a_bits}]")
+    g.add_argument("--dac-bits", type=int, help=f"input bits per input cycle [{d.dac_bits}]")
+    g.add_argument("--adc-bits", type=int, help="ADC resolution [lossless]")
+    g.add_argument("--adc-shift", type=int, help=f"coarse ADC step 2**S [{d.adc_shift}]")
+    g.add_argument("--cols-per-adc", type=int, help=f"columns sharing one ADC [{d.cols_per_adc}]")
+
+
+def crossbar_from_args(args: argparse.Namespace) -> CrossbarConfig:
+    base = CrossbarConfig.from_toml(args.config).to_dict() if getattr(args, "config", None) else {}
+    for name in CrossbarConfig.__dataclass_fields__:
+        v = getattr(args, name, None)
+        if v is not None:
+            base[name] = v
+    return CrossbarConfig.from_dict(base)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")

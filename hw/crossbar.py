@@ -1,0 +1,214 @@
+"""Behavioral RRAM crossbar: cell array, bit-serial DAC, shared ADCs, shift-add, offset correction.
+
+The arithmetic is DESIGN.md §3, the same as ``sim.golden.crossbar_mvm``:
+
+* cells hold the offset-binary slices of the weights (``u = w + 2**(w_bits-1)``, which
+  for two's complement is ``w`` with its sign bit flipped), LSB slice first, one column
+  per slice; the last column is the reference column, every cell at level 1;
+* an MVM applies the input bit-serially, ``dac_bits`` per input cycle, LSB first;
+* ``cols_per_adc`` columns share one ADC and are converted one after another, so an
+  input cycle takes ``cols_per_adc`` clocks and all ADCs work in parallel;
+* each converted value ``q`` is shifted into its output's accumulator
+  (``<< t*dac_bits + k*cell_bits``), the reference column into its own, and the result
+  is ``acc - 2**(w_bits-1) * acc_ref``.
+
+Accumulating per output rather than per column is the same sum in another order
+(integer addition, no rounding), so the result is bit-exact to the per-column
+shift-add of the spec while needing ``outputs + 1`` accumulators instead of ``cols``.
+
+Timing (``gen.perf.crossbar_latency``): accept on edge 0; conversions on the
+``mvm_clocks`` clocks that follow; ADC codes latched (+1) and accumulated (+1); the
+result is offered from then on and the next input is taken on the edge it is handed over.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from gen.config import CrossbarConfig
+
+__all__ = ["Crossbar", "crossbar_signature_layouts", "encode_row"]
+
+
+def crossbar_signature_layouts(cfg: CrossbarConfig):
+    """Payload layouts of the crossbar's three streams: ``(input, output, write)``."""
+    x = data.ArrayLayout(unsigned(cfg.a_bits), cfg.rows)
+    y = data.ArrayLayout(signed(cfg.dot_bits), cfg.outputs)
+    w = data.StructLayout({
+        "row": unsigned(max(1, ceil_log2(cfg.rows))),
+        "weights": data.ArrayLayout(signed(cfg.w_bits), cfg.outputs),
+    })
+    return x, y, w
+
+
+def encode_row(weights, cfg: CrossbarConfig) -> int:
+    """The cell levels of one crossbar row as an integer, ``cell_bits`` per column.
+
+    ``weights`` holds up to ``cfg.outputs`` signed weights; missing outputs hold ``w = 0``.
+    Unused columns hold level 0 and the reference column level 1.
+    """
+    weights = list(int(v) for v in weights)
+    if len(weights) > cfg.outputs:
+        raise ValueError(f"a crossbar row holds at most {cfg.outputs} weights, got {len(weights)}")
+    weights += [0] * (cfg.outputs - len(weights))
+    word = 0
+    for o, w in enumerate(weights):
+        if not -cfg.weight_offset <= w < cfg.weight_offset:
+            raise ValueError(f"weight {w} does not fit w_bits={cfg.w_bits}")
+        u = w + cfg.weight_offset
+        word |= u << (o * cfg.slices * cfg.cell_bits)
+    word |= 1 << (cfg.ref_col * cfg.cell_bits)
+    return word
+
+
+def _tree_sum(values):
+    """Balanced adder tree (shorter carry paths than a chain)."""
+    values = list(values)
+    while len(values) > 1:
+        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+class Crossbar(wiring.Component):
+    """One RRAM crossbar with its periphery, generated from a :class:`CrossbarConfig`.
+
+    Ports:
+        i: stream in, one input vector of ``rows`` unsigned activations.
+        o: stream out, the ``outputs`` signed dot products (``dot_bits`` wide each).
+        w: stream in, re-programs one row (``row``, ``weights[outputs]``); taken only
+           while the crossbar is idle, ahead of a waiting input.
+        busy: high while an MVM is in flight or its result is waiting.
+
+    Args:
+        cfg: the crossbar configuration.
+        weights: initial weights ``[n_rows <= rows, n_out <= outputs]`` (int); missing
+            rows and outputs hold ``w = 0``. ``None`` means all zero.
+    """
+
+    def __init__(self, cfg: CrossbarConfig, weights=None):
+        self.cfg = cfg
+        if weights is None:
+            weights = np.zeros((cfg.rows, cfg.outputs), dtype=np.int64)
+        weights = np.asarray(weights)
+        if weights.ndim != 2 or weights.shape[0] > cfg.rows or weights.shape[1] > cfg.outputs:
+            raise ValueError(
+                f"initial weights of shape {weights.shape} do not fit a crossbar of "
+                f"{cfg.rows} rows x {cfg.outputs} outputs")
+        self.init_rows = [encode_row(weights[r] if r < weights.shape[0] else [], cfg) for r in range(cfg.rows)]
+        x_layout, y_layout, w_layout = crossbar_signature_layouts(cfg)
+        super().__init__({
+            "i": In(stream.Signature(x_layout)),
+            "o": Out(stream.Signature(y_layout)),
+            "w": In(stream.Signature(w_layout)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        cb, cpa, n_steps = cfg.cell_bits, cfg.cols_per_adc, cfg.mvm_clocks
+
+        # --- cell array: one register per row, cell_bits per column -----------------------
+        cells = [Signal(cfg.cols * cb, name=f"row{r}", init=self.init_rows[r]) for r in range(cfg.rows)]
+
+        # --- control -------------------------------------------------------------------
+        running = Signal()            # conversions and their pipeline in flight
+        done = Signal()               # result waiting on `o`
+        step = Signal(range(n_steps + 1))
+        mux = Signal(range(cpa))      # column within each ADC's group
+        shift = Signal(range(cfg.a_bits + 1))  # t * dac_bits of the current input cycle
+        x = Signal(cfg.rows * cfg.a_bits)      # input vector, shifted right each input cycle
+
+        idle = ~running & ~done
+        m.d.comb += [
+            self.busy.eq(~idle),
+            self.w.ready.eq(idle),
+            self.i.ready.eq((idle & ~self.w.valid) | (done & self.o.ready)),
+            self.o.valid.eq(done),
+        ]
+        accept = self.i.valid & self.i.ready
+
+        # --- re-programming: one row, offset binary = sign bit flipped ------------------
+        enc = Signal(cfg.cols * cb)
+        for o in range(cfg.outputs):
+            wv = self.w.payload.weights[o].as_unsigned()
+            m.d.comb += enc[o * cfg.slices * cb:(o + 1) * cfg.slices * cb].eq(
+                wv ^ Const(cfg.weight_offset, cfg.w_bits))
+        m.d.comb += enc[cfg.ref_col * cb:(cfg.ref_col + 1) * cb].eq(1)
+        with m.If(self.w.valid & self.w.ready):
+            for r in range(cfg.rows):
+                with m.If(self.w.payload.row == r):
+                    m.d.sync += cells[r].eq(enc)
+
+        # --- analog part: column sums of the selected column of every ADC ---------------
+        xt = [x.word_select(r, cfg.a_bits)[:cfg.dac_bits] for r in range(cfg.rows)]
+        q = []
+        for a in range(cfg.num_adcs):
+            group = [cells[r][a * cpa * cb:min(cfg.cols, (a + 1) * cpa) * cb] for r in range(cfg.rows)]
+            levels = [g.word_select(mux, cb) if len(g) > cb else g for g in group]
+            colsum = _tree_sum(xt[r] * levels[r] for r in range(cfg.rows))
+            coarse = colsum >> cfg.adc_shift
+            code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse)
+            q.append((code << cfg.adc_shift)[:cfg.adc_out_bits])
+
+        # ADC output latch: the codes and the position they belong to.
+        q_reg = [Signal(cfg.adc_out_bits, name=f"q{a}") for a in range(cfg.num_adcs)]
+        q_valid = Signal()
+        q_mux = Signal.like(mux)
+        q_shift = Signal.like(shift)
+        m.d.sync += [qr.eq(qv) for qr, qv in zip(q_reg, q)]
+        m.d.sync += [q_valid.eq(running & (step < n_steps)), q_mux.eq(mux), q_shift.eq(shift)]
+
+        # --- shift-add: route each latched code to its output's accumulator -------------
+        acc_bits = cfg.dot_max.bit_length()
+        acc = [Signal(acc_bits, name=f"acc{o}") for o in range(cfg.outputs)]
+        acc_ref = Signal((cfg.rows * ((1 << cfg.a_bits) - 1)).bit_length(), name="acc_ref")
+        terms = {o: {mm: [] for mm in range(cpa)} for o in range(cfg.outputs)}
+        ref_terms = {mm: [] for mm in range(cpa)}
+        for a in range(cfg.num_adcs):
+            for mm in range(cpa):
+                c = a * cpa + mm
+                if c == cfg.ref_col:
+                    ref_terms[mm].append(q_reg[a])
+                elif c < cfg.outputs * cfg.slices:
+                    terms[c // cfg.slices][mm].append(q_reg[a] << ((c % cfg.slices) * cb))
+        with m.If(accept):
+            m.d.sync += [ac.eq(0) for ac in acc] + [acc_ref.eq(0)]
+        with m.Elif(q_valid):
+            with m.Switch(q_mux):
+                for mm in range(cpa):
+                    with m.Case(mm):
+                        for o in range(cfg.outputs):
+                            if terms[o][mm]:
+                                m.d.sync += acc[o].eq(acc[o] + (_tree_sum(terms[o][mm]) << q_shift))
+                        if ref_terms[mm]:
+                            m.d.sync += acc_ref.eq(acc_ref + (ref_terms[mm][0] << q_shift))
+
+        for o in range(cfg.outputs):
+            m.d.comb += self.o.payload[o].eq(acc[o] - (acc_ref << (cfg.w_bits - 1)))
+
+        # --- sequencing -------------------------------------------------------------------
+        with m.If(accept):
+            m.d.sync += [x.eq(self.i.payload.as_value()), running.eq(1), done.eq(0),
+                         step.eq(0), mux.eq(0), shift.eq(0)]
+        with m.Elif(running):
+            with m.If(step == n_steps):
+                # the last code was latched on the previous edge and is accumulated now
+                m.d.sync += [running.eq(0), done.eq(1)]
+            with m.Else():
+                m.d.sync += step.eq(step + 1)
+                with m.If(mux == cpa - 1):
+                    m.d.sync += [mux.eq(0), shift.eq(shift + cfg.dac_bits)]
+                    m.d.sync += [x.word_select(r, cfg.a_bits).eq(x.word_select(r, cfg.a_bits) >> cfg.dac_bits)
+                                 for r in range(cfg.rows)]
+                with m.Else():
+                    m.d.sync += mux.eq(mux + 1)
+        with m.Elif(done & self.o.ready):
+            m.d.sync += done.eq(0)
+        return m

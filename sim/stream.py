@@ -1,0 +1,136 @@
+"""Reusable cocotb stream drivers and monitors for ``amaranth.lib.stream`` ports.
+
+Amaranth names a stream port ``<name>__valid``, ``<name>__ready`` and
+``<name>__payload`` (the payload flattened to one vector, first field/element in the
+least significant bits). Timing convention used by every class here: a beat is
+transferred on the rising edge at which ``valid & ready`` is high; the transfer is
+recorded with the index of that edge as counted by :class:`CycleCounter`, so a
+difference of two records is a clock count.
+"""
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
+
+
+@dataclass
+class StreamPort:
+    """The three signals of one stream port of a DUT."""
+
+    valid: Any
+    ready: Any
+    payload: Any
+
+    @classmethod
+    def of(cls, dut, name: str) -> "StreamPort":
+        return cls(getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__ready"), getattr(dut, f"{name}__payload"))
+
+
+class CycleCounter:
+    """Counts rising edges. Read ``now`` in the ReadOnly phase: it is then the index of
+    the edge that just happened."""
+
+    def __init__(self, clk):
+        self.clk = clk
+        self.now = 0
+
+    def start(self) -> "CycleCounter":
+        cocotb.start_soon(self._run())
+        return self
+
+    async def _run(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.now += 1
+
+
+def pack(values: Iterable[int], width: int) -> int:
+    """Flatten element values (two's complement where negative) into one payload integer."""
+    word, mask = 0, (1 << width) - 1
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * width)
+    return word
+
+
+def unpack(word: int, width: int, count: int, signed: bool = False) -> list[int]:
+    """Split a payload integer into ``count`` elements of ``width`` bits."""
+    mask, out = (1 << width) - 1, []
+    for i in range(count):
+        v = (word >> (i * width)) & mask
+        if signed and v >> (width - 1):
+            v -= 1 << width
+        out.append(v)
+    return out
+
+
+class StreamDriver:
+    """Drives beats into a stream sink port, honouring ``ready``.
+
+    ``gap_prob`` is the probability of holding ``valid`` low for a cycle between beats
+    (random gaps on the input). Once ``valid`` is raised with a payload it is held,
+    unchanged, until the beat is taken, as the stream rules require.
+    """
+
+    def __init__(self, clk, port: StreamPort, counter: CycleCounter, *, gap_prob: float = 0.0,
+                 rng: random.Random | None = None):
+        self.clk, self.port, self.counter = clk, port, counter
+        self.gap_prob, self.rng = gap_prob, rng or random.Random(0)
+        self.queue: deque[int] = deque()
+        self.accepted: list[tuple[int, int]] = []   # (edge index, payload)
+        self.port.valid.value = 0
+
+    def send(self, payloads: Iterable[int]) -> None:
+        self.queue.extend(int(p) for p in payloads)
+
+    def start(self) -> "StreamDriver":
+        cocotb.start_soon(self._run())
+        return self
+
+    async def _run(self):
+        holding = False
+        while True:
+            await RisingEdge(self.clk)
+            if not holding:
+                if self.queue and not (self.gap_prob and self.rng.random() < self.gap_prob):
+                    self.port.payload.value = self.queue[0]
+                    self.port.valid.value = 1
+                    holding = True
+                else:
+                    self.port.valid.value = 0
+            await ReadOnly()
+            if holding and int(self.port.ready.value):
+                # seen now, transferred on the coming edge
+                self.accepted.append((self.counter.now + 1, self.queue.popleft()))
+                holding = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue
+
+
+class StreamSink:
+    """Takes beats from a stream source port; ``ready_prob`` < 1 applies random back-pressure."""
+
+    def __init__(self, clk, port: StreamPort, counter: CycleCounter, *, ready_prob: float = 1.0,
+                 rng: random.Random | None = None):
+        self.clk, self.port, self.counter = clk, port, counter
+        self.ready_prob, self.rng = ready_prob, rng or random.Random(1)
+        self.received: list[tuple[int, int]] = []   # (edge index, payload)
+        self.port.ready.value = 0
+
+    def start(self) -> "StreamSink":
+        cocotb.start_soon(self._run())
+        return self
+
+    async def _run(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.port.ready.value = int(self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob)
+            await ReadOnly()
+            if int(self.port.valid.value) and int(self.port.ready.value):
+                self.received.append((self.counter.now + 1, int(self.port.payload.value)))
