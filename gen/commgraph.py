@@ -310,9 +310,12 @@ def comm_graph(source, cfg=None, *, crossbars_per_core: int | None = None, psum_
         net = source
     else:
         plan = source
-        net = plan.net if hasattr(plan, "net") else plan.network
-        cfg = cfg or getattr(plan, "cfg", None) or getattr(plan, "config", None)
-    cfg = cfg or CrossbarConfig()
+        net = plan.network
+        cfg = cfg or plan.chip
+    if cfg is None:
+        cfg = _default_crossbar()
+    if hasattr(cfg, "crossbar"):  # a ChipConfig
+        cfg = cfg.crossbar
     counts = dict(crossbars or {})
     if plan is not None and not crossbars:
         counts = plan_crossbars(plan)
@@ -374,11 +377,57 @@ def comm_graph(source, cfg=None, *, crossbars_per_core: int | None = None, psum_
 
 
 def plan_crossbars(plan) -> dict[str, int]:
-    """Per-layer crossbar counts of a MappingPlan (adapter; see :func:`comm_graph`)."""
-    raise NotImplementedError  # filled in once gen/mapping.py exists
+    """Per-layer crossbar (subarray) counts of a ``gen.mapping.MappingPlan``, all replicas."""
+    return {lp.name: lp.n_subarrays for lp in plan.weight_layers}
 
 
 def plan_interval(plan) -> int | None:
-    """Pipelined initiation interval (clocks per image) of a MappingPlan, if the cycle
-    model provides one."""
+    """Pipelined initiation interval (clocks per image) of a plan, when the cycle model
+    (``gen.perf.estimate``) reports one; None otherwise (then :func:`pipeline_interval`)."""
+    try:
+        from gen.perf import estimate
+    except ImportError:
+        return None
+    try:
+        est = estimate(plan)
+    except Exception:  # the cycle model may not support this plan (yet)
+        return None
+    for key in ("interval", "pipeline_interval", "initiation_interval", "ii"):
+        v = est.get(key) if isinstance(est, dict) else getattr(est, key, None)
+        if isinstance(v, (int, float)) and v > 0:
+            return int(v)
     return None
+
+
+def _default_crossbar():
+    try:
+        from gen.config import ChipConfig
+        return ChipConfig().crossbar
+    except ImportError:
+        from gen.config import CrossbarConfig
+        return CrossbarConfig()
+
+
+def build_comm_graph(network, cfg=None, *, crossbars_per_core=None, psum_bits=DEFAULT_PSUM_BITS,
+                     mapping: str = "conventional") -> CommGraph:
+    """CLI entry: zoo name or Network -> CommGraph through ``gen.mapping.map_network``
+    (per-layer subarray counts of the plan; one replica per layer), or from the network IR
+    with the conventional crossbar count when ``gen.mapping`` is not available.
+    ``cfg`` is a ``ChipConfig`` or a ``CrossbarConfig`` (default: the ``ChipConfig`` defaults)."""
+    from gen.network import zoo
+    net = zoo(network) if isinstance(network, str) else network
+    try:
+        from gen.config import ChipConfig
+        from gen.mapping import map_network
+    except ImportError:
+        if mapping != "conventional":
+            raise ValueError(f"mapping {mapping!r} needs gen.mapping, which is not available") from None
+        return comm_graph(net, cfg, crossbars_per_core=crossbars_per_core, psum_bits=psum_bits)
+    if cfg is None:
+        chip = ChipConfig()
+    elif isinstance(cfg, ChipConfig):
+        chip = cfg
+    else:
+        chip = ChipConfig(crossbar=cfg)
+    plan = map_network(net, chip, mapping=mapping)
+    return comm_graph(plan, crossbars_per_core=crossbars_per_core, psum_bits=psum_bits)

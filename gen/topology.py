@@ -136,11 +136,8 @@ def prism(n: int, k: int = 5) -> Topology:
     g = nx.Graph()
     g.add_nodes_from(range(n))
     g.add_edges_from((i, j) for i in range(n) for j in range(i + 1, min(n, i + k)))
-    pos = {}
-    for i in range(n):
-        line, p = i % k, i // k
-        ang = 2 * math.pi * line / k
-        pos[i] = (p + line / k + 0.35 * math.cos(ang), 1.2 * math.sin(ang) + 0.6 * math.cos(ang) * 0)
+    # drawn as the k parallel lines (rows), cores advancing along them helically
+    pos = {i: (i // k + 0.2 * (i % k), -float(i % k)) for i in range(n)}
     return Topology("kpp", n, g, {"k": k}, pos)
 
 
