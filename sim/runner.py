@@ -105,10 +105,18 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
             extra_env={"PIMGEN_TB_ARGS": str(args_file), "PIMGEN_TB_RESULT": str(result_file),
                        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                       os.environ.get("PYTHONPATH", "")])})
+    except SystemExit:
+        # cocotb's runner exits when a test fails while pytest runs it; the results file
+        # is still there and says what happened.
+        results_xml = run_dir / "results.xml"
     except (RuntimeError, OSError) as e:
         raise SimulationError(f"{sim} run of {test_module} failed ({e}); log {run_dir / 'sim.log'}:\n"
                               + _tail(run_dir / "sim.log")) from None
-    n_tests, n_fail = get_results(Path(results_xml))
+    try:
+        n_tests, n_fail = get_results(Path(results_xml))
+    except RuntimeError:
+        raise SimulationError(f"{sim} run of {test_module} left no results; log {run_dir / 'sim.log'}:\n"
+                              + _tail(run_dir / "sim.log")) from None
     data = json.loads(result_file.read_text()) if result_file.exists() else {}
     wave_files = sorted(list(run_dir.glob("*.fst")) + list(run_dir.glob("*.vcd")) + list(build_dir.glob("*.fst")))
     return SimResult(passed=(n_tests > 0 and n_fail == 0), sim=sim, data=data,
