@@ -189,3 +189,126 @@ class CrossbarConfig:
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
         return cls.from_dict(data.get("crossbar", data))
+
+
+def _paper_crossbar() -> "CrossbarConfig":
+    return CrossbarConfig(rows=128, cols=128, cell_bits=1, w_bits=8, a_bits=8, dac_bits=1, adc_bits=None,
+                          adc_shift=0, cols_per_adc=8)
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """The whole chip: crossbar (subarray) config plus the hierarchy chip → tiles → PEs → subarrays.
+
+    The defaults mirror the seed paper's case study (Peng, Liu, Yu, TCAS-I 2020, run with
+    DNN+NeuroSim): RRAM 128×128 subarrays, 8-bit weights and activations, 1 bit per cell,
+    1-bit (bit-serial) inputs, 8 columns per ADC (NeuroSim ``numColMuxed``), 1 GHz clock
+    (NeuroSim ``clkFreq``), 3×3 = 9 PEs per tile (the novel mapping's tile for 3×3 kernels).
+    The ADC is lossless here (NeuroSim's accuracy model uses 5 bits; the width does not
+    change any clock count, and a lossless ADC keeps both mappings bit-exact).
+    The subarrays per PE, buffer sizes and bus widths are **pimgen's choices** (the papers
+    do not publish them): see ``gen/presets/paper.toml``.
+
+    Attributes:
+        crossbar: the subarray (``CrossbarConfig``).
+        subarrays_per_pe: subarrays in one PE (they share the PE buffer and the PE bus).
+        pes_per_tile: PEs in one tile; a novel-mapped layer uses ``K*K`` of them (one per
+            kernel position), so the novel mapping needs ``K*K <= pes_per_tile``.
+        tiles: tiles on the chip, or ``None`` to size the chip to the network (reported).
+        global_buffer_kib, tile_buffer_kib, pe_buffer_kib: SRAM buffer sizes (reported;
+            the tile buffer holds the novel mapping's ``K-1`` line buffers).
+        global_bus_bits: bits per clock of the global bus (global buffer ↔ a layer's tiles).
+        tile_bus_bits: bits per clock of a tile bus (tile buffer ↔ the tile's PEs).
+        pe_bus_bits: bits per clock of a PE bus (PE buffer ↔ its subarrays) and of the
+            PE-to-PE neighbour links of the novel mapping.
+        clock_mhz: clock frequency, used only to report time and images/s.
+    """
+
+    crossbar: CrossbarConfig = dataclasses.field(default_factory=_paper_crossbar)
+    subarrays_per_pe: int = 4
+    pes_per_tile: int = 9
+    tiles: int | None = None
+    global_buffer_kib: int = 1024
+    tile_buffer_kib: int = 64
+    pe_buffer_kib: int = 4
+    global_bus_bits: int = 256
+    tile_bus_bits: int = 256
+    pe_bus_bits: int = 128
+    clock_mhz: int = 1000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crossbar, CrossbarConfig):
+            raise ValueError(f"crossbar={self.crossbar!r} is not allowed: crossbar must be a CrossbarConfig")
+        _check_int("subarrays_per_pe", self.subarrays_per_pe, 1, 4096)
+        _check_int("pes_per_tile", self.pes_per_tile, 1, 4096)
+        if self.tiles is not None:
+            _check_int("tiles", self.tiles, 1, None, "None (sized to the network) or an integer >= 1")
+        _check_int("global_buffer_kib", self.global_buffer_kib, 1, 1 << 20)
+        _check_int("tile_buffer_kib", self.tile_buffer_kib, 1, 1 << 20)
+        _check_int("pe_buffer_kib", self.pe_buffer_kib, 1, 1 << 20)
+        _check_int("global_bus_bits", self.global_bus_bits, 1, 1 << 16)
+        _check_int("tile_bus_bits", self.tile_bus_bits, 1, 1 << 16)
+        _check_int("pe_bus_bits", self.pe_bus_bits, 1, 1 << 16)
+        _check_int("clock_mhz", self.clock_mhz, 1, 100_000)
+
+    # --- derived ---------------------------------------------------------------------
+    @property
+    def subarrays_per_tile(self) -> int:
+        return self.subarrays_per_pe * self.pes_per_tile
+
+    @property
+    def weights_per_subarray(self) -> int:
+        """Signed weights one subarray holds: ``rows * outputs``."""
+        return self.crossbar.rows * self.crossbar.outputs
+
+    @property
+    def clock_hz(self) -> int:
+        return self.clock_mhz * 1_000_000
+
+    @property
+    def max_novel_kernel(self) -> int:
+        """Largest K whose ``K*K`` kernel positions fit one tile's PEs."""
+        return math.isqrt(self.pes_per_tile)
+
+    # --- I/O -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["tiles"] is None:
+            del d["tiles"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ChipConfig":
+        """Build from a mapping (``crossbar`` a nested mapping); unknown keys are refused."""
+        d = dict(d)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown chip field(s) {unknown}; allowed: {sorted(names)}")
+        if isinstance(d.get("crossbar"), dict):
+            d["crossbar"] = CrossbarConfig.from_dict(d["crossbar"])
+        return cls(**d)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "ChipConfig":
+        """Load from TOML: a ``[chip]`` table (or the top level) plus a ``[crossbar]`` table."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        chip = dict(data.get("chip", {k: v for k, v in data.items() if k != "crossbar"}))
+        if "crossbar" in data:
+            chip["crossbar"] = data["crossbar"]
+        return cls.from_dict(chip)
+
+    @classmethod
+    def preset(cls, name: str) -> "ChipConfig":
+        """A preset shipped in ``gen/presets/<name>.toml`` (``paper``: the seed paper's case study)."""
+        p = Path(__file__).parent / "presets" / f"{name}.toml"
+        if not p.exists():
+            avail = sorted(q.stem for q in p.parent.glob("*.toml"))
+            raise ValueError(f"unknown preset {name!r}; available: {', '.join(avail) or 'none'}")
+        return cls.from_toml(p)
