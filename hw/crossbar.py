@@ -97,10 +97,15 @@ class Crossbar(wiring.Component):
             weights = np.zeros((cfg.rows, cfg.outputs), dtype=np.int64)
         weights = np.asarray(weights)
         if weights.ndim != 2 or weights.shape[0] > cfg.rows or weights.shape[1] > cfg.outputs:
+            self._MustUse__silence = True   # refused, not forgotten: no "never used" warning
             raise ValueError(
                 f"initial weights of shape {weights.shape} do not fit a crossbar of "
                 f"{cfg.rows} rows x {cfg.outputs} outputs")
-        self.init_rows = [encode_row(weights[r] if r < weights.shape[0] else [], cfg) for r in range(cfg.rows)]
+        try:
+            self.init_rows = [encode_row(weights[r] if r < weights.shape[0] else [], cfg) for r in range(cfg.rows)]
+        except ValueError:
+            self._MustUse__silence = True
+            raise
         x_layout, y_layout, w_layout = crossbar_signature_layouts(cfg)
         super().__init__({
             "i": In(stream.Signature(x_layout)),

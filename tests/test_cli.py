@@ -1,0 +1,47 @@
+"""The ``pimgen`` command line: help, JSON output, exit statuses, one-line errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from gen.cli import main
+
+PIMGEN = [sys.executable, "-m", "gen.cli"]
+
+
+def test_help_lists_commands():
+    out = subprocess.run(PIMGEN + ["--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("crossbar", "demo"):
+        assert cmd in out
+
+
+def test_crossbar_json(capsys, sim_cache, monkeypatch):
+    monkeypatch.setenv("PIMGEN_SIM_CACHE", str(sim_cache))
+    rc = main(["crossbar", "--rows", "8", "--cols", "9", "--cell-bits", "1", "--vectors", "4", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert rep["passed"] is True and rep["mismatches"] == 0
+    assert rep["measured_clocks"] == rep["predicted_clocks"] == 8 * 8 + 2
+
+
+def test_crossbar_mismatch_exits_1(capsys, monkeypatch):
+    import hw.crossbar as hwx
+    import sim.crossbar_check as chk
+
+    class Broken(hwx.Crossbar):
+        def __init__(self, cfg, weights):
+            super().__init__(cfg, -np.asarray(weights).clip(-127, 127))
+
+    monkeypatch.setattr(chk, "Crossbar", Broken)
+    rc = main(["crossbar", "--rows", "8", "--cols", "9", "--cell-bits", "1", "--vectors", "3"])
+    assert rc == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_bad_config_is_one_line_exit_2():
+    r = subprocess.run(PIMGEN + ["crossbar", "--cell-bits", "3"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "pimgen crossbar: error: cell_bits=3 is not allowed: cell_bits must be one of 1, 2, 4"
+    r = subprocess.run(PIMGEN + ["crossbar", "--config", "/nonexistent.toml"], capture_output=True, text=True)
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
