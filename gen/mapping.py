@@ -323,9 +323,9 @@ def map_network(net: Network, chip: ChipConfig | None = None, mapping: str = "co
                        raw_output=net.is_raw_output(layer))
         layers.append(lp)
         if not layer.has_weights:
-            # pooling / Add units are replicated with their producers (one per replica)
-            dups = [lp_by[i].duplication for i in layer.inputs if i in lp_by]
-            lp.duplication = lp.requested_duplication = max(dups, default=1)
+            # pooling / Add units are replicated with their (first, main-path) producer
+            src = lp_by.get(layer.inputs[0])
+            lp.duplication = lp.requested_duplication = src.duplication if src else 1
             lp_by[layer.name] = lp
             continue
         lp_by[layer.name] = lp

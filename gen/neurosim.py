@@ -123,7 +123,7 @@ def parse_neurosim_csv(text: str, name: str = "neurosim") -> Network:
             except ValueError as e:
                 raise _bad(ln, f"pooling flag set but {e}") from None
             layers.append(pl)
-            order.append(pl.name)
+            order[-1] = pl.name          # a pooled layer's own output is not kept: no branch reads it
             prev = pl.name
     try:
         return Network(name, shapes[INPUT], layers, "read from a NeuroSim network file")

@@ -1,0 +1,116 @@
+"""Cycle model: hand-checkable single layers, worked out here from the formulas' definitions."""
+import dataclasses
+
+import pytest
+
+from gen.config import ChipConfig, CrossbarConfig
+from gen.mapping import map_network
+from gen.network import Add, Conv2d, MaxPool, Network, zoo
+from gen.perf import adder_tree_clocks, crossbar_latency, estimate, transfer_clocks
+
+# 16-row crossbar, 2-bit cells -> 4 columns per 8-bit weight, 17 columns -> 4 outputs;
+# 4 columns per ADC -> 8 input cycles * 4 = 32 conversion clocks (+ the crossbar's pipeline).
+XB = CrossbarConfig(rows=16, cols=17, cell_bits=2, cols_per_adc=4)
+CHIP = ChipConfig(crossbar=XB, subarrays_per_pe=2, pes_per_tile=9, global_bus_bits=32, tile_bus_bits=16,
+                  pe_bus_bits=8, clock_mhz=100)
+NET = Network("one", (4, 5, 5), [Conv2d(name="c", cin=4, cout=6, k=3, stride=1, pad=1)])
+L = crossbar_latency(XB)
+
+
+def test_helpers():
+    assert XB.outputs == 4 and XB.mvm_clocks == 32
+    assert transfer_clocks(0, 8) == 0 and transfer_clocks(1, 8) == 1 and transfer_clocks(17, 8) == 3
+    assert [adder_tree_clocks(n) for n in (1, 2, 3, 4, 5, 9)] == [0, 1, 2, 2, 3, 4]
+
+
+def test_conventional_layer_by_hand():
+    """Matrix 36 x 6: row-blocks 16,16,4; column-blocks 4,2 -> 6 blocks, 2 per PE:
+    PE0 = (c0: r0, r1), PE1 = (c0: r2; c1: r0), PE2 = (c1: r1, r2); one tile.
+    gbus_in = ceil(36*8/32) = 9, tbus_in = ceil(288/16) = 18, pbus_in = ceil(32 rows*8/8) = 32,
+    accumulate = ceil(log2 3) = 2, post = 1, gbus_out = ceil(6 raw outputs * 32 bits / 32) = 6.
+    25 output pixels: fill + 24 * II."""
+    plan = map_network(NET, CHIP, mapping="conventional")
+    lt = estimate(plan).layers[0]
+    assert lt.step == {"gbus_in": 9, "tbus_in": 18, "pe_pass": 0, "pbus_in": 32, "mvm": L, "accumulate": 2,
+                       "post": 1, "gbus_out": 6}
+    ii = max(9, 18, 32, L, 2, 1, 6)
+    fill = 9 + 18 + 32 + L + 2 + 1 + 6
+    assert lt.interval == ii
+    assert lt.clocks == fill + 24 * ii
+    serial = estimate(plan, overlap=False).layers[0]
+    assert serial.clocks == 25 * fill
+
+
+def test_novel_layer_by_hand():
+    """Novel: each kernel position holds a 4 x 6 matrix: one row-block, column-blocks 4,2 ->
+    one group of 2 subarrays per PE, one tile of 9 PEs, n_t = 4 channels.
+    gbus_in = ceil(1*1*4*8/32) = 1, tbus_in = ceil(1*3*4*8/16) = 6 (row start ceil(9*32/16) = 18),
+    pe_pass = pbus_in = ceil(4*8/8) = 4, accumulate = ceil(log2 9) = 4, post 1, gbus_out 6.
+    prologue = ceil((3-1-1) * 5 * 4 * 8 / 32) = 5. 5x5 outputs:
+    prologue + fill + 4 * II1 + 5 * 4 * II."""
+    plan = map_network(NET, CHIP, mapping="novel")
+    lp = plan["c"]
+    assert lp.mapping == "novel" and (lp.n_subarrays, lp.n_pes, lp.n_tiles) == (18, 9, 1)
+    lt = estimate(plan).layers[0]
+    assert lt.step == {"gbus_in": 1, "tbus_in": 6, "pe_pass": 4, "pbus_in": 4, "mvm": L, "accumulate": 4,
+                       "post": 1, "gbus_out": 6}
+    assert lt.first["tbus_in"] == 18 and lt.prologue == 5
+    ii, ii1 = max(1, 6, 4, 4, L, 4, 1, 6), max(1, 18, 4, 4, L, 4, 1, 6)
+    fill = 1 + 18 + 4 + 4 + L + 4 + 1 + 6
+    assert lt.clocks == 5 + fill + 4 * ii1 + 5 * 4 * ii
+    s = estimate(plan, overlap=False).layers[0]
+    steady = 1 + 6 + 4 + 4 + L + 4 + 1 + 6
+    assert s.clocks == 5 + fill + 4 * fill + 5 * 4 * steady
+
+
+def test_duplication_by_hand():
+    """Two replicas: 5x5 output in bands of 3 and 2 rows; both replicas' 3 PEs share the tile,
+    so the tile receives 2 x 36 rows per step: gbus_in = 18, tbus_in = 36, gbus_out = 12 values."""
+    plan = map_network(NET, CHIP, mapping="conventional", duplication=2)
+    lp = plan["c"]
+    assert lp.regions == [(0, 3, 0, 5), (3, 5, 0, 5)] and lp.n_tiles == 1 and lp.n_pes == 6
+    lt = estimate(plan).layers[0]
+    assert (lt.step["gbus_in"], lt.step["tbus_in"], lt.step["gbus_out"]) == (18, 36, 12)
+    ii = max(18, 36, 32, L, 2, 1, 12)
+    assert lt.clocks == (18 + 36 + 32 + L + 2 + 1 + 12) + (15 - 1) * ii
+
+
+def test_post_layers_and_network_totals():
+    net = Network("two", (4, 6, 6), [Conv2d(name="a", cin=4, cout=4, k=3, pad=1),
+                                     Add(name="j", inputs=("a", "input")),
+                                     MaxPool(name="p", k=2),
+                                     Conv2d(name="b", cin=4, cout=2, k=1)])
+    for pipe in (False, True):
+        plan = map_network(net, CHIP, duplication=1, pipeline=pipe)
+        est = estimate(plan)
+        j, p = est["j"], est["p"]
+        assert j.clocks == 36 * transfer_clocks(2 * 4 * 8, 32)       # 36 pixels, two 32-bit vectors each
+        assert p.clocks == 36 * transfer_clocks(4 * 8, 32)
+        assert est.latency_clocks == sum(lt.clocks for lt in est.layers)
+        if pipe:
+            assert est.interval_clocks == max(lt.clocks for lt in est.layers)
+        else:
+            assert est.interval_clocks == est.latency_clocks
+        assert est.total_clocks == est.interval_clocks
+        assert est.fps == pytest.approx(100e6 / est.interval_clocks)
+
+
+def test_novel_beats_conventional_only_where_a_bus_is_the_bottleneck():
+    r34 = zoo("resnet34")
+    conv, nov = (estimate(map_network(r34, mapping=m)) for m in ("conventional", "novel"))
+    # layer1 (64 channels) is MVM-bound in both mappings
+    assert conv["layer1.0.conv1"].bound == nov["layer1.0.conv1"].bound == "mvm"
+    # layer4 (512 channels): the conventional window (4608 x 8 bits) saturates the global bus
+    assert conv["layer4.1.conv1"].bound == "gbus_in"
+    assert conv["layer4.1.conv1"].step["gbus_in"] == 4608 * 8 // 256
+    assert nov["layer4.1.conv1"].clocks < conv["layer4.1.conv1"].clocks
+    assert nov.traffic()["global"] < conv.traffic()["global"]
+    assert conv.total_clocks > 0 and nov.to_dict()["layers"][0]["name"] == "conv1"
+
+
+def test_bus_width_moves_the_bottleneck():
+    wide = dataclasses.replace(ChipConfig(), global_bus_bits=8192, tile_bus_bits=8192, pe_bus_bits=8192)
+    r34 = zoo("resnet34")
+    e = estimate(map_network(r34, wide, mapping="conventional"))
+    assert all(lt.bound in ("mvm", "gbus_in") for lt in e.layers)
+    assert e["layer4.1.conv1"].bound == "mvm"
