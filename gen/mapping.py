@@ -237,12 +237,25 @@ def neurosim_duplication(net: Network, speedup: int | None = None) -> dict[str, 
     return out
 
 
+def balanced_duplication(net: Network, chip: ChipConfig, mapping: str, speedup: int | None = 8) -> dict[str, int]:
+    """Duplication from the cycle model (``duplication="balance"``): with every layer mapped
+    once, the target stage time is ``T = ceil(max_l clocks_l / speedup)`` and weight layer
+    ``l`` gets ``ceil(clocks_l / T)`` replicas (``speedup`` None = 8)."""
+    from gen.perf import estimate
+    est = estimate(map_network(net, chip, mapping=mapping, duplication=1))
+    d = 8 if speedup is None else max(1, int(speedup))
+    target = _cdiv(max(lt.clocks for lt in est.layers), d)
+    return {lt.name: max(1, _cdiv(lt.clocks, target)) for lt in est.layers if net[lt.name].has_weights}
+
+
 def _requested_dup(net: Network, duplication, pipeline: bool, speedup: int | None) -> dict[str, int]:
     names = [l.name for l in net.weight_layers]
     if duplication is None:
         duplication = "auto" if pipeline else 1
     if duplication == "auto":
         return neurosim_duplication(net, speedup)
+    if duplication == "balance":
+        return None  # resolved in map_network from the cycle model
     if isinstance(duplication, int) and not isinstance(duplication, bool):
         if duplication < 1:
             raise ValueError(f"duplication={duplication} is not allowed: must be >= 1")
@@ -255,7 +268,8 @@ def _requested_dup(net: Network, duplication, pipeline: bool, speedup: int | Non
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"duplication[{k!r}]={v!r} is not allowed: must be an integer >= 1")
         return {n: duplication.get(n, 1) for n in names}
-    raise ValueError(f"duplication={duplication!r} is not allowed: use None, an int >= 1, a dict or 'auto'")
+    raise ValueError(f"duplication={duplication!r} is not allowed: use None, an int >= 1, a dict, 'auto' or "
+                     f"'balance'")
 
 
 # --- the two mappings -------------------------------------------------------------------
@@ -308,13 +322,16 @@ def map_network(net: Network, chip: ChipConfig | None = None, mapping: str = "co
         pipeline: plan a layer-pipelined chip (every layer busy on a different image);
             the cycle model then reports the pipeline's initiation interval.
         duplication: ``None`` (1, or ``"auto"`` when ``pipeline``), an int, a
-            ``{layer: replicas}`` dict, or ``"auto"`` (NeuroSim's rule with ``speedup``).
+            ``{layer: replicas}`` dict, ``"auto"`` (NeuroSim's rule with ``speedup``) or
+            ``"balance"`` (replicas in proportion to each layer's clocks).
         speedup: NeuroSim's speed-up degree ``d`` for ``"auto"`` (default 8, NeuroSim's ``speedUpDegree``; None = the maximum).
     """
     chip = chip or ChipConfig()
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping={mapping!r} is not allowed: use one of {', '.join(MAPPINGS)}")
     req = _requested_dup(net, duplication, pipeline, speedup)
+    if req is None:
+        req = balanced_duplication(net, chip, mapping, speedup)
     layers: list[LayerPlan] = []
     lp_by: dict[str, LayerPlan] = {}
     tile = 0

@@ -23,7 +23,6 @@ def crossbar_latency(cfg: CrossbarConfig) -> int:
 # =========================================================================================
 # Layer and network cycle model (issue 3).  Everything below reads a ``MappingPlan``.
 # =========================================================================================
-import math as _math
 from dataclasses import dataclass as _dataclass, field as _field
 
 #: Width of a raw (not requantized) output value: the last layer's int32 accumulators.

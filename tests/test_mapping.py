@@ -178,3 +178,15 @@ def test_chip_tile_limit_reported():
     plan = map_network(zoo("resnet20"), dataclasses.replace(ChipConfig(), tiles=3))
     assert not plan.fits
     assert map_network(zoo("digits"), ChipConfig()).fits
+
+
+def test_balanced_duplication_follows_layer_clocks():
+    from gen.perf import estimate
+    net = zoo("resnet20")
+    plan = map_network(net, ChipConfig(), pipeline=True, duplication="balance", speedup=4)
+    check_invariants(plan)
+    one = estimate(map_network(net, ChipConfig(), duplication=1))
+    target = -(-max(lt.clocks for lt in one.layers) // 4)
+    for lp in plan.weight_layers:
+        assert lp.requested_duplication == max(1, -(-one[lp.name].clocks // target))
+    assert estimate(plan).interval_clocks < one.total_clocks

@@ -38,7 +38,8 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--speedup", type=int, default=8,
                    help="NeuroSim speed-up degree for the pipelined chip's duplication [8]")
     g.add_argument("--duplication", metavar="N|auto",
-                   help="replicas per weight layer: an integer or 'auto' (NeuroSim's rule; default with --pipeline)")
+                   help="replicas per weight layer: an integer, 'auto' (NeuroSim's rule; default with --pipeline) or "
+                        "'balance' (in proportion to each layer's clocks)")
     g.add_argument("--serial", action="store_true",
                    help="cycle model without double-buffering (stages back to back, NeuroSim-style accounting)")
 
@@ -70,12 +71,12 @@ def chip_from_args(args):
 
 def duplication_from_args(args):
     d = args.duplication
-    if d is None or d == "auto":
+    if d is None or d in ("auto", "balance"):
         return d
     try:
         return int(d)
     except ValueError:
-        raise ValueError(f"--duplication {d!r} is not allowed: use an integer >= 1 or 'auto'") from None
+        raise ValueError(f"--duplication {d!r} is not allowed: use an integer >= 1, 'auto' or 'balance'") from None
 
 
 def fmt_shape(s) -> str:
