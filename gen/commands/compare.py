@@ -203,8 +203,7 @@ def plot_breakdown(name, pc, ec, pn, en, path) -> None:
             ax.bar(xs, vals, bottom=bottom, color=colors[cat], label=f"{cat} busy", width=0.8)
             bottom = [b + v for b, v in zip(bottom, vals)]
         ax.plot(list(xs), [lt.clocks for lt in est.layers], "k.", label="layer latency")
-        ax.set_ylabel("clocks")
-        ax.set_yscale("log")
+        ax.set_ylabel("clocks (busy, stacked)")
         ax.set_title(f"{name} — {title} mapping: {est.total_clocks:,} clocks")
         ax.legend(fontsize=7, loc="upper right")
     axes[1].set_xticks(range(len(names)))
