@@ -20,7 +20,7 @@ Layers:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 INPUT = "input"
