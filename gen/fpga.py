@@ -362,7 +362,7 @@ def verilog_ports(text: str, top: str, work_dir: Path | None = None) -> dict[str
     with tempfile.TemporaryDirectory(dir=work_dir) as d:
         d = Path(d)
         (d / "in.v").write_text(text)
-        rc, _ = _run([yosys, "-q", "-p", f"read_verilog -sv in.v; hierarchy -top {top}; write_json ports.json"],
+        rc, _ = _run([yosys, "-q", "-p", f"read_verilog -sv in.v; hierarchy -top {top}; proc; write_json ports.json"],
                      d, d / "ports.log", None)
         if rc != 0:
             raise SynthesisError(f"Yosys could not read module {top!r}:\n{_tail(d / 'ports.log')}")
