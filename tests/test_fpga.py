@@ -222,6 +222,7 @@ def test_xor_fold_reaches_sout():
     top = ScanTop(_Toy(), fold_arity=2)
     dut = top.dut
     assert top.out_bits == 8 and top.fold_stages == 4     # 8 -> 4 -> 2 -> 1, plus the output register
+    assert top.scan_bits == 13 and top.wrapper_ffs == 13 + 8 + 4 + 2 + 1
 
     async def bench(ctx):
         import random
