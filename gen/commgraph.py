@@ -131,6 +131,15 @@ class CommGraph:
     def flow_name(self, f: Flow) -> str:
         return f"{self.cores[f.src].name} -> {self.cores[f.dst].name} ({f.kind})"
 
+    def head(self, n: int) -> "CommGraph":
+        """The first ``n`` cores in pipeline order and the flows among them (flow ids renumbered)."""
+        if not 1 <= n <= self.n:
+            raise ValueError(f"head({n}): the graph has {self.n} cores")
+        kept = [f for f in self.flows if f.src < n and f.dst < n]
+        flows = [Flow(f.src, f.dst, f.bits_per_image, f.kind, i) for i, f in enumerate(kept)]
+        return CommGraph(f"{self.name}[:{n}]", self.cores[:n], flows, self.images_per_clock, self.payload_bits,
+                         dict(self.meta))
+
     def to_networkx(self):
         import networkx as nx
         g = nx.DiGraph(name=self.name)
