@@ -391,21 +391,19 @@ def plan_crossbars(plan) -> dict[str, int]:
 
 
 def plan_interval(plan) -> int | None:
-    """Pipelined initiation interval (clocks per image) of a plan, when the cycle model
-    (``gen.perf.estimate``) reports one; None otherwise (then :func:`pipeline_interval`)."""
+    """Pipelined initiation interval (clocks per image) of a plan from the cycle model
+    ``gen.perf.estimate``: its ``interval_clocks`` for a pipelined plan, else the slowest
+    layer's clocks (what the same plan would achieve pipelined). None if unavailable."""
     try:
         from gen.perf import estimate
-    except ImportError:
-        return None
-    try:
         est = estimate(plan)
-    except Exception:  # the cycle model may not support this plan (yet)
+    except Exception:  # noqa: BLE001 - no cycle model for this plan: fall back
         return None
-    for key in ("interval", "pipeline_interval", "initiation_interval", "ii"):
-        v = est.get(key) if isinstance(est, dict) else getattr(est, key, None)
-        if isinstance(v, (int, float)) and v > 0:
-            return int(v)
-    return None
+    if getattr(plan, "pipeline", False):
+        v = getattr(est, "interval_clocks", None)
+    else:
+        v = max((lt.clocks for lt in getattr(est, "layers", [])), default=None)
+    return int(v) if isinstance(v, (int, float)) and v > 0 else None
 
 
 def _default_crossbar():
@@ -420,7 +418,8 @@ def _default_crossbar():
 def build_comm_graph(network, cfg=None, *, crossbars_per_core=None, psum_bits=DEFAULT_PSUM_BITS,
                      mapping: str = "conventional") -> CommGraph:
     """CLI entry: zoo name or Network -> CommGraph through ``gen.mapping.map_network``
-    (per-layer subarray counts of the plan; one replica per layer), or from the network IR
+    (pipelined plan, one replica per layer: per-layer subarray counts, and the interval of
+    ``gen.perf.estimate``), or from the network IR
     with the conventional crossbar count when ``gen.mapping`` is not available.
     ``cfg`` is a ``ChipConfig`` or a ``CrossbarConfig`` (default: the ``ChipConfig`` defaults)."""
     from gen.network import zoo
@@ -438,5 +437,5 @@ def build_comm_graph(network, cfg=None, *, crossbars_per_core=None, psum_bits=DE
         chip = cfg
     else:
         chip = ChipConfig(crossbar=cfg)
-    plan = map_network(net, chip, mapping=mapping)
+    plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=1)
     return comm_graph(plan, crossbars_per_core=crossbars_per_core, psum_bits=psum_bits)

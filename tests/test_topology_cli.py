@@ -65,3 +65,19 @@ def test_comm_graph_from_mapping_plan():
     assert cg.n == 22
     kinds = [f.kind for f in cg.flows]
     assert (kinds.count("forward"), kinds.count("skip"), kinds.count("reduce")) == (21, 9, 0)
+
+
+def test_topology_per_link_traffic(capsys):
+    assert main(["topology", "resnet20", "--topology", "mesh,torus,ring", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    flows = out["flows"]
+    for r in out["topologies"]:
+        ch = r["channel_load"]
+        # conservation: every flow loads one channel per hop
+        hops_bits = sum(c["bits_per_image"] for c in ch)
+        assert hops_bits == pytest.approx(r["mean_hops_traffic"] * sum(f["bits_per_image"] for f in flows))
+        assert max(c["bits_per_clock"] for c in ch) == pytest.approx(r["max_bw"])
+        assert len(ch) == r["used_channels"]
+    assert main(["topology", "resnet20", "--topology", "5pp", "--links"]) == 0
+    text = capsys.readouterr().out
+    assert "channels of resnet20 on 5pp" in text and "layer1.0.conv1" in text

@@ -22,7 +22,9 @@ def add_arguments(p):
     p.add_argument("--psum-bits", type=int, default=32, help="partial-sum width on reduction flows [32]")
     p.add_argument("--mapping", choices=["conventional", "novel"], default="conventional",
                    help="mapping whose crossbar counts size the cores (needs gen.mapping) [conventional]")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--links", action="store_true",
+                   help="also list every used channel (directed link) with its traffic and flows")
+    p.add_argument("--json", action="store_true", help="machine-readable output (always includes the channels)")
     p.add_argument("--plot", metavar="FILE.png", help="draw each placement with link load as colour")
     add_crossbar_args(p)
 
@@ -86,9 +88,32 @@ def format_table(cg, rows) -> str:
         best = min(r["max_bw"] for r in others)
         verdict = ("lower than" if pp[0]["max_bw"] < best else "equal to" if pp[0]["max_bw"] == best
                    else "HIGHER than")
+        bus = [r["max_bw"] for r in ok if r["kind"] == "bus"]
         lines.append(f"5pp max bandwidth per channel {pp[0]['max_bw']:.3f} is {verdict} the best of mesh/torus/ring "
-                     f"({best:.3f}); the fully connected bus bound is "
-                     f"{next((r['max_bw'] for r in ok if r['kind'] == 'bus'), float('nan')):.3f}")
+                     f"({best:.3f})" + (f"; the fully connected bus bound is {bus[0]:.3f}" if bus else ""))
+    return "\n".join(lines)
+
+
+def channel_rows(p) -> list[dict]:
+    """Per used channel (directed physical link) of a placement: traffic and the flows crossing it."""
+    cg, flows = p.cg, p.channel_flows()
+    bpi = p.channel_bits_per_image()
+    out = []
+    for (u, v), ids in sorted(flows.items()):
+        out.append({"from_node": u, "to_node": v, "bits_per_image": bpi[(u, v)],
+                    "bits_per_clock": float(bpi[(u, v)] * cg.images_per_clock), "flows": ids})
+    return out
+
+
+def format_links(p) -> str:
+    cg = p.cg
+    core_at = {n: c for c, n in enumerate(p.node_of)}
+    name = lambda n: cg.cores[core_at[n]].name if n in core_at else f"node{n}"  # noqa: E731
+    lines = [f"channels of {cg.name} on {p.topo.label} ({p.method}):",
+             f"{'from':<24} {'to':<24} {'bits/image':>11} {'bits/clock':>10}  flows"]
+    for r in sorted(channel_rows(p), key=lambda r: -r["bits_per_image"]):
+        lines.append(f"{name(r['from_node']):<24} {name(r['to_node']):<24} {r['bits_per_image']:>11} "
+                     f"{r['bits_per_clock']:>10.3f}  {','.join(map(str, r['flows']))}")
     return "\n".join(lines)
 
 
@@ -141,12 +166,22 @@ def run(args) -> int:
     if args.plot:
         plot(placements, args.plot)
     if args.json:
+        by_label = {p.topo.label: p for p in placements}
+        for r in rows:
+            if r["topology"] in by_label:
+                p = by_label[r["topology"]]
+                r["node_of_core"] = p.node_of
+                r["channel_load"] = channel_rows(p)
         print_json({"network": cg.name, "graph": cg.summary() | {"meta": cg.meta}, "topologies": rows,
                     "flows": [{"id": f.id, "src": cg.cores[f.src].name, "dst": cg.cores[f.dst].name, "kind": f.kind,
                                "bits_per_image": f.bits_per_image, "bits_per_clock": cg.bits_per_clock(f)}
                               for f in cg.flows]})
     else:
         print(format_table(cg, rows))
+        if args.links:
+            for p in placements:
+                print()
+                print(format_links(p))
         if args.plot:
             print(f"plot: {args.plot}")
     return 0
