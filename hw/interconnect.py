@@ -355,8 +355,10 @@ class RoutedFabric(_FabricBase):
         return m
 
 
-def build_fabric(placement, width: int = 8, fifo_depth: int = 2):
-    """The fabric for a placement: point-to-point when every flow is one hop, else routed."""
+def build_fabric(placement, width: int | None = None, fifo_depth: int = 2):
+    """The fabric for a placement: point-to-point when every flow is one hop (kPP, bus),
+    routed on mesh/torus. ``width`` defaults to the graph's ``payload_bits`` (``a_bits``)."""
+    width = width or placement.cg.payload_bits
     if placement.one_hop and placement.topo.kind != "mesh" and placement.topo.kind != "torus":
         return PointToPointFabric(placement, width, fifo_depth)
     return RoutedFabric(placement, width, fifo_depth)

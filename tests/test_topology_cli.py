@@ -81,3 +81,10 @@ def test_topology_per_link_traffic(capsys):
     assert main(["topology", "resnet20", "--topology", "5pp", "--links"]) == 0
     text = capsys.readouterr().out
     assert "channels of resnet20 on 5pp" in text and "layer1.0.conv1" in text
+
+
+def test_topology_writes_fabric_verilog(capsys, tmp_path):
+    v = tmp_path / "f.v"
+    assert main(["topology", "digits", "--topology", "5pp", "--verilog", str(v)]) == 0
+    assert "module fabric" in v.read_text() and "PointToPointFabric" in capsys.readouterr().out
+    assert main(["topology", "digits", "--topology", "all", "--verilog", str(v)]) == 2

@@ -26,6 +26,10 @@ def add_arguments(p):
                    help="also list every used channel (directed link) with its traffic and flows")
     p.add_argument("--json", action="store_true", help="machine-readable output (always includes the channels)")
     p.add_argument("--plot", metavar="FILE.png", help="draw each placement with link load as colour")
+    p.add_argument("--verilog", metavar="FILE.v",
+                   help="write the interconnect RTL of the (single) placed topology: point-to-point links "
+                        "for 5PP, routers for mesh/torus")
+    p.add_argument("--fifo-depth", type=int, default=2, help="link / router input FIFO depth for --verilog [2]")
     add_crossbar_args(p)
 
 
@@ -165,6 +169,17 @@ def run(args) -> int:
                                     psum_bits=args.psum_bits, mapping=args.mapping)
     if args.plot:
         plot(placements, args.plot)
+    if args.verilog:
+        if len(placements) != 1 or placements[0].topo.kind == "ring":
+            raise ValueError("--verilog needs exactly one placed topology among 5pp (kpp), mesh, torus, bus")
+        if args.fifo_depth < 1:
+            raise ValueError(f"--fifo-depth={args.fifo_depth} must be >= 1")
+        from pathlib import Path
+
+        from gen.emit import to_verilog
+        from hw.interconnect import build_fabric
+        fab = build_fabric(placements[0], fifo_depth=args.fifo_depth)
+        Path(args.verilog).write_text(to_verilog(fab, "fabric"))
     if args.json:
         by_label = {p.topo.label: p for p in placements}
         for r in rows:
@@ -184,4 +199,6 @@ def run(args) -> int:
                 print(format_links(p))
         if args.plot:
             print(f"plot: {args.plot}")
+        if args.verilog:
+            print(f"verilog: {args.verilog} (module fabric, {type(fab).__name__}, {len(fab.links)} links)")
     return 0
