@@ -238,7 +238,7 @@ class Router(wiring.Component):
         return (nx, ny) if 0 <= nx < C and 0 <= ny < R else None
 
     def _direction(self, cur: int, tgt: int, size: int, plus: str, minus: str) -> str:
-        if not self.torus:
+        if not self.torus or size <= 2:  # a 2-long dimension has one link: no wrap
             return plus if tgt > cur else minus
         fwd = (tgt - cur) % size
         return plus if fwd <= size - fwd else minus

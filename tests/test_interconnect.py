@@ -131,12 +131,14 @@ def test_p2p_fabric_small_resnet_on_5pp():
     assert rep["fabric"] == "PointToPointFabric" and set(rep["model_latency"].values()) == {1}
 
 
-def test_routed_fabric_small_mesh():
+@pytest.mark.parametrize("kind", ["mesh", "torus"])
+def test_routed_fabric_small_mesh(kind):
     rnd = random.Random(5)
     pairs = rnd.sample([(a, b) for a in range(6) for b in range(6) if a != b], 10)
     cg = CommGraph("rand6", [Core(i, f"c{i}") for i in range(6)],
                    [Flow(a, b, rnd.randint(8, 64), id=i) for i, (a, b) in enumerate(pairs)])
-    p = place(cg, mesh(6, (2, 3)))
+    # 2x3: on the torus the 3-long rows wrap, the 2-long columns do not
+    p = place(cg, (mesh if kind == "mesh" else torus)(6, (2, 3)))
     rep = _run(p, total_beats=150, gap_prob=0.3, ready_prob=0.5, seed=2)
     _check(rep, p)
     assert any(v > 2 for v in rep["model_latency"].values())  # some flows take several hops
