@@ -162,12 +162,13 @@ class CommGraph:
 # --- builders --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerSpec:
-    """What :func:`from_layers` needs to know about one layer.
+    """What :func:`from_layers` needs to know about one layer (hand-built graphs).
 
     ``inputs``: names of the layers whose output this layer consumes through its weights
-    (forward edges); ``skips``: names of layers whose output is added at this layer's
-    output core (residual/shortcut edges). ``in_bits``: bits per image of the input tensor
-    each core receives from each producer is the *producer's* ``out_bits``.
+    (forward edges, each core of this layer receives the producer's ``out_bits``);
+    ``skips``: names of layers whose output is added at this layer's output core
+    (residual/shortcut edges); ``psum_bits``: bits of each reduction flow between the
+    layer's consecutive cores.
     """
 
     name: str
@@ -343,13 +344,11 @@ def comm_graph(source, cfg=None, *, crossbars_per_core: int | None = None, psum_
         c, h, w = net.shapes[name]
         return c * h * w * cfg.a_bits
 
-    specs: list[LayerSpec] = []
     skip_of: dict[str, list[str]] = {}
     for tensor, add_host in skips:
         skip_of.setdefault(add_host, []).append(tensor)
-    # LayerSpec wants producer layer names and their out_bits; tensors after pooling are
-    # smaller than the producer's conv output, so give each (producer, tensor) its own bits
-    # by building flows directly.
+    # flows are built per tensor (not per producer layer): a pooled tensor is smaller than
+    # its producer's conv output
     cores: list[Core] = []
     first: dict[str, list[int]] = {}
     for l in net.weight_layers:
