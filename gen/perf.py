@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from gen.config import CrossbarConfig
 
-#: Pipeline registers a crossbar MVM passes through after its analog steps: the ADC
-#: output latch and the shift-add accumulator (see ``hw.crossbar.Crossbar``).
-CROSSBAR_PIPELINE_CLOCKS = 2
+#: Pipeline registers a conversion passes through after its column is selected (see
+#: ``hw.crossbar.Crossbar``): products, partial row sums, ADC code, routed/shifted term,
+#: accumulator. The hardware's structure fixes this number; the tests check it.
+CROSSBAR_PIPELINE_CLOCKS = 5
 
 
 def crossbar_latency(cfg: CrossbarConfig) -> int:
     """Clocks from the edge a crossbar accepts an input vector to the edge its result can
-    be taken: ``input_cycles * cols_per_adc`` conversions, plus the ADC latch and the
-    shift-add register. The crossbar takes its next vector on the edge it hands this one
-    over, so this is also its initiation interval under no back-pressure."""
+    be taken: ``input_cycles * cols_per_adc`` conversions, one per clock per ADC, plus
+    the ``CROSSBAR_PIPELINE_CLOCKS`` registers behind them. The crossbar takes its next
+    vector on the edge it hands this one over, so this is also its initiation interval
+    under no back-pressure."""
     return cfg.mvm_clocks + CROSSBAR_PIPELINE_CLOCKS
 
 

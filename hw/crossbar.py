@@ -29,6 +29,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from gen.config import CrossbarConfig
+from gen.perf import CROSSBAR_PIPELINE_CLOCKS
+
+#: Rows summed per registered partial sum in the column adder tree.
+PARTIAL_ROWS = 8
 
 __all__ = ["Crossbar", "crossbar_signature_layouts", "encode_row"]
 
@@ -125,7 +129,7 @@ class Crossbar(wiring.Component):
         # --- control -------------------------------------------------------------------
         running = Signal()            # conversions and their pipeline in flight
         done = Signal()               # result waiting on `o`
-        step = Signal(range(n_steps + 1))
+        step = Signal(range(n_steps + CROSSBAR_PIPELINE_CLOCKS))
         mux = Signal(range(cpa))      # column within each ADC's group
         shift = Signal(range(cfg.a_bits + 1))  # t * dac_bits of the current input cycle
         x = Signal(cfg.rows * cfg.a_bits)      # input vector, shifted right each input cycle
@@ -151,29 +155,52 @@ class Crossbar(wiring.Component):
                 with m.If(self.w.payload.row == r):
                     m.d.sync += cells[r].eq(enc)
 
-        # --- analog part: column sums of the selected column of every ADC ---------------
+        # --- analog part, pipelined ------------------------------------------------------
+        # One column per ADC per clock, in five registered stages so that the column
+        # multiplexer, the row adder tree and the shift-add each get a clock of their own:
+        #   1 products x_t[r] * level[r][c]     2 partial sums of PARTIAL_ROWS rows
+        #   3 ADC code (sum, shift, saturate)   4 code routed and shifted to its output
+        #   5 accumulate
+        # The step's position (valid, mux, shift) travels alongside as a tag.
         xt = [x.word_select(r, cfg.a_bits)[:cfg.dac_bits] for r in range(cfg.rows)]
-        q = []
+        tag = [(Signal(name=f"v{i}"), Signal.like(mux, name=f"mux{i}"), Signal.like(shift, name=f"sh{i}"))
+               for i in range(4)]
+        m.d.sync += [tag[0][0].eq(running & (step < n_steps)), tag[0][1].eq(mux), tag[0][2].eq(shift)]
+        for i in range(1, 4):
+            m.d.sync += [dst.eq(src) for dst, src in zip(tag[i], tag[i - 1])]
+
+        groups = [range(g, min(cfg.rows, g + PARTIAL_ROWS)) for g in range(0, cfg.rows, PARTIAL_ROWS)]
+        q_reg = []
         for a in range(cfg.num_adcs):
-            group = [cells[r][a * cpa * cb:min(cfg.cols, (a + 1) * cpa) * cb] for r in range(cfg.rows)]
-            levels = [g.word_select(mux, cb) if len(g) > cb else g for g in group]
-            colsum = _tree_sum(xt[r] * levels[r] for r in range(cfg.rows))
-            coarse = colsum >> cfg.adc_shift
-            code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse)
-            q.append((code << cfg.adc_shift)[:cfg.adc_out_bits])
+            lo, hi = a * cpa * cb, min(cfg.cols, (a + 1) * cpa) * cb
+            prods = []
+            for r in range(cfg.rows):
+                g = cells[r][lo:hi]
+                level = g.word_select(mux, cb) if len(g) > cb else g
+                p = Signal(cfg.dac_bits + cb, name=f"p{a}_{r}")
+                m.d.sync += p.eq(xt[r] * level)                                  # stage 1
+                prods.append(p)
+            parts = []
+            for gi, rows in enumerate(groups):
+                ps = Signal(range(len(rows) * cfg.max_dac * cfg.max_level + 1), name=f"ps{a}_{gi}")
+                m.d.sync += ps.eq(_tree_sum(prods[r] for r in rows))             # stage 2
+                parts.append(ps)
+            coarse = _tree_sum(parts) >> cfg.adc_shift
+            if (cfg.rows * cfg.max_dac * cfg.max_level) >> cfg.adc_shift > cfg.adc_max_code:
+                code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse)
+            else:
+                code = coarse   # the ADC cannot saturate: no comparator
+            q = Signal(cfg.adc_out_bits, name=f"q{a}")
+            m.d.sync += q.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])        # stage 3
+            q_reg.append(q)
 
-        # ADC output latch: the codes and the position they belong to.
-        q_reg = [Signal(cfg.adc_out_bits, name=f"q{a}") for a in range(cfg.num_adcs)]
-        q_valid = Signal()
-        q_mux = Signal.like(mux)
-        q_shift = Signal.like(shift)
-        m.d.sync += [qr.eq(qv) for qr, qv in zip(q_reg, q)]
-        m.d.sync += [q_valid.eq(running & (step < n_steps)), q_mux.eq(mux), q_shift.eq(shift)]
-
-        # --- shift-add: route each latched code to its output's accumulator -------------
+        # --- shift-add: route each code to its output, shift, accumulate -------------------
         acc_bits = cfg.dot_max.bit_length()
         acc = [Signal(acc_bits, name=f"acc{o}") for o in range(cfg.outputs)]
-        acc_ref = Signal((cfg.rows * ((1 << cfg.a_bits) - 1)).bit_length(), name="acc_ref")
+        term = [Signal(acc_bits, name=f"term{o}") for o in range(cfg.outputs)]
+        ref_bits = (cfg.rows * ((1 << cfg.a_bits) - 1)).bit_length()
+        acc_ref = Signal(ref_bits, name="acc_ref")
+        term_ref = Signal(ref_bits, name="term_ref")
         terms = {o: {mm: [] for mm in range(cpa)} for o in range(cfg.outputs)}
         ref_terms = {mm: [] for mm in range(cpa)}
         for a in range(cfg.num_adcs):
@@ -183,17 +210,20 @@ class Crossbar(wiring.Component):
                     ref_terms[mm].append(q_reg[a])
                 elif c < cfg.outputs * cfg.slices:
                     terms[c // cfg.slices][mm].append(q_reg[a] << ((c % cfg.slices) * cb))
-        with m.If(accept):
+        v3, mux3, sh3 = tag[2]
+        with m.Switch(mux3):                                                    # stage 4
+            for mm in range(cpa):
+                with m.Case(mm):
+                    m.d.sync += [term[o].eq(_tree_sum(terms[o][mm]) << sh3 if terms[o][mm] else 0)
+                                 for o in range(cfg.outputs)]
+                    m.d.sync += term_ref.eq(ref_terms[mm][0] << sh3 if ref_terms[mm] else 0)
+            with m.Default():
+                m.d.sync += [t.eq(0) for t in term] + [term_ref.eq(0)]
+        v4 = tag[3][0]
+        with m.If(accept):                                                      # stage 5
             m.d.sync += [ac.eq(0) for ac in acc] + [acc_ref.eq(0)]
-        with m.Elif(q_valid):
-            with m.Switch(q_mux):
-                for mm in range(cpa):
-                    with m.Case(mm):
-                        for o in range(cfg.outputs):
-                            if terms[o][mm]:
-                                m.d.sync += acc[o].eq(acc[o] + (_tree_sum(terms[o][mm]) << q_shift))
-                        if ref_terms[mm]:
-                            m.d.sync += acc_ref.eq(acc_ref + (ref_terms[mm][0] << q_shift))
+        with m.Elif(v4):
+            m.d.sync += [ac.eq(ac + t) for ac, t in zip(acc, term)] + [acc_ref.eq(acc_ref + term_ref)]
 
         for o in range(cfg.outputs):
             m.d.comb += self.o.payload[o].eq(acc[o] - (acc_ref << (cfg.w_bits - 1)))
@@ -203,8 +233,8 @@ class Crossbar(wiring.Component):
             m.d.sync += [x.eq(self.i.payload.as_value()), running.eq(1), done.eq(0),
                          step.eq(0), mux.eq(0), shift.eq(0)]
         with m.Elif(running):
-            with m.If(step == n_steps):
-                # the last code was latched on the previous edge and is accumulated now
+            with m.If(step == n_steps + CROSSBAR_PIPELINE_CLOCKS - 2):
+                # the last conversion's term is accumulated on this edge
                 m.d.sync += [running.eq(0), done.eq(1)]
             with m.Else():
                 m.d.sync += step.eq(step + 1)

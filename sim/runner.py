@@ -27,7 +27,10 @@ DEFAULT_CACHE = Path(os.environ.get("PIMGEN_SIM_CACHE", Path.cwd() / "build" / "
 #  WIDTHEXPAND/WIDTHTRUNC: Amaranth's Verilog back end relies on Verilog's implicit
 #    extension/truncation rules in generated expressions; widths are checked in Amaranth.
 #  DECLFILENAME: one file holds all modules of a design.
-VERILATOR_LINT_OFF = ["UNUSEDSIGNAL", "UNUSEDPARAM", "WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME"]
+#  PROCASSINIT: Amaranth declares every register with its reset value
+#    (`reg [7:0] x = 8'h00;`) and assigns it in the clocked process; that is how its
+#    Verilog back end states initial values, on every `m.d.sync` signal of every design.
+VERILATOR_LINT_OFF = ["UNUSEDSIGNAL", "UNUSEDPARAM", "WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME", "PROCASSINIT"]
 
 
 class SimulationError(ToolError):
