@@ -44,6 +44,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from gen.errors import ToolError
 from typing import Any
 
 __all__ = [
@@ -61,7 +63,7 @@ LOG_TAIL_LINES = 25
 
 
 # --- errors ---------------------------------------------------------------------------
-class FlowError(RuntimeError):
+class FlowError(ToolError):
     """An FPGA flow step failed; ``log`` is the log file to look at, if any."""
 
     def __init__(self, message: str, log: Path | None = None):
