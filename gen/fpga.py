@@ -44,9 +44,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gen.errors import ToolError
-from typing import Any
 
 __all__ = [
     "TARGETS", "Target", "SynthResult", "CriticalPath", "synthesize", "synth_yosys",
