@@ -1,0 +1,154 @@
+"""Layer sequencing: fixed-duration stage timers and the ``LayerController`` FSM.
+
+A layer engine (``hw.layer.ConvLayerEngine``) runs one *step* per output pixel (per
+replica) through a chain of stages — FM-buffer fetch, tile bus, PE-to-PE pass, PE bus,
+crossbar MVM, adder tree, post-processing, output — each with a fixed duration ``d_i``
+taken from the cycle model (``gen.perf.layer_timing``). The controller starts step ``j``
+at ``P + j*II`` with ``II = max_i d_i``; stage ``i`` starts a step exactly when stage
+``i-1`` ends it (a registered ``done`` pulse), so with every stage's result held in its
+own output register (double-buffered hand-off) step ``j`` is in stage ``i`` during
+``[P + j*II + sum(d_<i), ... + d_i)`` and the last step leaves the last stage at
+``P + sum(d) + (n-1)*II``. That is the cycle model, clock for clock.
+
+Timing convention (used by every block of the engine): a stage that *starts at edge S*
+is active in cycles ``S .. S+d-1`` (its ``go`` pulse is high in cycle ``S``) and its result
+is registered on edge ``S+d``; its ``done`` pulse is high in cycle ``S+d``, which is the
+next stage's ``go``.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StageTimer", "LayerController"]
+
+
+class StageTimer:
+    """Control of one fixed-duration stage, added to ``m``.
+
+    ``go`` is a one-cycle pulse (cycle ``S``). Exposes ``run`` (active: cycles ``S..S+d-1``),
+    ``idx`` (0 .. d-1 within the stage, valid while ``run``), ``last`` (cycle ``S+d-1``)
+    and ``done`` (registered pulse in cycle ``S+d``). ``d == 0`` makes the stage a wire:
+    ``done = go`` and it is never ``run``.
+    """
+
+    def __init__(self, m: Module, go, d: int, name: str):
+        if d < 0:
+            raise ValueError(f"stage {name}: duration {d} < 0")
+        self.d = d
+        self.go = go
+        if d == 0:
+            self.run = Signal(name=f"{name}_run")
+            self.idx = Signal(1, name=f"{name}_idx")
+            self.last = Signal(name=f"{name}_last")
+            self.done = go
+            return
+        cnt = Signal(range(max(2, d)), name=f"{name}_cnt")
+        busy = Signal(name=f"{name}_busy")
+        self.idx = Signal(range(max(2, d)), name=f"{name}_idx")
+        self.run = Signal(name=f"{name}_run")
+        self.last = Signal(name=f"{name}_last")
+        self.done = Signal(name=f"{name}_done")
+        m.d.comb += [
+            self.idx.eq(Mux(go, 0, cnt)),
+            self.run.eq(go | busy),
+            self.last.eq(self.run & (self.idx == d - 1)),
+        ]
+        m.d.sync += self.done.eq(self.last)
+        with m.If(self.run):
+            with m.If(self.idx == d - 1):
+                m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += [busy.eq(1), cnt.eq(self.idx + 1)]
+
+
+class LayerController(wiring.Component):
+    """The FSM sequencing one layer: load → prologue → steps → drain → done.
+
+    Steps come in rows: each output row is ``warmup`` warm-up steps (novel mapping: the
+    window's first columns enter; no output) followed by ``cols`` output steps; ``rows``
+    rows. The step after an output step starts ``interval`` clocks after it, the step after
+    a warm-up step ``interval_warmup`` clocks after it (a warm-up step only uses the input
+    stages, so the next step may follow as soon as those are free).
+
+    Ports:
+        load_beat: in, a feature-map word is written this cycle (input accepted).
+        pro_done: in, pulse: the prologue (novel: line-buffer fill) has finished.
+        last_done: in, pulse: the last stage finished an output step.
+        loading: out, accepting the input feature map.
+        pro_go: out, pulse starting the prologue.
+        step_go: out, pulse starting a step (stage 0's ``go``).
+        step: out, index of the step being started.
+        busy: out, an image is in flight (first input word .. last output step done).
+        done: out, pulse after the image's last output step has left the last stage.
+        cycles: out, clocks of the current (or last) image while busy.
+    """
+
+    def __init__(self, *, load_words: int, rows: int, cols: int, interval: int, warmup: int = 0,
+                 interval_warmup: int = 1, has_prologue: bool = False):
+        if min(load_words, rows, cols, interval, interval_warmup) < 1 or warmup < 0:
+            raise ValueError("LayerController needs load_words, rows, cols, intervals >= 1 and warmup >= 0")
+        self.load_words, self.rows, self.cols, self.warmup = load_words, rows, cols, warmup
+        self.interval, self.interval_warmup = interval, interval_warmup
+        self.n_steps = rows * (cols + warmup)
+        self.n_out = rows * cols
+        self.has_prologue = has_prologue
+        super().__init__({
+            "load_beat": In(1), "pro_done": In(1), "last_done": In(1),
+            "loading": Out(1), "pro_go": Out(1), "step_go": Out(1),
+            "step": Out(range(self.n_steps + 1)),
+            "busy": Out(1), "done": Out(1), "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        per_row = self.cols + self.warmup
+        words = Signal(range(self.load_words + 1))
+        tick = Signal(range(max(self.interval, self.interval_warmup) + 1))
+        gap = Signal.like(tick)
+        tr = Signal(range(max(2, per_row)))
+        issued = Signal(range(self.n_steps + 1))
+        finished = Signal(range(self.n_out + 1))
+        start = Signal()      # registered pulse: the cycle after the load ended (no prologue)
+        go = Signal()
+        m.d.comb += [self.step.eq(issued), self.step_go.eq(go)]
+        m.d.sync += [self.done.eq(0), self.pro_go.eq(0), start.eq(0)]
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(go):
+            m.d.sync += [issued.eq(issued + 1), tick.eq(1),
+                         gap.eq(Mux(tr < self.warmup, self.interval_warmup, self.interval)),
+                         tr.eq(Mux(tr == per_row - 1, 0, tr + 1))]
+        with m.Elif(issued != 0):
+            m.d.sync += tick.eq(tick + 1)
+
+        with m.FSM(name="layer_fsm"):
+            with m.State("LOAD"):
+                m.d.comb += self.loading.eq(1)
+                m.d.sync += [issued.eq(0), finished.eq(0), tr.eq(0)]
+                with m.If(self.load_beat):
+                    m.d.sync += words.eq(words + 1)
+                    with m.If(words == 0):
+                        m.d.sync += [self.busy.eq(1), self.cycles.eq(1)]
+                    with m.If(words == self.load_words - 1):
+                        m.d.sync += words.eq(0)
+                        if self.has_prologue:
+                            m.d.sync += self.pro_go.eq(1)
+                            m.next = "PROLOGUE"
+                        else:
+                            m.d.sync += start.eq(1)
+                            m.next = "RUN"
+            with m.State("PROLOGUE"):
+                with m.If(self.pro_done):
+                    m.d.comb += go.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(start | ((issued != 0) & (issued < self.n_steps) & (tick == gap))):
+                    m.d.comb += go.eq(1)
+                with m.If(self.last_done):
+                    m.d.sync += finished.eq(finished + 1)
+                    with m.If(finished == self.n_out - 1):
+                        m.d.sync += [self.done.eq(1), self.busy.eq(0)]
+                        m.next = "LOAD"
+        return m

@@ -1,0 +1,127 @@
+"""Processing element: a group of crossbars (``hw.crossbar.Crossbar``) fed by one input
+vector, plus the registered adder tree that adds partial sums.
+
+A PE holds the weight blocks the plan placed on its subarrays (``gen.mapping.Placement``):
+conventional — row-blocks / column-blocks of the unrolled ``(K*K*Cin) x Cout`` matrix;
+novel — blocks of the ``Cin x Cout`` matrix of its kernel position. Every block reads the
+rows ``[r0, r1)`` of the PE's input vector (conventional: the im2col window; novel: the
+channels of the pixel the PE holds). All crossbars of a PE start together and finish
+together (same configuration, same latency), so the PE is one stream stage.
+
+:class:`AdderTree` adds ``n`` signed vectors with ``ceil(log2 n)`` registered levels of
+pairwise adders (adjacent pairs, as ``sim.golden._adder_tree``); it is a free-running
+pipeline: its output is the sum of its inputs ``levels`` clocks earlier.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.config import CrossbarConfig
+from hw.crossbar import Crossbar
+
+__all__ = ["PEBlock", "PE", "AdderTree", "adder_levels"]
+
+
+class PEBlock:
+    """One weight block of a PE: input rows ``[r0, r1)`` of the PE vector, weights ``[r1-r0, n_out]``."""
+
+    def __init__(self, r0: int, weights):
+        self.weights = np.asarray(weights, dtype=np.int64)
+        self.r0 = int(r0)
+        self.r1 = self.r0 + self.weights.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.weights.shape[1]
+
+
+class PE(wiring.Component):
+    """Crossbars of one PE sharing an input vector.
+
+    Ports:
+        i: stream, ``n_in`` unsigned ``a_bits`` values (element ``e`` at bits ``[e*a, (e+1)*a)``).
+        o: stream, ``len(blocks) * cfg.outputs`` signed ``dot_bits`` partial sums, block
+           ``b``'s output ``o`` at index ``b*outputs + o`` (outputs beyond a block's width are 0).
+
+    ``i`` is taken when every crossbar can take it; ``o`` is offered when every crossbar
+    has its result (they run in lockstep), and taken from all of them together.
+    """
+
+    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock]):
+        if not blocks:
+            raise ValueError("a PE needs at least one weight block")
+        for b in blocks:
+            if b.r0 < 0 or b.r1 > n_in:
+                raise ValueError(f"block rows [{b.r0}, {b.r1}) outside the PE input of {n_in} values")
+        self.cfg, self.n_in, self.blocks = cfg, n_in, blocks
+        self.xbars = [Crossbar(cfg, b.weights) for b in blocks]
+        super().__init__({
+            "i": In(stream.Signature(unsigned(n_in * cfg.a_bits))),
+            "o": Out(stream.Signature(unsigned(len(blocks) * cfg.outputs * cfg.dot_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, a = self.cfg, self.cfg.a_bits
+        all_in = Signal()
+        all_out = Signal()
+        m.d.comb += [all_in.eq(1), all_out.eq(1)]
+        ready_terms, valid_terms = [], []
+        for n, (b, xb) in enumerate(zip(self.blocks, self.xbars)):
+            m.submodules[f"xbar{n}"] = xb
+            m.d.comb += xb.w.valid.eq(0)
+            for r in range(b.r1 - b.r0):
+                m.d.comb += xb.i.payload[r].eq(self.i.payload[(b.r0 + r) * a:(b.r0 + r + 1) * a])
+            ready_terms.append(xb.i.ready)
+            valid_terms.append(xb.o.valid)
+            base = n * cfg.outputs * cfg.dot_bits
+            for o in range(cfg.outputs):
+                m.d.comb += self.o.payload[base + o * cfg.dot_bits:base + (o + 1) * cfg.dot_bits].eq(
+                    xb.o.payload[o])
+        all_ready = Signal()
+        all_valid = Signal()
+        r = 1
+        v = 1
+        for t in ready_terms:
+            r = r & t
+        for t in valid_terms:
+            v = v & t
+        m.d.comb += [all_ready.eq(r), all_valid.eq(v)]
+        m.d.comb += [self.i.ready.eq(all_ready), self.o.valid.eq(all_valid)]
+        for xb in self.xbars:
+            m.d.comb += [xb.i.valid.eq(self.i.valid & all_ready), xb.o.ready.eq(self.o.ready & all_valid)]
+        return m
+
+
+def adder_levels(n: int) -> int:
+    """Registered levels of a pairwise adder tree over ``n`` addends: ``ceil(log2 n)``."""
+    return max(0, (n - 1).bit_length())
+
+
+class AdderTree:
+    """Adds ``len(inputs)`` signed values in ``levels`` registered levels (``levels >=
+    ceil(log2 n)``; extra levels are plain registers) — a helper that adds logic to ``m``.
+    ``out`` is the sum, ``width`` bits signed."""
+
+    def __init__(self, m: Module, inputs, width: int, levels: int | None = None, name: str = "tree"):
+        vals = list(inputs)
+        need = adder_levels(len(vals))
+        levels = need if levels is None else levels
+        if levels < need:
+            raise ValueError(f"{len(vals)} addends need {need} levels, got {levels}")
+        for lv in range(levels):
+            nxt = []
+            for i in range(0, len(vals), 2):
+                r = Signal(signed(width), name=f"{name}_l{lv}_{i // 2}")
+                m.d.sync += r.eq(vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i])
+                nxt.append(r)
+            vals = nxt
+        if levels == 0:
+            out = Signal(signed(width), name=f"{name}_out")
+            m.d.comb += out.eq(vals[0])
+            vals = [out]
+        self.out = vals[0]
+        self.levels = levels

@@ -1,0 +1,225 @@
+"""Post-processing units, exactly DESIGN.md §3 (the same arithmetic as ``sim.golden``).
+
+* :func:`requant_expr` — bias, fixed-point scale, rounding shift, ReLU clamp:
+  ``clamp(((acc + bias) * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` (no rounding term for
+  ``s == 0``; ``>>`` arithmetic). Used by the layer engine's post stage and by
+  :class:`Requantize`.
+* :class:`Requantize` — a vector of accumulators in, activations out (or raw ``acc + bias``).
+* :class:`MaxPoolUnit` — k×k / stride k max-pool over a raster stream of pixels.
+* :class:`GlobalAvgPoolUnit` — ``(Σ * M + 2**(s-1)) >> s`` per channel, clamped to ``a_bits``.
+* :class:`ResidualAddUnit` — ``clamp((a*Ma + b*Mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``.
+
+Every unit has ``amaranth.lib.stream`` ports with flat ``unsigned`` payloads (element
+``e`` in bits ``[e*w, (e+1)*w)``), a one-register output stage and full back-pressure:
+``i.ready = ~o.valid | o.ready``.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["sext", "requant_expr", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
+           "ResidualAddUnit"]
+
+
+def _check_ms(m: int, s: int, name: str = "M") -> None:
+    if not 0 <= int(m) < (1 << 16):
+        raise ValueError(f"{name}={m} is not allowed: {name} must be an unsigned 16-bit integer")
+    if not 0 <= int(s) <= 31:
+        raise ValueError(f"shift s={s} is not allowed: s must be in [0, 31]")
+
+
+def round_shift(v, s: int):
+    """``(v + 2**(s-1)) >> s`` (arithmetic), ``v`` itself for ``s == 0``."""
+    return (v + (1 << (s - 1))) >> s if s else v
+
+
+def clamp_unsigned(v, a_bits: int):
+    """``clamp(v, 0, 2**a_bits - 1)`` of a signed value, as ``a_bits`` unsigned."""
+    hi = (1 << a_bits) - 1
+    return Mux(v < 0, 0, Mux(v > hi, hi, v[:a_bits]))[:a_bits]
+
+
+def requant_expr(acc, bias: int, m: int, s: int, a_bits: int):
+    """DESIGN.md §3 requantization of one signed accumulator (constants ``bias``, ``M``, ``s``)."""
+    _check_ms(m, s)
+    v = acc.as_signed() + Const(int(bias), signed(max(2, int(bias).bit_length() + 1)))
+    return clamp_unsigned(round_shift(v * Const(int(m), unsigned(17)).as_signed(), s), a_bits)
+
+
+def sext(v, width: int):
+    """The signed value ``v`` as ``width`` bits of two's complement (sign-extended or truncated)."""
+    v = v.as_signed()
+    if len(v) >= width:
+        return v[:width]
+    return Cat(v, v[-1].replicate(width - len(v)))
+
+
+def _flat(signal, width: int, i: int):
+    return signal[i * width:(i + 1) * width]
+
+
+class Requantize(wiring.Component):
+    """``n`` signed ``acc_bits`` accumulators in → ``n`` outputs.
+
+    ``raw=False``: unsigned ``a_bits`` activations, :func:`requant_expr` per element with
+    ``bias[e]``. ``raw=True``: signed ``out_bits`` (default 32) ``acc + bias`` (the last
+    layer). One register: the result is offered the clock after the input is taken.
+    """
+
+    def __init__(self, n: int, acc_bits: int, bias, m: int = 1, s: int = 0, a_bits: int = 8, raw: bool = False,
+                 out_bits: int = 32):
+        self._MustUse__silence = True   # refused, not forgotten, if a check below fails
+        bias = [int(b) for b in bias]
+        if len(bias) != n:
+            raise ValueError(f"bias has {len(bias)} values, expected {n}")
+        if not raw:
+            _check_ms(m, s)
+        self._MustUse__silence = False
+        self.n, self.acc_bits, self.bias, self.m, self.s, self.a_bits, self.raw = n, acc_bits, bias, m, s, a_bits, raw
+        self.out_bits = out_bits if raw else a_bits
+        super().__init__({
+            "i": In(stream.Signature(unsigned(n * acc_bits))),
+            "o": Out(stream.Signature(unsigned(n * self.out_bits))),
+        })
+
+    def element(self, acc, e: int):
+        """The output of element ``e`` for accumulator value ``acc`` (combinational)."""
+        if self.raw:
+            return sext(acc.as_signed() + self.bias[e], self.out_bits)
+        return requant_expr(acc, self.bias[e], self.m, self.s, self.a_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += self.o.valid.eq(1)
+            m.d.sync += [_flat(self.o.payload, self.out_bits, e).eq(
+                self.element(_flat(self.i.payload, self.acc_bits, e), e)) for e in range(self.n)]
+        return m
+
+
+def _vmax(a, b, c: int, w: int):
+    return Cat(*[Mux(_flat(a, w, e) > _flat(b, w, e), _flat(a, w, e), _flat(b, w, e)) for e in range(c)])
+
+
+class MaxPoolUnit(wiring.Component):
+    """k×k, stride k max-pool of an ``H x W`` map of ``C``-channel ``a_bits`` pixels arriving
+    in raster order (one pixel per beat); pooled pixels leave in raster order. Trailing rows
+    and columns that do not fill a window are consumed and dropped (``sim.golden.maxpool2d``).
+    One running maximum per pooled column is kept (``W // k`` registers)."""
+
+    def __init__(self, c: int, h: int, w: int, k: int = 2, a_bits: int = 8):
+        if k < 1 or k > h or k > w:
+            self._MustUse__silence = True
+            raise ValueError(f"pool size {k} does not fit a {h}x{w} feature map")
+        self.c, self.h, self.w, self.k, self.a_bits = c, h, w, k, a_bits
+        self.wo = w // k
+        super().__init__({
+            "i": In(stream.Signature(unsigned(c * a_bits))),
+            "o": Out(stream.Signature(unsigned(c * a_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c, k, w, a = self.c, self.k, self.w, self.a_bits
+        x = Signal(range(w))
+        y = Signal(range(self.h))
+        xi = Signal(range(k))
+        yi = Signal(range(k))
+        xo = Signal(range(max(2, self.wo + 1)))
+        acc = [Signal(c * a, name=f"colmax{j}") for j in range(self.wo)]
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            pix = self.i.payload
+            inside = (x < self.wo * k) & (y < (self.h // k) * k)
+            with m.Switch(xo):
+                for j in range(self.wo):
+                    with m.Case(j):
+                        new = Mux((xi == 0) & (yi == 0), pix, _vmax(acc[j], pix, c, a))
+                        with m.If(inside):
+                            m.d.sync += acc[j].eq(new)
+                            with m.If((xi == k - 1) & (yi == k - 1)):
+                                m.d.sync += [self.o.payload.eq(new), self.o.valid.eq(1)]
+            # raster counters
+            last_col = x == w - 1
+            m.d.sync += x.eq(Mux(last_col, 0, x + 1))
+            with m.If(last_col):
+                m.d.sync += [xi.eq(0), xo.eq(0), y.eq(Mux(y == self.h - 1, 0, y + 1)),
+                             yi.eq(Mux((yi == k - 1) | (y == self.h - 1), 0, yi + 1))]
+            with m.Else():
+                m.d.sync += [xi.eq(Mux(xi == k - 1, 0, xi + 1)), xo.eq(Mux(xi == k - 1, xo + 1, xo))]
+        return m
+
+
+class GlobalAvgPoolUnit(wiring.Component):
+    """Global average pool of an ``H x W`` map: after the last pixel, one vector
+    ``clamp((Σ * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` per channel."""
+
+    def __init__(self, c: int, h: int, w: int, m: int, s: int, a_bits: int = 8):
+        self._MustUse__silence = True
+        _check_ms(m, s)
+        self._MustUse__silence = False
+        self.c, self.n, self.m, self.s, self.a_bits = c, h * w, m, s, a_bits
+        super().__init__({
+            "i": In(stream.Signature(unsigned(c * a_bits))),
+            "o": Out(stream.Signature(unsigned(c * a_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c, a = self.c, self.a_bits
+        sb = (self.n * ((1 << a) - 1)).bit_length()
+        sums = [Signal(sb, name=f"sum{e}") for e in range(c)]
+        cnt = Signal(range(self.n))
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            new = [sums[e] + _flat(self.i.payload, a, e) for e in range(c)]
+            with m.If(cnt == self.n - 1):
+                m.d.sync += [cnt.eq(0), self.o.valid.eq(1)] + [s_.eq(0) for s_ in sums]
+                m.d.sync += [_flat(self.o.payload, a, e).eq(clamp_unsigned(
+                    round_shift(new[e] * Const(self.m, unsigned(16)), self.s), a)) for e in range(c)]
+            with m.Else():
+                m.d.sync += [cnt.eq(cnt + 1)] + [s_.eq(v) for s_, v in zip(sums, new)]
+        return m
+
+
+class ResidualAddUnit(wiring.Component):
+    """Residual join of two pixel streams ``a`` and ``b`` (``C`` channels each):
+    ``clamp((a*Ma + b*Mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``. A beat is taken from both
+    inputs together (when both are valid)."""
+
+    def __init__(self, c: int, ma: int, mb: int, s: int, a_bits: int = 8):
+        self._MustUse__silence = True
+        _check_ms(ma, s, "Ma")
+        _check_ms(mb, s, "Mb")
+        self._MustUse__silence = False
+        self.c, self.ma, self.mb, self.s, self.a_bits = c, ma, mb, s, a_bits
+        super().__init__({
+            "a": In(stream.Signature(unsigned(c * a_bits))),
+            "b": In(stream.Signature(unsigned(c * a_bits))),
+            "o": Out(stream.Signature(unsigned(c * a_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c, a = self.c, self.a_bits
+        room = ~self.o.valid | self.o.ready
+        take = self.a.valid & self.b.valid & room
+        m.d.comb += [self.a.ready.eq(self.b.valid & room), self.b.ready.eq(self.a.valid & room)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            m.d.sync += self.o.valid.eq(1)
+            for e in range(c):
+                v = (_flat(self.a.payload, a, e) * Const(self.ma, unsigned(16))
+                     + _flat(self.b.payload, a, e) * Const(self.mb, unsigned(16)))
+                m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(round_shift(v, self.s), a))
+        return m

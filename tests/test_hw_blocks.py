@@ -1,0 +1,223 @@
+"""Layer-engine building blocks in the Amaranth simulator: post-processing units (bit-exact
+vs sim.golden, under back-pressure), the PE, the adder tree, stage timers and the controller."""
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
+
+from gen.config import CrossbarConfig
+from gen.perf import crossbar_latency
+from hw.controller import LayerController, StageTimer
+from hw.pe import PE, AdderTree, PEBlock, adder_levels
+from hw.post import GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit
+from sim.golden import crossbar_mvm, global_avgpool, maxpool2d, requantize, residual_add
+from sim.stream import pack, unpack
+
+
+def _run(dut, bench, clocks=None):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def _stream_through(dut, inputs: dict, out_name: str, n_out: int, ready_prob=1.0, gap_prob=0.0, seed=0,
+                    max_clocks=20000):
+    """Drive every input stream (``{port name: [payloads]}``, beats taken when valid&ready),
+    collect ``n_out`` payloads from ``out_name`` with random ready. Returns the payloads."""
+    rng = random.Random(seed)
+    got = []
+
+    async def bench(ctx):
+        queues = {k: list(v) for k, v in inputs.items()}
+        o = getattr(dut, out_name)
+        for _ in range(max_clocks):
+            for k, q in queues.items():
+                port = getattr(dut, k)
+                if q and not (gap_prob and rng.random() < gap_prob):
+                    ctx.set(port.valid, 1)
+                    ctx.set(port.payload, q[0])
+                else:
+                    ctx.set(port.valid, 0)
+            ctx.set(o.ready, int(rng.random() < ready_prob))
+            taken = {k: ctx.get(getattr(dut, k).valid) and ctx.get(getattr(dut, k).ready) for k in queues}
+            if ctx.get(o.valid) and ctx.get(o.ready):
+                got.append(ctx.get(o.payload))
+            await ctx.tick()
+            for k, t in taken.items():
+                if t:
+                    queues[k].pop(0)
+            if len(got) >= n_out and not any(queues.values()):
+                for _ in range(5):
+                    await ctx.tick()
+                    if ctx.get(o.valid) and ctx.get(o.ready):
+                        got.append(ctx.get(o.payload))
+                return
+
+    _run(dut, bench)
+    return got
+
+
+@pytest.mark.parametrize("bp", [False, True])
+def test_requantize_matches_golden(bp):
+    rng = np.random.default_rng(1)
+    n, acc_bits = 6, 24
+    bias = rng.integers(-5000, 5000, n)
+    m, s = 1234, 17
+    accs = rng.integers(-(1 << 22), 1 << 22, (40, n))
+    accs[0] = (1 << 23) - 1        # saturates high
+    accs[1] = -(1 << 23)           # clamps to 0
+    dut = Requantize(n, acc_bits, bias, m, s, a_bits=8)
+    got = _stream_through(dut, {"i": [pack(a, acc_bits) for a in accs]}, "o", len(accs),
+                          ready_prob=0.5 if bp else 1.0, gap_prob=0.3 if bp else 0.0)
+    want = requantize(accs.T, m, s, bias, 8).T
+    assert [unpack(p, 8, n) for p in got] == want.tolist()
+
+
+def test_requantize_raw_and_s0():
+    rng = np.random.default_rng(2)
+    accs = rng.integers(-(1 << 20), 1 << 20, (10, 3))
+    bias = [7, -9, 100]
+    got = _stream_through(Requantize(3, 22, bias, raw=True), {"i": [pack(a, 22) for a in accs]}, "o", 10)
+    assert [unpack(p, 32, 3, signed=True) for p in got] == (accs + np.array(bias)).tolist()
+    got = _stream_through(Requantize(3, 22, bias, m=3, s=0), {"i": [pack(a, 22) for a in accs]}, "o", 10)
+    assert [unpack(p, 8, 3) for p in got] == requantize(accs.T, 3, 0, bias, 8).T.tolist()
+
+
+@pytest.mark.parametrize("h,w,k,bp", [(4, 6, 2, False), (5, 7, 2, True), (6, 6, 3, True)])
+def test_maxpool_unit(h, w, k, bp):
+    rng = np.random.default_rng(h * w)
+    c = 3
+    imgs = rng.integers(0, 256, (2, c, h, w))
+    beats = [pack(img[:, y, x], 8) for img in imgs for y in range(h) for x in range(w)]
+    n_out = 2 * (h // k) * (w // k)
+    got = _stream_through(MaxPoolUnit(c, h, w, k), {"i": beats}, "o", n_out,
+                          ready_prob=0.4 if bp else 1.0, gap_prob=0.3 if bp else 0.0, seed=h)
+    want = [maxpool2d(img, k)[:, y, x].tolist() for img in imgs
+            for y in range(h // k) for x in range(w // k)]
+    assert [unpack(p, 8, c) for p in got] == want
+
+
+def test_global_avgpool_unit():
+    rng = np.random.default_rng(3)
+    c, h, w = 4, 3, 5
+    imgs = rng.integers(0, 256, (3, c, h, w))
+    m, s = 4369, 16    # ~ 1/15
+    beats = [pack(img[:, y, x], 8) for img in imgs for y in range(h) for x in range(w)]
+    got = _stream_through(GlobalAvgPoolUnit(c, h, w, m, s), {"i": beats}, "o", 3, ready_prob=0.5, gap_prob=0.2)
+    assert [unpack(p, 8, c) for p in got] == [global_avgpool(img, m, s).tolist() for img in imgs]
+
+
+@pytest.mark.parametrize("bp", [False, True])
+def test_residual_add_unit(bp):
+    rng = np.random.default_rng(4)
+    c = 5
+    a = rng.integers(0, 256, (30, c))
+    b = rng.integers(0, 256, (30, c))
+    ma, mb, s = 3, 5, 3
+    got = _stream_through(ResidualAddUnit(c, ma, mb, s), {"a": [pack(v, 8) for v in a], "b": [pack(v, 8) for v in b]},
+                          "o", 30, ready_prob=0.5 if bp else 1.0, gap_prob=0.4 if bp else 0.0, seed=9)
+    assert [unpack(p, 8, c) for p in got] == residual_add(a, b, ma, mb, s).tolist()
+
+
+def test_post_units_refuse_bad_parameters():
+    with pytest.raises(ValueError, match="M=70000"):
+        Requantize(2, 16, [0, 0], m=70000, s=3)
+    with pytest.raises(ValueError, match="s must be"):
+        ResidualAddUnit(2, 1, 1, 40)
+    with pytest.raises(ValueError, match="does not fit"):
+        MaxPoolUnit(2, 3, 3, 4)
+
+
+def test_pe_matches_crossbar_golden():
+    """Two row-blocks and a second column block on one PE: every block's dot products."""
+    cfg = CrossbarConfig(rows=4, cols=9, cell_bits=2, cols_per_adc=3)
+    rng = np.random.default_rng(5)
+    n_in = 7
+    blocks = [PEBlock(0, rng.integers(-128, 128, (4, 2))), PEBlock(4, rng.integers(-128, 128, (3, 2))),
+              PEBlock(2, rng.integers(-128, 128, (4, 1)))]
+    dut = PE(cfg, n_in, blocks)
+    x = rng.integers(0, 256, n_in)
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.payload, pack(x, 8))
+        ctx.set(dut.i.valid, 1)
+        assert ctx.get(dut.i.ready)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        n = 1
+        while not ctx.get(dut.o.valid):
+            await ctx.tick()
+            n += 1
+        out["y"] = unpack(ctx.get(dut.o.payload), cfg.dot_bits, len(blocks) * cfg.outputs, signed=True)
+        out["n"] = n
+
+    _run(dut, bench)
+    assert out["n"] == crossbar_latency(cfg)
+    for b, blk in enumerate(blocks):
+        want = crossbar_mvm(x[blk.r0:blk.r1], blk.weights, cfg).tolist()
+        assert out["y"][b * cfg.outputs:b * cfg.outputs + blk.n_out] == want
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 9])
+def test_adder_tree_levels(n):
+    m = Module()
+    ins = [Signal(range(-1000, 1000), name=f"in{i}") for i in range(n)]
+    tree = AdderTree(m, ins, 16, name="t")
+    m.d.sync += Signal(name="keep_sync").eq(1)
+    assert tree.levels == adder_levels(n) == max(0, (n - 1).bit_length())
+    vals = list(range(-3 * n, 7 * n, 10))[:n] + [0] * max(0, n - len(range(-3 * n, 7 * n, 10)))
+
+    async def bench(ctx):
+        for i, v in zip(ins, vals):
+            ctx.set(i, v)
+        for _ in range(tree.levels):
+            await ctx.tick()
+        assert ctx.get(tree.out) == sum(vals)
+
+    _run(m, bench)
+
+
+def test_stage_timer_and_controller_schedule():
+    """A controller with warm-up steps drives a 3-stage chain: step starts and completion
+    times follow ``P + gaps``, ``sum(d)`` later."""
+    m = Module()
+    rows, cols, wu, ii, iwu, load = 2, 3, 2, 5, 2, 4
+    m.submodules.ctrl = ctrl = LayerController(load_words=load, rows=rows, cols=cols, interval=ii, warmup=wu,
+                                               interval_warmup=iwu)
+    s1 = StageTimer(m, ctrl.step_go, 2, "a")
+    s2 = StageTimer(m, s1.done, 3, "b")
+    m.d.comb += ctrl.last_done.eq(s2.done)
+    events = {"go": [], "done": [], "fin": None}
+
+    async def bench(ctx):
+        t = 0
+        for w in range(load):
+            ctx.set(ctrl.load_beat, 1)
+            await ctx.tick()
+            t += 1
+        ctx.set(ctrl.load_beat, 0)
+        last_load = t   # the edge that took the last word
+        for _ in range(200):
+            if ctx.get(ctrl.step_go):
+                events["go"].append(t)
+            if ctx.get(s2.done):
+                events["done"].append(t)
+            if ctx.get(ctrl.done):
+                events["fin"] = t
+                break
+            await ctx.tick()
+            t += 1
+        events["start"] = last_load
+
+    _run(m, bench)
+    gaps = [b - a for a, b in zip(events["go"], events["go"][1:])]
+    pattern = ([iwu] * wu + [ii] * cols) * rows
+    assert gaps == pattern[:-1]
+    assert events["go"][0] == events["start"]
+    assert len(events["done"]) == rows * cols      # only the last stage's done of output steps counted
+    assert events["done"][-1] == events["go"][-1] + 5
