@@ -119,7 +119,8 @@ def chip_line(chip) -> str:
             f"{chip.clock_mhz} MHz")
 
 
-def print_table(plan, est, out=sys.stdout) -> None:
+def print_table(plan, est, out=None) -> None:
+    out = out or sys.stdout   # looked up per call: a default bound at import goes stale
     hdr = (f"{'layer':<20} {'kind':<7} {'in -> out':<22} {'mapping':<12} {'subarr':>6} {'PEs':>5} {'tiles':>5} "
            f"{'dup':>4} {'util':>5} {'clocks':>10} {'II':>4} {'bound':<9} {'mvm':>9} {'buffer':>9} "
            f"{'intercon':>9} {'accum':>8}")
@@ -141,7 +142,8 @@ def print_table(plan, est, out=sys.stdout) -> None:
             print(f"* fell back to conventional: {'; '.join(reasons)}", file=out)
 
 
-def print_summary(plan, est, out=sys.stdout) -> None:
+def print_summary(plan, est, out=None) -> None:
+    out = out or sys.stdout
     net = plan.network
     u = est.utilization
     mode = "layer-pipelined" if plan.pipeline else "layer-by-layer"
