@@ -21,6 +21,24 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None, allowed: s
         raise ValueError(f"{name}={value!r} is not allowed: {name} must be {rng}")
 
 
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML config file; a missing or malformed file is a ``ValueError`` naming it."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+
+
+def _refuse_unknown(cls, d: dict[str, Any], what: str) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {unknown}; allowed: {sorted(names)}")
+
+
 @dataclass(frozen=True)
 class CrossbarConfig:
     """One RRAM crossbar (subarray) and its periphery.
@@ -172,22 +190,13 @@ class CrossbarConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CrossbarConfig":
         """Build from a mapping; unknown keys are refused with the list of allowed ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown crossbar field(s) {unknown}; allowed: {sorted(names)}")
+        _refuse_unknown(cls, d, "crossbar")
         return cls(**d)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "CrossbarConfig":
         """Load from a TOML file: the ``[crossbar]`` table, or the top level if there is none."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        data = _read_toml(path)
         return cls.from_dict(data.get("crossbar", data))
 
 
@@ -281,10 +290,7 @@ class ChipConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ChipConfig":
         """Build from a mapping (``crossbar`` a nested mapping); unknown keys are refused."""
         d = dict(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown chip field(s) {unknown}; allowed: {sorted(names)}")
+        _refuse_unknown(cls, d, "chip")
         if isinstance(d.get("crossbar"), dict):
             d["crossbar"] = CrossbarConfig.from_dict(d["crossbar"])
         return cls(**d)
@@ -292,13 +298,7 @@ class ChipConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> "ChipConfig":
         """Load from TOML: a ``[chip]`` table (or the top level) plus a ``[crossbar]`` table."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        data = _read_toml(path)
         chip = dict(data.get("chip", {k: v for k, v in data.items() if k != "crossbar"}))
         if "crossbar" in data:
             chip["crossbar"] = data["crossbar"]
