@@ -16,9 +16,10 @@ Accumulating per output rather than per column is the same sum in another order
 (integer addition, no rounding), so the result is bit-exact to the per-column
 shift-add of the spec while needing ``outputs + 1`` accumulators instead of ``cols``.
 
-Timing (``gen.perf.crossbar_latency``): accept on edge 0; conversions on the
-``mvm_clocks`` clocks that follow; ADC codes latched (+1) and accumulated (+1); the
-result is offered from then on and the next input is taken on the edge it is handed over.
+Timing (``gen.perf.crossbar_latency``): accept on edge 0; one conversion per ADC on each
+of the ``mvm_clocks`` clocks that follow, each passing ``CROSSBAR_PIPELINE_CLOCKS``
+registers (products, partial sums, ADC code, shifted term, accumulator); the result is
+offered from then on and the next input is taken on the edge it is handed over.
 """
 from __future__ import annotations
 
