@@ -33,6 +33,9 @@ RAW_OUTPUT_BITS = 32
 #: Stage names of one step (one output pixel of every replica), in hardware order.
 STAGES = ("gbus_in", "tbus_in", "pe_pass", "pbus_in", "mvm", "accumulate", "post", "gbus_out")
 
+#: The stages a novel-mapping warm-up step uses (it brings window columns in, no MVM).
+INPUT_STAGES = ("gbus_in", "tbus_in", "pe_pass")
+
 #: Report categories: which stages count as what.
 CATEGORIES = {"interconnect": ("gbus_in", "gbus_out"), "buffer": ("tbus_in", "pe_pass", "pbus_in"),
               "mvm": ("mvm",), "accumulate": ("accumulate", "post")}
@@ -62,10 +65,14 @@ def adder_tree_clocks(addends: int) -> int:
 class LayerTiming:
     """Timing of one layer (all its replicas work in lockstep on their own output regions).
 
-    ``step`` holds the clocks of each stage of a steady-state step (one output pixel per
-    replica) and ``first`` those of a row-start step (novel: the whole window is loaded);
-    ``interval``/``interval_first`` are the step initiation intervals; ``clocks`` the
-    layer's latency. ``busy`` are the clocks each category is busy over the layer (they
+    ``step`` holds the clocks of each stage of a step (one output pixel per replica; the
+    novel mapping's warm-up steps take the same time); ``first`` is the same dict and
+    ``interval_first`` the same interval (kept for compatibility: since every step is
+    alike there is no separate row-start step); ``interval`` is the step initiation
+    interval, ``steps`` the number of steps, ``warmup`` the novel mapping's warm-up steps
+    per output row, ``prologue`` the novel line-buffer fill, ``clocks`` the layer's
+    latency and ``load`` the clocks a stand-alone engine spends streaming its input
+    feature map into its buffer (not part of ``clocks``, see :attr:`engine_clocks`). ``busy`` are the clocks each category is busy over the layer (they
     overlap, so they do not add up to ``clocks``). ``traffic`` is in bits.
     """
     name: str
@@ -86,9 +93,19 @@ class LayerTiming:
     tiles: int = 0
     duplication: int = 1
     utilization: dict[str, float] = _field(default_factory=dict)
+    steps: int = 0
+    warmup: int = 0
+    load: int = 0
+
+    @property
+    def engine_clocks(self) -> int:
+        """A stand-alone layer engine (``hw.layer.ConvLayerEngine``): its input feature map
+        first streams into its buffer (``load`` words), then the layer runs (``clocks``)."""
+        return self.load + self.clocks
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "mapping": self.mapping, "clocks": self.clocks,
+                "steps": self.steps, "warmup": self.warmup, "load": self.load,
                 "interval": self.interval, "interval_first": self.interval_first, "prologue": self.prologue,
                 "region": list(self.region), "step": dict(self.step), "first": dict(self.first),
                 "busy": dict(self.busy), "traffic": dict(self.traffic), "bound": self.bound,
@@ -205,6 +222,68 @@ def _layer_geometry(lp):
     return tile_rows, pe_rows, tile_out, max(count.values()), rep_tile_rows, rep_pe_rows, rep_out
 
 
+#: Post-processing registers: ``acc + bias``, ``* M``, round/shift/clamp (``hw.layer``).
+POST_CLOCKS = 3
+
+#: Clocks between a feature-map buffer read and its data (synchronous BRAM read port).
+FM_READ_LATENCY = 1
+
+
+def pixel_words(channels: int, a_bits: int, bus_bits: int) -> int:
+    """Global-bus words of one pixel's ``channels`` activations: ``ceil(channels*a_bits / G)``.
+    The feature-map buffer stores every pixel in whole words (``hw.buffers.FMGeometry``)."""
+    return transfer_clocks(channels * a_bits, bus_bits)
+
+
+def novel_warmup(k: int, stride: int) -> int:
+    """Warm-up steps per output row of the novel mapping: ``ceil((K - s) / s)``. A row
+    starts with an empty window; each step brings ``s`` new columns, so ``K - s`` columns
+    must enter before the first output of the row."""
+    return _cdiv(k - stride, stride) if k > stride else 0
+
+
+def _tile_words(lp, chip) -> dict[int, int]:
+    """Per tile: global-bus words per pixel position, summed over the tile's replicas —
+    conventional: ``sum_(replica, kernel position) ceil(channels * a / G)`` over the
+    window rows the tile holds; novel: ``sum_replica ceil(channels * a / G)``."""
+    layer = lp.layer
+    a, G = chip.crossbar.a_bits, chip.global_bus_bits
+    cin = layer.cin
+    rows: dict[tuple[int, int], set] = {}
+    for p in lp.placements:
+        rows.setdefault((p.tile, p.replica), set()).update(range(*p.rows))
+    out: dict[int, int] = {}
+    for (t, _), rs in rows.items():
+        if lp.mapping == "novel":
+            n = pixel_words(len(rs), a, G)
+        else:
+            per_k: dict[int, int] = {}
+            for r in rs:
+                per_k[r // cin] = per_k.get(r // cin, 0) + 1
+            n = sum(pixel_words(c, a, G) for c in per_k.values())
+        out[t] = out.get(t, 0) + n
+    return out
+
+
+def _prologue_reads(lp, chip) -> dict[int, int]:
+    """Novel: per tile, the words read to fill the line buffers before the first step —
+    the real input rows among the ``K - s`` window rows above the first output row's new
+    rows (``[y0*s - pad, y0*s - pad + K - s)``), all ``W_in`` columns, per replica."""
+    layer = lp.layer
+    k, s, pad = layer.k, layer.stride, layer.pad
+    _, h_in, w_in = lp.in_shape
+    a, G = chip.crossbar.a_bits, chip.global_bus_bits
+    chans: dict[tuple[int, int], set] = {}
+    for p in lp.placements:
+        chans.setdefault((p.tile, p.replica), set()).update(range(*p.rows))
+    out: dict[int, int] = {}
+    for (t, rep), cs in chans.items():
+        y0 = lp.regions[rep][0]
+        rows = sum(1 for yy in range(y0 * s - pad, y0 * s - pad + max(0, k - s)) if 0 <= yy < h_in)
+        out[t] = out.get(t, 0) + rows * w_in * pixel_words(len(cs), a, G)
+    return out
+
+
 def _weight_layer_timing(lp, chip, overlap: bool) -> LayerTiming:
     xb = chip.crossbar
     a = xb.a_bits
@@ -213,68 +292,66 @@ def _weight_layer_timing(lp, chip, overlap: bool) -> LayerTiming:
     layer = lp.layer
     k, s = layer.k, layer.stride
     tile_rows, pe_rows, tile_out, addends, rep_rows, rep_pe_rows, rep_out = _layer_geometry(lp)
-    max_tile = max(tile_rows.values())
     max_pe = max(pe_rows.values())
+    words = _tile_words(lp, chip)
     novel = lp.mapping == "novel"
-    # --- one step: every replica produces one output pixel -------------------------------
+    # --- one step: every replica produces (at most) one output pixel --------------------------
     step = dict.fromkeys(STAGES, 0)
     if novel:
-        # each input pixel enters the tile once (s*s new pixels per output step, raster order)
-        step["gbus_in"] = max(transfer_clocks(s * s * n * a, G) for n in tile_rows.values())
+        # the s*s new pixels of the step, each read from the feature-map buffer once
+        step["gbus_in"] = max(s * s * n for n in words.values()) + FM_READ_LATENCY
         # the entering s window columns (s*K pixels) go from the line buffers to the edge PEs
         step["tbus_in"] = max(transfer_clocks(s * k * n * a, T) for n in tile_rows.values())
-        # the other K-s columns shift one PE over the neighbour links (all links in parallel)
+        # the other K-s columns shift s PEs over the neighbour links (all links in parallel)
         step["pe_pass"] = transfer_clocks(max_pe * a, P) if k > s else 0
     else:
-        # the whole K*K*Cin window (this tile's rows of it) comes from the global buffer
-        step["gbus_in"] = max(transfer_clocks(n * a, G) for n in tile_rows.values())
+        # the whole K*K*Cin window (this tile's rows of it), pixel by pixel, from the FM buffer
+        step["gbus_in"] = max(words.values()) + FM_READ_LATENCY
         step["tbus_in"] = max(transfer_clocks(n * a, T) for n in tile_rows.values())
     step["pbus_in"] = transfer_clocks(max_pe * a, P)
     step["mvm"] = mvm_clocks(xb)
     step["accumulate"] = adder_tree_clocks(addends)
-    step["post"] = 1
+    step["post"] = POST_CLOCKS
     step["gbus_out"] = max(transfer_clocks(n * a_out, G) for n in tile_out.values())
     first = dict(step)
-    if novel:  # a row-start step loads the whole K x K window from the line buffers
-        first["tbus_in"] = max(transfer_clocks(k * k * n * a, T) for n in tile_rows.values())
     comb = max if overlap else sum
-    interval, interval_first = comb(step.values()), comb(first.values())
-    fill = sum(first.values())
-    # --- the layer ------------------------------------------------------------------------
+    fill = sum(step.values())
+    interval = comb(step.values())
+    # a warm-up step (novel) only uses the input stages
+    interval_wu = comb(step[st] for st in INPUT_STAGES)
+    # --- the layer ----------------------------------------------------------------------------
+    wu = novel_warmup(k, s) if novel else 0
     y0, y1, x0, x1 = max(lp.regions, key=lambda r: (r[1] - r[0]) * (r[3] - r[2]))
     rows_r, cols_r = y1 - y0, x1 - x0
-    _, h_in, w_in = lp.in_shape
+    n_steps = rows_r * (cols_r + wu)
+    c_in, h_in, w_in = lp.in_shape
     prologue = 0
     if novel:
-        # before the first window: fill the K-1 line buffers (rows above the window's last row)
-        pre_rows = max(0, k - 1 - min(layer.pad, k - 1))
-        prologue = max(transfer_clocks(pre_rows * w_in * n * a, G) for n in tile_rows.values())
-        clocks = prologue + fill + (rows_r - 1) * interval_first + rows_r * (cols_r - 1) * interval
-        n_first = rows_r
-    else:
-        clocks = fill + (rows_r * cols_r - 1) * interval
-        n_first = 1
-    n_steps = rows_r * cols_r
-    busy = {c: sum(step[st] for st in sts) * (n_steps - n_first) + sum(first[st] for st in sts) * n_first
-            for c, sts in CATEGORIES.items()}
+        pro = max(_prologue_reads(lp, chip).values())
+        prologue = pro + FM_READ_LATENCY if pro else 0
+    clocks = prologue + fill + rows_r * wu * interval_wu + (rows_r * cols_r - 1) * interval
+    busy = {c: sum(step[st] for st in sts) * rows_r * cols_r
+            + sum(step[st] for st in sts if st in INPUT_STAGES) * rows_r * wu for c, sts in CATEGORIES.items()}
     busy["interconnect"] += prologue
-    # --- traffic over all replicas (bits) --------------------------------------------------
+    # --- traffic over all replicas (bits) --------------------------------------------------------
     _, ho, wo = lp.out_shape
     npix = ho * wo
     if novel:
-        n_row_starts = sum(r[1] - r[0] for r in lp.regions)
+        all_steps = sum((r[1] - r[0]) * (r[3] - r[2] + wu) for r in lp.regions)
+        pre_rows = max(0, k - s - min(layer.pad, k - s))
         g_in = npix * s * s * rep_rows * a + len(lp.regions) * pre_rows * w_in * rep_rows * a
-        t_in = npix * s * k * rep_rows * a + n_row_starts * (k - s) * k * rep_rows * a
-        pe_bits = npix * rep_pe_rows * a * (2 if k > s else 1)
+        t_in = all_steps * s * k * rep_rows * a
+        pe_bits = all_steps * rep_pe_rows * a * (2 if k > s else 1)
     else:
         g_in = npix * rep_rows * a
         t_in = npix * rep_rows * a
         pe_bits = npix * rep_pe_rows * a
     traffic = {"global": g_in + npix * rep_out * a_out, "tile": t_in, "pe": pe_bits}
     bound = max(STAGES, key=lambda st: step[st])
-    return LayerTiming(lp.name, lp.layer.kind, lp.mapping, clocks, step, first, interval, interval_first,
+    load = h_in * w_in * pixel_words(c_in, a, G)
+    return LayerTiming(lp.name, lp.layer.kind, lp.mapping, clocks, step, first, interval, interval_wu if wu else interval,
                        prologue, (rows_r, cols_r), busy, traffic, bound, lp.n_subarrays, lp.n_pes, lp.n_tiles,
-                       lp.duplication, lp.utilization(chip))
+                       lp.duplication, lp.utilization(chip), n_steps, wu, load)
 
 
 def post_layer_clocks(lp, chip) -> int:
@@ -305,33 +382,48 @@ def layer_timing(lp, chip, overlap: bool = True) -> LayerTiming:
 def estimate(plan, overlap: bool = True) -> Estimate:
     """Cycle model of a :class:`gen.mapping.MappingPlan`, at clock granularity.
 
-    Hardware schedule of a weight layer. Every replica owns a rectangle of the output and
-    all replicas advance in lockstep, one output pixel per *step*. A step is a chain of
-    stages, each double-buffered (``overlap=True``), so consecutive steps overlap and the
-    step interval is the slowest stage; ``overlap=False`` runs the stages back to back
-    (NeuroSim-style accounting, for comparison). ``a`` = ``a_bits``; ``G``, ``T``, ``P`` =
-    global, tile and PE bus bits per clock; ``n_t`` = input rows tile ``t`` needs per step
-    (conventional: unrolled-matrix rows, novel: channels; summed over its replicas);
-    ``n_pe`` = the most input rows one PE needs.
+    Hardware schedule of a weight layer — exactly what ``hw.layer.ConvLayerEngine`` does
+    (its testbench asserts ``measured == load + clocks``). Every replica owns a rectangle of
+    the output and all replicas advance in lockstep, one output pixel per *step*. A step
+    is a chain of stages with fixed durations ``d``; each stage hands its result over in
+    its own register (double-buffered), so with ``overlap=True`` stage ``i`` starts step
+    ``j`` exactly when stage ``i-1`` has finished it and a new step starts every ``II =
+    max(d)`` clocks: the last step leaves the chain ``sum(d) + (n-1)*II`` after the first
+    one started. ``overlap=False`` runs the stages back to back (``II = sum(d)``,
+    NeuroSim-style accounting, for comparison). ``a`` = ``a_bits``; ``G``, ``T``, ``P`` =
+    global, tile and PE bus bits per clock; ``w_t`` = global-bus words tile ``t`` reads
+    per pixel position (``sum ceil(channels*a / G)`` over its replicas and, conventional,
+    kernel positions: the feature-map buffer holds every pixel in whole words); ``n_t`` =
+    input rows tile ``t`` needs per step (conventional: unrolled-matrix rows, novel:
+    channels; summed over its replicas); ``n_pe`` = the most input rows one PE needs.
 
     ====================  ==========================================  =======================================
     stage                 conventional                                novel
     ====================  ==========================================  =======================================
-    ``gbus_in``           ``max_t ceil(n_t*a / G)`` (whole window)    ``max_t ceil(s*s*n_t*a / G)`` (new pixels)
-    ``tbus_in``           ``max_t ceil(n_t*a / T)``                   ``max_t ceil(s*K*n_t*a / T)`` entering
-                                                                      columns; row start ``K*K*n_t*a``
+    ``gbus_in``           ``max_t w_t + 1`` (whole window, read       ``s*s*max_t w_t + 1`` (the new pixels,
+                          latency 1)                                  each read once)
+    ``tbus_in``           ``max_t ceil(n_t*a / T)``                   ``max_t ceil(s*K*n_t*a / T)`` (entering
+                                                                      columns)
     ``pe_pass``           0                                           ``ceil(n_pe*a / P)`` if ``K > s``
     ``pbus_in``           ``ceil(n_pe*a / P)``                        same
     ``mvm``               :func:`crossbar_latency`                    same
     ``accumulate``        ``ceil(log2(partial sums per output))``     same (``K*K`` × row-blocks addends)
-    ``post``              1 (bias, scale, ReLU clamp)                 same
+    ``post``              ``POST_CLOCKS`` = 3 (bias, scale, clamp)    same
     ``gbus_out``          ``max_t ceil(outputs_t * a_out / G)``       same
     ====================  ==========================================  =======================================
 
-    Layer latency (``R x C`` = the largest replica rectangle, ``fill`` = sum of the first
-    step's stages, ``II`` = steady interval, ``II1`` = row-start interval):
-    conventional ``fill + (R*C - 1)*II``; novel ``prologue + fill + (R-1)*II1 + R*(C-1)*II``
-    with ``prologue = ceil((K-1-min(pad,K-1)) * W_in * n_t * a / G)`` (line-buffer fill).
+    Layer latency (``R x C`` = the largest replica rectangle, ``fill = sum(d)``):
+    conventional ``fill + (R*C - 1)*II``; novel
+    ``prologue + fill + R*wu*II_wu + (R*C - 1)*II``. The novel mapping's window starts
+    every output row empty: ``wu = ceil((K-s)/s)`` *warm-up* steps bring its first
+    ``K-s`` columns in; they use only the input stages (``gbus_in``, ``tbus_in``,
+    ``pe_pass``), so the next step follows after ``II_wu = max`` of those
+    (``interval_first``). ``prologue = max_t (reads_t + 1)``, ``reads_t`` = the words
+    that fill the line buffers with the real input rows among the ``K-s`` rows above the
+    first output row's new rows (0 when there are none). A stand-alone engine first
+    streams its input feature map into its buffer: ``load = H*W*ceil(Cin*a/G)`` words
+    (``LayerTiming.engine_clocks = load + clocks``; not part of the network figures, where
+    the producer writes the buffer).
     Pooling and Add layers: :func:`post_layer_clocks`.
 
     Network: latency = sum of layer clocks. Layer-by-layer chip: interval = latency.

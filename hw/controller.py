@@ -118,37 +118,37 @@ class LayerController(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(go):
             m.d.sync += [issued.eq(issued + 1), tick.eq(1),
-                         gap.eq(Mux(tr < self.warmup, self.interval_warmup, self.interval)),
+                         gap.eq(Mux(tr < self.warmup, self.interval_warmup, self.interval) if self.warmup
+                                else self.interval),
                          tr.eq(Mux(tr == per_row - 1, 0, tr + 1))]
         with m.Elif(issued != 0):
             m.d.sync += tick.eq(tick + 1)
 
-        with m.FSM(name="layer_fsm"):
-            with m.State("LOAD"):
-                m.d.comb += self.loading.eq(1)
-                m.d.sync += [issued.eq(0), finished.eq(0), tr.eq(0)]
-                with m.If(self.load_beat):
-                    m.d.sync += words.eq(words + 1)
-                    with m.If(words == 0):
-                        m.d.sync += [self.busy.eq(1), self.cycles.eq(1)]
-                    with m.If(words == self.load_words - 1):
-                        m.d.sync += words.eq(0)
-                        if self.has_prologue:
-                            m.d.sync += self.pro_go.eq(1)
-                            m.next = "PROLOGUE"
-                        else:
-                            m.d.sync += start.eq(1)
-                            m.next = "RUN"
-            with m.State("PROLOGUE"):
-                with m.If(self.pro_done):
-                    m.d.comb += go.eq(1)
-                    m.next = "RUN"
-            with m.State("RUN"):
-                with m.If(start | ((issued != 0) & (issued < self.n_steps) & (tick == gap))):
-                    m.d.comb += go.eq(1)
-                with m.If(self.last_done):
-                    m.d.sync += finished.eq(finished + 1)
-                    with m.If(finished == self.n_out - 1):
-                        m.d.sync += [self.done.eq(1), self.busy.eq(0)]
-                        m.next = "LOAD"
+        # state register (If chains rather than m.FSM: no incomplete case statements in the Verilog)
+        LOAD, PROLOGUE, RUN = 0, 1, 2
+        state = Signal(range(3), name="layer_state")
+        with m.If(state == LOAD):
+            m.d.comb += self.loading.eq(1)
+            m.d.sync += [issued.eq(0), finished.eq(0), tr.eq(0)]
+            with m.If(self.load_beat):
+                m.d.sync += words.eq(words + 1)
+                with m.If(words == 0):
+                    m.d.sync += [self.busy.eq(1), self.cycles.eq(1)]
+                with m.If(words == self.load_words - 1):
+                    m.d.sync += words.eq(0)
+                    if self.has_prologue:
+                        m.d.sync += [self.pro_go.eq(1), state.eq(PROLOGUE)]
+                    else:
+                        m.d.sync += [start.eq(1), state.eq(RUN)]
+        with m.If(state == PROLOGUE):
+            with m.If(self.pro_done):
+                m.d.comb += go.eq(1)
+                m.d.sync += state.eq(RUN)
+        with m.If(state == RUN):
+            with m.If(start | ((issued != 0) & (issued < self.n_steps) & (tick == gap))):
+                m.d.comb += go.eq(1)
+            with m.If(self.last_done):
+                m.d.sync += finished.eq(finished + 1)
+                with m.If(finished == self.n_out - 1):
+                    m.d.sync += [self.done.eq(1), self.busy.eq(0), state.eq(LOAD)]
         return m

@@ -138,14 +138,13 @@ class MaxPoolUnit(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             pix = self.i.payload
             inside = (x < self.wo * k) & (y < (self.h // k) * k)
-            with m.Switch(xo):
-                for j in range(self.wo):
-                    with m.Case(j):
-                        new = Mux((xi == 0) & (yi == 0), pix, _vmax(acc[j], pix, c, a))
-                        with m.If(inside):
-                            m.d.sync += acc[j].eq(new)
-                            with m.If((xi == k - 1) & (yi == k - 1)):
-                                m.d.sync += [self.o.payload.eq(new), self.o.valid.eq(1)]
+            for j in range(self.wo):
+                with m.If(xo == j):
+                    new = Mux((xi == 0) & (yi == 0), pix, _vmax(acc[j], pix, c, a))
+                    with m.If(inside):
+                        m.d.sync += acc[j].eq(new)
+                        with m.If((xi == k - 1) & (yi == k - 1)):
+                            m.d.sync += [self.o.payload.eq(new), self.o.valid.eq(1)]
             # raster counters
             last_col = x == w - 1
             m.d.sync += x.eq(Mux(last_col, 0, x + 1))

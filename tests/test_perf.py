@@ -26,53 +26,71 @@ def test_helpers():
 def test_conventional_layer_by_hand():
     """Matrix 36 x 6: row-blocks 16,16,4; column-blocks 4,2 -> 6 blocks, 2 per PE:
     PE0 = (c0: r0, r1), PE1 = (c0: r2; c1: r0), PE2 = (c1: r1, r2); one tile.
-    gbus_in = ceil(36*8/32) = 9, tbus_in = ceil(288/16) = 18, pbus_in = ceil(32 rows*8/8) = 32,
-    accumulate = ceil(log2 3) = 2, post = 1, gbus_out = ceil(6 raw outputs * 32 bits / 32) = 6.
-    25 output pixels: fill + 24 * II."""
+    gbus_in = 9 kernel positions x ceil(4 channels * 8 bits / 32) = 9 words, + 1 (read latency) = 10;
+    tbus_in = ceil(288/16) = 18, pbus_in = ceil(32 rows*8/8) = 32, accumulate = ceil(log2 3) = 2,
+    post = 3, gbus_out = ceil(6 raw outputs * 32 bits / 32) = 6.
+    25 output pixels: fill + 24 * II. Stand-alone engine: + load = 25 pixels x 1 word."""
     plan = map_network(NET, CHIP, mapping="conventional")
     lt = estimate(plan).layers[0]
-    assert lt.step == {"gbus_in": 9, "tbus_in": 18, "pe_pass": 0, "pbus_in": 32, "mvm": L, "accumulate": 2,
-                       "post": 1, "gbus_out": 6}
-    ii = max(9, 18, 32, L, 2, 1, 6)
-    fill = 9 + 18 + 32 + L + 2 + 1 + 6
-    assert lt.interval == ii
+    assert lt.step == {"gbus_in": 10, "tbus_in": 18, "pe_pass": 0, "pbus_in": 32, "mvm": L, "accumulate": 2,
+                       "post": 3, "gbus_out": 6}
+    ii = max(10, 18, 32, L, 2, 3, 6)
+    fill = 10 + 18 + 32 + L + 2 + 3 + 6
+    assert lt.interval == ii and lt.steps == 25 and lt.warmup == 0 and lt.prologue == 0
     assert lt.clocks == fill + 24 * ii
+    assert lt.load == 25 and lt.engine_clocks == 25 + lt.clocks
     serial = estimate(plan, overlap=False).layers[0]
     assert serial.clocks == 25 * fill
 
 
 def test_novel_layer_by_hand():
     """Novel: each kernel position holds a 4 x 6 matrix: one row-block, column-blocks 4,2 ->
-    one group of 2 subarrays per PE, one tile of 9 PEs, n_t = 4 channels.
-    gbus_in = ceil(1*1*4*8/32) = 1, tbus_in = ceil(1*3*4*8/16) = 6 (row start ceil(9*32/16) = 18),
-    pe_pass = pbus_in = ceil(4*8/8) = 4, accumulate = ceil(log2 9) = 4, post 1, gbus_out 6.
-    prologue = ceil((3-1-1) * 5 * 4 * 8 / 32) = 5. 5x5 outputs:
-    prologue + fill + 4 * II1 + 5 * 4 * II."""
+    one group of 2 subarrays per PE, one tile of 9 PEs, n_t = 4 channels (1 word of 32 bits).
+    gbus_in = s*s*1 word + 1 = 2, tbus_in = ceil(1*3*4*8/16) = 6,
+    pe_pass = pbus_in = ceil(4*8/8) = 4, accumulate = ceil(log2 9) = 4, post 3, gbus_out 6.
+    Warm-up: wu = ceil((3-1)/1) = 2 steps per output row, each followed after
+    II_wu = max(gbus_in, tbus_in, pe_pass) = 6. Prologue: the K-s = 2 window rows above the
+    first output row's new row are padded rows -1 and 0; real row 0 only: 5 pixels x 1 word
+    + 1 = 6. 5x5 outputs: prologue + fill + 5*2*II_wu + (25 - 1) * II."""
     plan = map_network(NET, CHIP, mapping="novel")
     lp = plan["c"]
     assert lp.mapping == "novel" and (lp.n_subarrays, lp.n_pes, lp.n_tiles) == (18, 9, 1)
     lt = estimate(plan).layers[0]
-    assert lt.step == {"gbus_in": 1, "tbus_in": 6, "pe_pass": 4, "pbus_in": 4, "mvm": L, "accumulate": 4,
-                       "post": 1, "gbus_out": 6}
-    assert lt.first["tbus_in"] == 18 and lt.prologue == 5
-    ii, ii1 = max(1, 6, 4, 4, L, 4, 1, 6), max(1, 18, 4, 4, L, 4, 1, 6)
-    fill = 1 + 18 + 4 + 4 + L + 4 + 1 + 6
-    assert lt.clocks == 5 + fill + 4 * ii1 + 5 * 4 * ii
+    assert lt.step == {"gbus_in": 2, "tbus_in": 6, "pe_pass": 4, "pbus_in": 4, "mvm": L, "accumulate": 4,
+                       "post": 3, "gbus_out": 6}
+    assert lt.first == lt.step and lt.interval_first == 6 and lt.prologue == 6
+    assert lt.warmup == 2 and lt.steps == 5 * (5 + 2)
+    ii = max(2, 6, 4, 4, L, 4, 3, 6)
+    fill = 2 + 6 + 4 + 4 + L + 4 + 3 + 6
+    assert lt.clocks == 6 + fill + 5 * 2 * 6 + 24 * ii
     s = estimate(plan, overlap=False).layers[0]
-    steady = 1 + 6 + 4 + 4 + L + 4 + 1 + 6
-    assert s.clocks == 5 + fill + 4 * fill + 5 * 4 * steady
+    # serial: an output step costs fill, a warm-up step its input stages 2 + 6 + 4
+    assert s.clocks == 6 + fill + 5 * 2 * (2 + 6 + 4) + 24 * fill
+
+
+def test_novel_stride2_prologue_by_hand():
+    """Stride 2, K = 3, pad 1: wu = ceil((3-2)/2) = 1; the line buffers hold K-s = 1 row, padded
+    row -1 for the first output row: no real row, no prologue. 3x3 outputs from 5x5."""
+    net = Network("s2", (4, 5, 5), [Conv2d(name="c", cin=4, cout=6, k=3, stride=2, pad=1)])
+    lt = estimate(map_network(net, CHIP, mapping="novel")).layers[0]
+    assert lt.prologue == 0 and lt.warmup == 1 and lt.region == (3, 3)
+    # gbus_in = 2*2 new pixels x 1 word + 1; tbus_in = ceil(2*3*4*8/16) = 12
+    assert lt.step["gbus_in"] == 5 and lt.step["tbus_in"] == 12 and lt.interval_first == 12
+    fill = sum(lt.step.values())
+    assert lt.clocks == fill + 3 * 1 * 12 + (9 - 1) * max(lt.step.values())
 
 
 def test_duplication_by_hand():
     """Two replicas: 5x5 output in bands of 3 and 2 rows; both replicas' 3 PEs share the tile,
-    so the tile receives 2 x 36 rows per step: gbus_in = 18, tbus_in = 36, gbus_out = 12 values."""
+    so the tile reads both windows over its global-bus port (2 x 9 words + 1 = 19) and receives
+    2 x 36 rows per step (tbus_in = 36); gbus_out = 12 values."""
     plan = map_network(NET, CHIP, mapping="conventional", duplication=2)
     lp = plan["c"]
     assert lp.regions == [(0, 3, 0, 5), (3, 5, 0, 5)] and lp.n_tiles == 1 and lp.n_pes == 6
     lt = estimate(plan).layers[0]
-    assert (lt.step["gbus_in"], lt.step["tbus_in"], lt.step["gbus_out"]) == (18, 36, 12)
-    ii = max(18, 36, 32, L, 2, 1, 12)
-    assert lt.clocks == (18 + 36 + 32 + L + 2 + 1 + 12) + (15 - 1) * ii
+    assert (lt.step["gbus_in"], lt.step["tbus_in"], lt.step["gbus_out"]) == (19, 36, 12)
+    ii = max(19, 36, 32, L, 2, 3, 12)
+    assert lt.clocks == (19 + 36 + 32 + L + 2 + 3 + 12) + (15 - 1) * ii
 
 
 def test_post_layers_and_network_totals():
@@ -102,7 +120,7 @@ def test_novel_beats_conventional_only_where_a_bus_is_the_bottleneck():
     assert conv["layer1.0.conv1"].bound == nov["layer1.0.conv1"].bound == "mvm"
     # layer4 (512 channels): the conventional window (4608 x 8 bits) saturates the global bus
     assert conv["layer4.1.conv1"].bound == "gbus_in"
-    assert conv["layer4.1.conv1"].step["gbus_in"] == 4608 * 8 // 256
+    assert conv["layer4.1.conv1"].step["gbus_in"] == 9 * (512 * 8 // 256) + 1   # 9 pixels x 16 words + latency
     assert nov["layer4.1.conv1"].clocks < conv["layer4.1.conv1"].clocks
     assert nov.traffic()["global"] < conv.traffic()["global"]
     assert conv.total_clocks > 0 and nov.to_dict()["layers"][0]["name"] == "conv1"

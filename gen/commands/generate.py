@@ -1,0 +1,109 @@
+"""``pimgen generate --layer SPEC``: a layer engine's RTL, weights and manifest from its mapping plan."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+HELP = "generate the RTL of one conv/linear layer engine (conventional or novel mapping) + weights + manifest"
+DESCRIPTION = (
+    "Map one layer onto a small chip and generate its layer engine (hw.layer.ConvLayerEngine): "
+    "OUT/rtl/layer.v, OUT/weights/ (params.json and one $readmemh file of cell levels per crossbar) and "
+    "OUT/manifest.json (ports, shapes, schedule, expected clocks from the cycle model, the config). "
+    "Simulate it with `pimgen simulate OUT`.")
+
+DEFAULT_CHIP = {"subarrays_per_pe": 4, "pes_per_tile": 9, "global_bus_bits": 64, "tile_bus_bits": 64,
+                "pe_bus_bits": 32}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layer", required=True, metavar="SPEC",
+                   help='layer spec, e.g. "conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1" or "fc in=64 out=10"')
+    p.add_argument("--mapping", choices=["conventional", "novel"], default="conventional",
+                   help="weight mapping [conventional]; layers the novel mapping does not suit fall back")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="build folder (created or replaced)")
+    p.add_argument("--dup", type=int, default=1, metavar="N", help="replicas of the layer (duplication) [1]")
+    p.add_argument("--raw", action="store_true",
+                   help="raw int32 outputs (last layer) instead of bias+requantize+ReLU to a_bits")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and requantization [0]")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--config", metavar="TOML", help="chip config TOML ([chip] + [crossbar]); flags override it")
+    g.add_argument("--crossbar", metavar="RxC", default=None, help="crossbar rows x cols [32x32]")
+    for flag, h in [("cell-bits", "bits per cell 1|2|4 [2]"), ("w-bits", "weight bits [8]"),
+                    ("a-bits", "activation bits [8]"), ("dac-bits", "input bits per input cycle [1]"),
+                    ("adc-bits", "ADC bits [lossless]"), ("adc-shift", "coarse ADC step 2**S [0]"),
+                    ("cols-per-adc", "columns sharing one ADC [8]")]:
+        g.add_argument(f"--{flag}", type=int, default=None, metavar="N", help=h)
+    for flag, key in [("subarrays-per-pe", "subarrays_per_pe"), ("pes-per-tile", "pes_per_tile"),
+                      ("tiles", "tiles"), ("global-bus", "global_bus_bits"), ("tile-bus", "tile_bus_bits"),
+                      ("pe-bus", "pe_bus_bits")]:
+        dflt = DEFAULT_CHIP.get(key)
+        g.add_argument(f"--{flag}", type=int, default=None, metavar="N",
+                       help=f"{key.replace('_', ' ')} [{dflt if dflt is not None else 'as needed'}]")
+    p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
+
+
+def chip_from_args(args):
+    from gen.config import ChipConfig, CrossbarConfig
+    if args.config:
+        chip = ChipConfig.from_toml(args.config)
+        xb = chip.crossbar.to_dict()
+        base = {k: v for k, v in chip.to_dict().items() if k != "crossbar"}
+    else:
+        xb = CrossbarConfig().to_dict()
+        base = dict(DEFAULT_CHIP)
+    if args.crossbar:
+        try:
+            r, c = (int(v) for v in args.crossbar.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--crossbar {args.crossbar!r} is not allowed: use ROWSxCOLS, e.g. 32x32") from None
+        xb.update(rows=r, cols=c)
+    for key in ("cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits", "adc_shift", "cols_per_adc"):
+        v = getattr(args, key)
+        if v is not None:
+            xb[key] = v
+    xb["cols_per_adc"] = min(xb["cols_per_adc"], xb["cols"]) if getattr(args, "cols_per_adc") is None \
+        else xb["cols_per_adc"]
+    for flag, key in [("subarrays_per_pe", "subarrays_per_pe"), ("pes_per_tile", "pes_per_tile"),
+                      ("tiles", "tiles"), ("global_bus", "global_bus_bits"), ("tile_bus", "tile_bus_bits"),
+                      ("pe_bus", "pe_bus_bits")]:
+        v = getattr(args, flag)
+        if v is not None:
+            base[key] = v
+    return ChipConfig.from_dict({**base, "crossbar": CrossbarConfig.from_dict(xb)})
+
+
+def design_from_args(args):
+    from gen.layerspec import parse_layer_spec
+    from sim.layer_check import LayerDesign
+    spec = parse_layer_spec(args.layer)
+    chip = chip_from_args(args)
+    return LayerDesign(spec, chip, args.mapping, args.dup, args.raw, args.seed)
+
+
+def run(args) -> int:
+    from sim.layer_check import write_build
+    d = design_from_args(args)
+    out = write_build(d, args.out)
+    m = json.loads((out / "manifest.json").read_text())
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    lt = d.info.timing
+    xb = d.chip.crossbar
+    fb = f" (fell back: {d.lp.reason})" if d.lp.mapping != args.mapping else ""
+    print(f"layer      {d.spec}")
+    print(f"mapping    {d.lp.mapping}{fb}, duplication {d.lp.duplication}, "
+          f"{'raw int32' if d.raw else 'requantized'} outputs")
+    print(f"hardware   crossbar {xb.rows}x{xb.cols} (cell_bits {xb.cell_bits}, adc {xb.adc_resolution} bits, "
+          f"{xb.cols_per_adc} cols/ADC), {d.lp.n_subarrays} crossbars in {d.lp.n_pes} PEs, {d.lp.n_tiles} tile(s); "
+          f"buses G/T/P = {d.chip.global_bus_bits}/{d.chip.tile_bus_bits}/{d.chip.pe_bus_bits} bits")
+    print(f"schedule   load {lt.load} + prologue {lt.prologue} + steps {lt.steps} (interval {lt.interval}; "
+          f"stages {', '.join(f'{k} {v}' for k, v in lt.step.items() if v)})")
+    print(f"expected   {m['expected_clocks']} clocks per image (first input word -> last output word), "
+          f"{m['expected_fm_reads']} feature-map reads")
+    print(f"ports      i: {m['ports']['i']['bits']}-bit words x {m['ports']['i']['words_per_image']}; "
+          + ", ".join(f"o{t}: {d.chip.global_bus_bits}-bit" for t in range(len(d.info.tiles))))
+    print(f"wrote      {out}/rtl/layer.v, {out}/weights/ ({len(m['weights']['crossbars'])} crossbars), "
+          f"{out}/manifest.json")
+    return 0

@@ -1,0 +1,231 @@
+"""Generate a layer engine, write its build folder, simulate it with cocotb and check it.
+
+* :class:`LayerDesign` — a one-layer spec + chip + mapping (+ duplication, raw output,
+  parameters from ``sim.golden.random_weights``): its plan, the engine, its Verilog and
+  manifest.
+* :func:`write_build` / :func:`load_build` — the ``build/<name>/`` folder:
+  ``rtl/layer.v``, ``weights/params.json`` + one ``$readmemh`` file of cell levels per
+  crossbar, ``manifest.json``. Written to a temporary folder and renamed at the end, so a
+  failure never leaves a half-written build.
+* :func:`run_layer_check` — random images through ``sim.tb.layer``; the report has
+  ``passed``, ``measured_clocks``, ``predicted_clocks``, ``mismatches``, ``fm_reads``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen.config import ChipConfig
+from gen.layerspec import LayerSpec, layer_plan
+
+MANIFEST_VERSION = 1
+TOP = "layer"
+
+
+@dataclass
+class LayerDesign:
+    spec: LayerSpec
+    chip: ChipConfig
+    mapping: str = "conventional"
+    duplication: int = 1
+    raw: bool = False
+    seed: int = 0
+    params: dict | None = None
+    _verilog: str | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        from sim.golden import random_weights
+        from hw.layer import EngineInfo
+        self.plan, self.lp = layer_plan(self.spec, self.chip, self.mapping, self.duplication, self.raw)
+        if self.chip.tiles is not None and self.plan.n_tiles > self.chip.tiles:
+            raise ValueError(f"layer {self.spec} does not fit the hardware: the {self.lp.mapping} mapping needs "
+                             f"{self.plan.n_tiles} tiles ({self.lp.n_pes} PEs, {self.lp.n_subarrays} crossbars), "
+                             f"the chip has {self.chip.tiles}")
+        if self.params is None:
+            self.params = random_weights(self.plan.network, self.seed, w_bits=self.chip.crossbar.w_bits,
+                                         a_bits=self.chip.crossbar.a_bits)["L"]
+        self.info = EngineInfo(self.lp, self.chip)
+
+    def engine(self):
+        from hw.layer import ConvLayerEngine
+        return ConvLayerEngine(self.lp, self.chip, self.params)
+
+    @property
+    def verilog(self) -> str:
+        if self._verilog is None:
+            from gen.emit import to_verilog
+            self._verilog = to_verilog(self.engine(), TOP)
+        return self._verilog
+
+    @property
+    def predicted_clocks(self) -> int:
+        return self.info.timing.engine_clocks
+
+    def manifest(self) -> dict:
+        m = self.info.manifest()
+        m.update({"version": MANIFEST_VERSION, "top": TOP, "rtl": f"rtl/{TOP}.v", "spec": self.spec.to_dict(),
+                  "spec_text": str(self.spec), "chip": self.chip.to_dict(), "requested_mapping": self.mapping,
+                  "requested_duplication": self.duplication, "seed": self.seed,
+                  "expected_clocks": self.predicted_clocks,
+                  "weights": {"params": "weights/params.json",
+                              "crossbars": [f"weights/{n}.hex" for n, _ in self._crossbar_files()]}})
+        return m
+
+    def _crossbar_files(self):
+        """``(name, hex text)`` per crossbar: one line per row, the row's cell levels
+        (``hw.crossbar.encode_row``) in hex — the crossbar's initial contents."""
+        from hw.crossbar import encode_row
+        from hw.layer import _weights
+        cfg = self.chip.crossbar
+        w = _weights(self.info, self.params)
+        wmat = w.transpose(2, 3, 1, 0).reshape(-1, self.info.cout)
+        digits = -(-cfg.cols * cfg.cell_bits // 4)
+        for p in self.lp.placements:
+            (r0, r1), (c0, c1) = p.rows, p.cols
+            blk = wmat[r0:r1, c0:c1] if p.kpos is None else w[c0:c1, r0:r1, p.kpos[0], p.kpos[1]].T
+            lines = [f"{encode_row(blk[r] if r < blk.shape[0] else [], cfg):0{digits}x}" for r in range(cfg.rows)]
+            kp = "" if p.kpos is None else f"_k{p.kpos[0]}{p.kpos[1]}"
+            yield (f"xbar_r{p.replica}_t{p.tile}_pe{p.pe}_s{p.subarray}{kp}", "\n".join(lines) + "\n")
+
+
+def _params_json(params: dict) -> dict:
+    return {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+
+
+def write_build(design: LayerDesign, out: str | Path) -> Path:
+    """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder."""
+    out = Path(out)
+    verilog = design.verilog          # may raise: nothing written yet
+    manifest = design.manifest()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (tmp / "rtl").mkdir()
+        (tmp / "weights").mkdir()
+        (tmp / "rtl" / f"{TOP}.v").write_text(verilog)
+        (tmp / "weights" / "params.json").write_text(json.dumps(_params_json(design.params)))
+        for name, text in design._crossbar_files():
+            (tmp / "weights" / f"{name}.hex").write_text(text)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if out.exists():
+            old = out.with_name(f".{out.name}-old")
+            if old.exists():
+                shutil.rmtree(old)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_build(folder: str | Path) -> tuple[LayerDesign, dict]:
+    """Re-create the :class:`LayerDesign` of a build folder (Verilog from ``rtl/``)."""
+    folder = Path(folder)
+    mf = folder / "manifest.json"
+    if not mf.exists():
+        raise ValueError(f"{str(folder)!r} is not a layer build folder (no manifest.json); "
+                         f"create one with `pimgen generate --layer ... -o {folder}`")
+    manifest = json.loads(mf.read_text())
+    if manifest.get("top") != TOP:
+        raise ValueError(f"{str(mf)!r} is not a layer-engine manifest")
+    params = json.loads((folder / manifest["weights"]["params"]).read_text())
+    params = {k: np.array(v, dtype=np.int64) if isinstance(v, list) else v for k, v in params.items()}
+    d = LayerDesign(LayerSpec.from_dict(manifest["spec"]), ChipConfig.from_dict(manifest["chip"]),
+                    manifest["requested_mapping"], manifest["requested_duplication"], manifest["raw_output"],
+                    manifest["seed"], params)
+    d._verilog = (folder / manifest["rtl"]).read_text()
+    return d, manifest
+
+
+_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;")
+
+
+def icarus_fixup(verilog: str) -> str:
+    """Icarus 11 workaround: Yosys' Verilog back end makes every ``always @*`` block sensitive
+    to a ``reg ... = 0`` trigger so that it runs once at time 0, but Icarus 11 raises no
+    event for that initialiser, so a combinational block whose inputs keep their initial
+    values (an FSM output in its reset state, a read enable that stays low) stays ``x``.
+    Toggling each trigger at 1 ns evaluates every block once."""
+    return _TRIGGER.sub(lambda m: f"{m.group(0)}\n  initial #1 {m.group(1)} = 1'h1;", verilog)
+
+
+def tb_arguments(design: LayerDesign, images: np.ndarray, *, seed: int = 0, ready_prob: float = 1.0,
+                 gap_prob: float = 0.0) -> dict[str, Any]:
+    info = design.info
+    tiles = []
+    for t in range(len(info.tiles)):
+        steps = []
+        for j in range(info.out_steps):
+            outs = info.step_outputs(t, j)
+            if any(o is not None for o in outs):
+                steps.append([None if o is None else [o[1], o[2]] for o in outs])
+        tiles.append({"words": info.out_words[t], "steps": steps})
+    imgs = [np.asarray(x).reshape(info.cin, info.h, info.w) for x in images]
+    return {
+        "spec": design.spec.to_dict(), "chip": design.chip.to_dict(), "mapping": design.mapping,
+        "duplication": design.duplication, "raw": design.raw, "params": _params_json(design.params),
+        "images": [x.tolist() for x in imgs], "in_words": [info.geom.pack_map(x) for x in imgs],
+        "tiles": tiles, "g": info.g, "value_bits": info.a_out, "signed": info.raw,
+        "predicted_clocks": design.predicted_clocks, "expected_reads": info.expected_reads(),
+        "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
+        "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
+    }
+
+
+def random_images(design: LayerDesign, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 7919)
+    a = design.chip.crossbar.a_bits
+    return rng.integers(0, 1 << a, (n, design.info.cin, design.info.h, design.info.w))
+
+
+def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: int = 0, sim: str = "verilator",
+                    waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
+                    cache_dir: Path | None = None) -> dict[str, Any]:
+    """Simulate ``design`` on random (or given ``[n, Cin, H, W]``) images; return the report."""
+    from sim.runner import run_testbench
+    if not 0 < ready_prob <= 1:
+        raise ValueError(f"ready_prob={ready_prob} is not allowed: it must be in (0, 1]")
+    if not 0 <= gap_prob < 1:
+        raise ValueError(f"gap_prob={gap_prob} is not allowed: it must be in [0, 1)")
+    if isinstance(images, int):
+        if images < 1:
+            raise ValueError(f"images={images} is not allowed: it must be >= 1")
+        imgs = random_images(design, images, seed)
+    else:
+        imgs = np.asarray(images)
+    args = tb_arguments(design, imgs, seed=seed, ready_prob=ready_prob, gap_prob=gap_prob)
+    t0 = time.perf_counter()
+    verilog = icarus_fixup(design.verilog) if sim == "icarus" else design.verilog
+    res = run_testbench(verilog, TOP, "sim.tb.layer", args, sim=sim, waves=waves, cache_dir=cache_dir, seed=seed)
+    d = res.data
+    timing_ok = (not args["check_timing"]) or (
+        bool(d.get("measured_per_image")) and all(c == args["predicted_clocks"] for c in d["measured_per_image"]))
+    report = {
+        "passed": bool(res.passed and d.get("mismatches", 1) == 0 and timing_ok
+                       and d.get("fm_reads") == d.get("expected_fm_reads")),
+        "sim": sim, "layer": str(design.spec), "mapping": design.lp.mapping,
+        "requested_mapping": design.mapping, "duplication": design.lp.duplication,
+        "images": len(imgs), "measured_clocks": d.get("measured_clocks"),
+        "measured_per_image": d.get("measured_per_image"), "predicted_clocks": args["predicted_clocks"],
+        "timing_checked": args["check_timing"], "mismatches": d.get("mismatches"),
+        "pixels_checked": d.get("pixels_checked"), "fm_reads": d.get("fm_reads"),
+        "expected_fm_reads": d.get("expected_fm_reads"),
+        "input_pixels": design.info.h * design.info.w * len(imgs),
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "log": str(res.log) if res.log else None, "waves": str(res.waves) if res.waves else None,
+    }
+    if d.get("first_mismatch"):
+        report["first_mismatch"] = d["first_mismatch"]
+    return report

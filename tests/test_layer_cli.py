@@ -1,0 +1,124 @@
+"""Layer spec parsing, `pimgen generate` / `pimgen simulate`, engine refusals, manifest contents."""
+import json
+
+import pytest
+
+from conftest import requires_icarus
+from gen.cli import main
+from gen.config import ChipConfig, CrossbarConfig
+from gen.layerspec import LayerSpec, layer_plan, parse_layer_spec
+from hw.layer import ConvLayerEngine, EngineInfo
+from sim.golden import random_weights
+
+GEN = ["--crossbar", "16x16", "--cell-bits", "4", "--cols-per-adc", "4"]
+
+
+def test_parse_layer_spec():
+    s = parse_layer_spec("conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1")
+    assert s == LayerSpec("conv", 8, 16, 3, 8, 8, 1, 1)
+    assert parse_layer_spec(str(s)) == s
+    assert parse_layer_spec("CONV cin=2 cout=3 k=1 h=4 w=5") == LayerSpec("conv", 2, 3, 1, 4, 5, 1, 0)
+    assert parse_layer_spec("fc in=64 out=10") == LayerSpec("fc", 64, 10)
+    assert LayerSpec.from_dict(s.to_dict()) == s
+
+
+@pytest.mark.parametrize("text,match", [
+    ("conv Cin=8 Cout=16 K=3 H=8 W=8 dilation=2", r"unknown key 'dilation'.*allowed keys for conv: Cin, Cout"),
+    ("conv Cin=8 Cout=16 K=3 H=8", r"misses W"),
+    ("conv Cin=8 Cout=16 K=3 H=8 W=eight", r"token 'W=eight': W must be an integer"),
+    ("conv Cin=8 Cout=16 K3 H=8 W=8", r"token 'K3' is not key=value"),
+    ("pool k=2", r"layer kind 'pool' is not known"),
+    ("conv Cin=8 Cout=16 K=3 H=8 W=8 stride=3", r"stride=3 is not allowed"),
+    ("conv Cin=8 Cout=16 K=9 H=4 W=4", r"kernel 9x9 is larger than the padded input"),
+    ("fc in=0 out=3", r"cin=0 is not allowed"),
+    ("", r"empty layer spec"),
+])
+def test_parse_layer_spec_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_layer_spec(text)
+
+
+def _chip(**kw):
+    return ChipConfig(crossbar=CrossbarConfig(rows=16, cols=16, cell_bits=4, cols_per_adc=4), global_bus_bits=64,
+                      tile_bus_bits=64, pe_bus_bits=32, **kw)
+
+
+def test_engine_refuses_unsupported_plans():
+    spec = parse_layer_spec("conv Cin=40 Cout=16 K=3 H=4 W=4 pad=1")
+    # conventional: 360 rows -> 23 row-blocks x 3 column-blocks = 69 crossbars > one tile of 9 PEs x 4
+    _, lp = layer_plan(spec, _chip(), "conventional")
+    with pytest.raises(ValueError, match="spans 2 tiles; the layer engine supports one tile per replica"):
+        EngineInfo(lp, _chip())
+    # novel replicas must split rows, not columns
+    spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1")
+    _, lp = layer_plan(spec, _chip(), "novel", duplication=2)
+    assert lp.grid == (1, 2)
+    with pytest.raises(ValueError, match="equal width"):
+        EngineInfo(lp, _chip())
+    # requantization parameters are required for a non-final layer
+    spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=4 W=4 pad=1")
+    plan, lp = layer_plan(spec, _chip(), "conventional")
+    p = random_weights(plan.network, 0)["L"]
+    del p["m"]
+    with pytest.raises(ValueError, match="params need 'm'"):
+        ConvLayerEngine(lp, _chip(), p)
+
+
+def test_generate_writes_build(tmp_path, capsys):
+    out = tmp_path / "L1"
+    rc = main(["generate", "--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 stride=1 pad=1", "--mapping", "novel", *GEN,
+               "-o", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "mapping    novel" in text and "expected" in text
+    m = json.loads((out / "manifest.json").read_text())
+    assert (out / "rtl" / "layer.v").read_text().startswith("/*") or "module layer" in (out / "rtl" / "layer.v").read_text()
+    assert m["mapping"] == "novel" and m["subarrays"] == 9 and len(m["weights"]["crossbars"]) == 9
+    assert m["expected_clocks"] == m["schedule"]["load"] + m["schedule"]["layer_clocks"]
+    assert m["ports"]["i"]["words_per_image"] == 25 and m["ports"]["o0"]["bits"] == 64
+    assert m["chip"]["crossbar"]["rows"] == 16 and m["expected_fm_reads"] == 25
+    hexes = list((out / "weights").glob("*.hex"))
+    assert len(hexes) == 9 and len(hexes[0].read_text().split()) == 16
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folder left behind"
+    # --json prints the manifest
+    rc = main(["generate", "--layer", "fc in=20 out=3", "--raw", *GEN, "-o", str(tmp_path / "fc"), "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["raw_output"] is True
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--tiles", "1", "--dup", "3", "--mapping", "novel"],
+     "does not fit the hardware: the novel mapping needs 3 tiles"),
+    (["--layer", "conv Cin=40 Cout=16 K=3 H=4 W=4 pad=1"], "spans 2 tiles"),
+    (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--crossbar", "16by16"], "use ROWSxCOLS"),
+    (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--cell-bits", "3"], "cell_bits=3 is not allowed"),
+    (["--layer", "conv Cout=4 K=3 H=5 W=5"], "misses Cin"),
+])
+def test_generate_refuses(tmp_path, capsys, argv, match):
+    out = tmp_path / "bad"
+    rc = main(["generate", *GEN, *argv, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and err.count("\n") == 1, err
+    assert not out.exists() and not list(tmp_path.iterdir()), "no half-written build folder"
+
+
+def test_simulate_needs_a_build(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path)]) == 2
+    assert "not a layer build folder" in capsys.readouterr().err
+
+
+@requires_icarus
+def test_generate_then_simulate_icarus(tmp_path, capsys, sim_cache, monkeypatch):
+    import sim.runner
+    monkeypatch.setattr(sim.runner, "DEFAULT_CACHE", sim_cache)
+    out = tmp_path / "L1"
+    assert main(["generate", "--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 stride=1 pad=1", "--mapping",
+                 "conventional", *GEN, "-o", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["simulate", str(out), "--sim", "icarus", "--images", "2", "--seed", "3", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["passed"] and rep["mismatches"] == 0
+    assert rep["measured_clocks"] == rep["predicted_clocks"] and set(rep["measured_per_image"]) == {
+        rep["predicted_clocks"]}
+    rc = main(["simulate", str(out), "--sim", "icarus"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "PASS" in text and "match" in text
