@@ -433,12 +433,15 @@ class ConvLayerEngine(wiring.Component):
     """
 
     def __init__(self, lp, chip: ChipConfig, params: dict):
+        self._MustUse__silence = True     # refused, not forgotten, if a check below fails
         self.info = info = EngineInfo(lp, chip)
         _weights(info, params)
         if not info.raw:
             for key in ("m", "s"):
                 if key not in params:
                     raise ValueError(f"params need {key!r} (requantization) for a non-final layer")
+            _check_ms(int(params["m"]), int(params["s"]))
+        self._MustUse__silence = False
         self.params = params
         ports = {"i": In(stream.Signature(unsigned(info.geom.word_bits))),
                  "busy": Out(1), "done": Out(1), "cycles": Out(32), "fm_reads": Out(32)}
