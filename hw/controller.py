@@ -82,7 +82,10 @@ class LayerController(wiring.Component):
         step: out, index of the step being started.
         busy: out, an image is in flight (first input word .. last output step done).
         done: out, pulse after the image's last output step has left the last stage.
-        cycles: out, clocks of the current (or last) image while busy.
+        cycles: out, clocks of the current (or last) image, from the edge that takes its first
+            input word to the edge after its last output step left the last stage — with the
+            engine's one-word output FIFO, the engine's clocks (``engine_clocks``) when no
+            back-pressure stalls it.
     """
 
     def __init__(self, *, load_words: int, rows: int, cols: int, interval: int, warmup: int = 0,
@@ -133,7 +136,7 @@ class LayerController(wiring.Component):
             with m.If(self.load_beat):
                 m.d.sync += words.eq(words + 1)
                 with m.If(words == 0):
-                    m.d.sync += [self.busy.eq(1), self.cycles.eq(1)]
+                    m.d.sync += [self.busy.eq(1), self.cycles.eq(0)]
                 with m.If(words == self.load_words - 1):
                     m.d.sync += words.eq(0)
                     if self.has_prologue:

@@ -302,6 +302,9 @@ class _Core(Elaboratable):
         pbus = StageTimer(m, fetch_done, d["pbus_in"], "pbus")
         pbus_last_next = fetch_done_next if d["pbus_in"] == 1 else pbus.run & (pbus.idx == d["pbus_in"] - 2)
         mvm = StageTimer(m, pbus.done, d["mvm"], "mvm")
+        if d["mvm"] < 2:
+            raise ValueError("internal: an MVM takes at least 2 clocks")
+        mvm_last_next = mvm.run & (mvm.idx == d["mvm"] - 2)
         psums: dict[tuple[int, tuple[int, int]], list] = {}    # (replica, cols) -> [[value per output]]
         for (tile, pe_i), pls in sorted(groups.items()):
             pls = sorted(pls, key=lambda p: p.subarray)
@@ -325,7 +328,9 @@ class _Core(Elaboratable):
             # before) drives the crossbars' input enable, so no single net fans out to them all
             pv = Signal(name=f"pvalid_t{tile}_{pe_i}")
             m.d.sync += pv.eq(pbus_last_next)
-            m.d.comb += [pe.i.payload.eq(src), pe.i.valid.eq(pv), pe.o.ready.eq(mvm.last)]
+            po = Signal(name=f"pready_t{tile}_{pe_i}")     # likewise the result handshake
+            m.d.sync += po.eq(mvm_last_next)
+            m.d.comb += [pe.i.payload.eq(src), pe.i.valid.eq(pv), pe.o.ready.eq(po)]
             with m.If(mvm.last):
                 m.d.sync += cap.eq(pe.o.payload)
             for b, p in enumerate(pls):

@@ -145,3 +145,5 @@ async def layer_matches_golden(dut):
     if a.get("check_timing", True):
         assert measured and all(c == a["predicted_clocks"] for c in measured), (
             f"measured clocks {measured} != predicted {a['predicted_clocks']}")
+        assert int(dut.cycles.value) == a["predicted_clocks"], (
+            f"the engine's cycle counter says {int(dut.cycles.value)}, predicted {a['predicted_clocks']}")
