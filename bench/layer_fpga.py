@@ -6,8 +6,12 @@ Default layer ``conv Cin=4 Cout=4 K=3 H=8 W=8 stride=1 pad=1`` on 16x16 crossbar
 cells, 8 columns per ADC), 4 subarrays per PE, 9 PEs per tile, buses G/T/P = 64/64/32 bits
 (the ``pimgen generate`` defaults). Each engine (``hw.layer.ConvLayerEngine``, requantized
 outputs) is wrapped in the five-pin scan top (``hw/fpga_top.py``) and run through
-``gen.fpga.synthesize`` (Yosys ``synth_ecp5`` + ``nextpnr-ecp5 --85k``). Goals (issue 4):
+``gen.fpga.synthesize`` (Yosys ``synth_ecp5 -dff`` + ``nextpnr-ecp5 --85k``). Goals (issue 4):
 >= 75 MHz, the feature map in BRAM (DP16KD) rather than flip-flops.
+
+``-dff`` (abc9 maps through flip-flops) by default: with the plain ``synth_ecp5`` the Yosys 0.70
+WASM build exits silently inside ABC9 on the conventional engine (the failure ``gen/fpga.py``
+describes); ``--yosys-opts ""`` runs the plain flow.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ def chip_for(rows: int, cols: int) -> ChipConfig:
                       **DEFAULT_CHIP)
 
 
-def run(layer: str, rows: int, cols: int, freq: float, seed: int, mappings=("conventional", "novel")):
+def run(layer: str, rows: int, cols: int, freq: float, seed: int, mappings=("conventional", "novel"),
+        yosys_opts=("-dff",)):
     spec = parse_layer_spec(layer)
     chip = chip_for(rows, cols)
     out = []
@@ -41,7 +46,7 @@ def run(layer: str, rows: int, cols: int, freq: float, seed: int, mappings=("con
         d = LayerDesign(spec, chip, mapping)
         t0 = time.monotonic()
         r = synthesize(d.engine(), "ecp5", name=f"bench-layer-{mapping}-{rows}x{cols}", freq_mhz=freq, seed=seed,
-                       bitstream=False)
+                       bitstream=False, yosys_opts=tuple(yosys_opts))
         out.append({
             "mapping": d.lp.mapping, "crossbars": d.lp.n_subarrays, "pes": d.lp.n_pes, "lut4": r.lut4, "ff": r.ff,
             "bram": r.bram, "dsp": r.dsp, "fmax_mhz": r.fmax_mhz, "timing_met": r.timing_met,
@@ -61,15 +66,17 @@ def main(argv=None) -> int:
     ap.add_argument("--freq", type=float, default=75.0, help="clock target in MHz (default 75)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--mapping", choices=["conventional", "novel"], action="append")
+    ap.add_argument("--yosys-opts", default="-dff", help='extra synth_ecp5 options (default "-dff")')
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows, cols = (int(v) for v in args.crossbar.lower().split("x"))
-    res = run(args.layer, rows, cols, args.freq, args.seed, tuple(args.mapping or ("conventional", "novel")))
+    res = run(args.layer, rows, cols, args.freq, args.seed, tuple(args.mapping or ("conventional", "novel")),
+              tuple(args.yosys_opts.split()))
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     print(f"Layer engine on ECP5 LFE5U-85F: {args.layer}, crossbar {rows}x{cols} (cell_bits 2), "
-          f"target {args.freq:g} MHz, seed {args.seed}")
+          f"target {args.freq:g} MHz, seed {args.seed}, synth_ecp5 {args.yosys_opts}")
     hdr = (f"{'mapping':>13} {'xbars':>5} {'LUT4':>7} {'FF':>7} {'BRAM':>5} {'DSP':>4} {'Fmax MHz':>9} "
            f"{'clocks':>7} {'us/img':>7}")
     print(hdr)
