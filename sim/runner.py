@@ -7,6 +7,7 @@ testbench writes its measurements to another (``PIMGEN_TB_RESULT``).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -92,8 +93,11 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
             # VCD: the wheel's FST writer needs lz4 headers a fresh machine does not have
             build_args += ["--trace-structs"]
     try:
-        runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
-                     waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+        # one build at a time per folder: parallel test workers share the cache
+        with open(build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
+                         waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     except (RuntimeError, OSError) as e:
         raise SimulationError(f"{sim} could not build {toplevel} ({e}); log {build_dir / 'build.log'}:\n"
                               + _tail(build_dir / "build.log")) from None
