@@ -98,6 +98,25 @@ class FeatureMapBuffer(wiring.Component):
 def _in_range(v, hi: int):
     return (v >= 0) & (v < hi)
 
+def _fetch_words(m, st, port, slots, word_bits, prefix):
+    """Read ``slots`` (``(real, addr)`` pairs) one per clock of the fetch stage ``st``
+    through ``port``'s ``rd_addr``/``rd_en``/``rd_data`` (one clock of read latency);
+    padding slots are not read and give 0. Returns the words, the last one straight from
+    the port on the stage's last clock."""
+    words = [Signal(word_bits, name=f"{prefix}{n}") for n in range(len(slots))]
+    rdv = Signal(word_bits, name=f"{prefix}_rd")
+    with m.If(st.run):
+        for n in range(len(slots) + 1):
+            with m.If(st.idx == n):
+                if n < len(slots):
+                    real, addr = slots[n]
+                    m.d.comb += [port.rd_addr.eq(addr[:len(port.rd_addr)]), port.rd_en.eq(real)]
+                if n >= 1:
+                    m.d.comb += rdv.eq(Mux(slots[n - 1][0], port.rd_data, 0))
+                    m.d.sync += words[n - 1].eq(rdv)
+    return words[:-1] + [rdv]
+
+
 
 class WindowGenerator(wiring.Component):
     """Conventional mapping, one tile: per step, the im2col windows of the tile's replicas
@@ -150,21 +169,8 @@ class WindowGenerator(wiring.Component):
             addr = (iy * g.w + ix) * g.wpp + w
             return real, addr
 
-        slots = [slot(n) for n in range(self.n_reads)]
-        words = [Signal(g.word_bits, name=f"wword{n}") for n in range(self.n_reads)]
-        rdv = Signal(g.word_bits)
-        with m.If(st.run):
-            for n in range(self.n_reads + 1):
-                with m.If(st.idx == n):
-                    if n < self.n_reads:
-                        real, addr = slots[n]
-                        m.d.comb += [self.rd_addr.eq(addr[:len(self.rd_addr)]), self.rd_en.eq(real)]
-                    if n >= 1:
-                        real_prev, _ = slots[n - 1]
-                        m.d.comb += rdv.eq(Mux(real_prev, self.rd_data, 0))
-                        m.d.sync += words[n - 1].eq(rdv)
         # the window register: the words so far, the last one straight from the port
-        final = words[:-1] + [rdv]
+        final = _fetch_words(m, st, self, [slot(n) for n in range(self.n_reads)], g.word_bits, "wword")
         with m.If(st.last):
             for r in range(self.n_reps):
                 for kp in range(k * k):
@@ -280,20 +286,7 @@ class InputDistributor(wiring.Component):
             real = act & _in_range(iy, g.h) & _in_range(ix, g.w)
             return real, (iy * g.w + ix) * g.wpp + w
 
-        slots = [slot(n) for n in range(self.n_reads)]
-        nwords = [Signal(g.word_bits, name=f"nword{n}") for n in range(self.n_reads)]
-        rdv = Signal(g.word_bits)
-        with m.If(st.run):
-            for n in range(self.n_reads + 1):
-                with m.If(st.idx == n):
-                    if n < self.n_reads:
-                        real, addr = slots[n]
-                        m.d.comb += [self.rd_addr.eq(addr[:len(self.rd_addr)]), self.rd_en.eq(real)]
-                    if n >= 1:
-                        real_prev, _ = slots[n - 1]
-                        m.d.comb += rdv.eq(Mux(real_prev, self.rd_data, 0))
-                        m.d.sync += nwords[n - 1].eq(rdv)
-        final = nwords[:-1] + [rdv]
+        final = _fetch_words(m, st, self, [slot(n) for n in range(self.n_reads)], g.word_bits, "nword")
         newpix = [[Signal(P, name=f"new{r}_{c}") for c in range(s)] for r in range(s)]
         # step metadata handed to the next stage
         rowtop = Signal(cw)      # real row of window row 0
