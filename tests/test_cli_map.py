@@ -1,8 +1,7 @@
-"""``pimgen map`` and ``pimgen compare``: tables, JSON, plots, errors, run time."""
+"""``pimgen map`` and ``pimgen compare``: tables, JSON, plots, errors."""
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -104,9 +103,8 @@ def test_compare_table_and_plot(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["resnet34", "vgg16"])
-def test_compare_runs_under_10_s(name):
-    t = time.perf_counter()
+def test_compare_subprocess(name):
+    # run time is a benchmark (bench/cli_speed.py), not a test
     r = subprocess.run(PIMGEN + ["compare", name], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert time.perf_counter() - t < 10
     assert "novel speed-up" in r.stdout
