@@ -294,7 +294,7 @@ def pipeline_interval(net, cfg) -> int:
     """Clocks per image of the pipelined network without layer duplication: every layer
     computes one output pixel per crossbar MVM (all its crossbars in parallel), so the
     slowest layer, ``max(Ho*Wo) * crossbar_latency``, sets the interval."""
-    from gen.perf import crossbar_latency
+    from gen.timing import crossbar_latency
     worst = max(net.out_shape(l)[1] * net.out_shape(l)[2] for l in net.weight_layers)
     return worst * crossbar_latency(cfg)
 

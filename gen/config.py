@@ -179,8 +179,8 @@ class CrossbarConfig:
         return max(self.dot_max.bit_length(), (-self.dot_min - 1).bit_length()) + 1
 
     @property
-    def mvm_clocks(self) -> int:
-        """Clocks of the analog part of one MVM: ``input_cycles * cols_per_adc``."""
+    def conversion_clocks(self) -> int:
+        """ADC conversion clocks of one MVM (one column per ADC per clock): ``input_cycles * cols_per_adc``."""
         return self.input_cycles * self.cols_per_adc
 
     # --- I/O -------------------------------------------------------------------------

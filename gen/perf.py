@@ -6,29 +6,9 @@ The RTL testbenches assert ``measured == predicted`` against these functions.
 from __future__ import annotations
 
 from gen.config import CrossbarConfig
-
-#: Pipeline registers a conversion passes through after its column is selected (see
-#: ``hw.crossbar.Crossbar``): products, partial row sums, ADC code, routed/shifted term,
-#: accumulator. The hardware's structure fixes this number; the tests check it.
-CROSSBAR_PIPELINE_CLOCKS = 5
-
-
-def crossbar_latency(cfg: CrossbarConfig) -> int:
-    """Clocks from the edge a crossbar accepts an input vector to the edge its result can
-    be taken: ``input_cycles * cols_per_adc`` conversions, one per clock per ADC, plus
-    the ``CROSSBAR_PIPELINE_CLOCKS`` registers behind them. The crossbar takes its next
-    vector on the edge it hands this one over, so this is also its initiation interval
-    under no back-pressure."""
-    return cfg.mvm_clocks + CROSSBAR_PIPELINE_CLOCKS
-
-
-# =========================================================================================
-# Layer and network cycle model (issue 3).  Everything below reads a ``MappingPlan``.
-# =========================================================================================
+from gen.timing import (CROSSBAR_PIPELINE_CLOCKS, FM_READ_LATENCY, POST_CLOCKS, RAW_OUTPUT_BITS,
+                        adder_tree_clocks, crossbar_latency, transfer_clocks)
 from dataclasses import dataclass as _dataclass, field as _field
-
-#: Width of a raw (not requantized) output value: the last layer's int32 accumulators.
-RAW_OUTPUT_BITS = 32
 
 #: Stage names of one step (one output pixel of every replica), in hardware order.
 STAGES = ("gbus_in", "tbus_in", "pe_pass", "pbus_in", "mvm", "accumulate", "post", "gbus_out")
@@ -43,22 +23,6 @@ CATEGORIES = {"interconnect": ("gbus_in", "gbus_out"), "buffer": ("tbus_in", "pe
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def mvm_clocks(cfg: CrossbarConfig) -> int:
-    """One subarray MVM, input vector in → dot products out: :func:`crossbar_latency`.
-    It is also the crossbar's initiation interval, so it is the ``mvm`` stage of a step."""
-    return crossbar_latency(cfg)
-
-
-def transfer_clocks(bits: int, bus_bits: int) -> int:
-    """Clocks to move ``bits`` over a bus of ``bus_bits`` bits per clock: ``ceil(bits / bus_bits)``."""
-    return _cdiv(bits, bus_bits) if bits > 0 else 0
-
-
-def adder_tree_clocks(addends: int) -> int:
-    """Partial-sum adder tree, one registered level per clock: ``ceil(log2(addends))``."""
-    return max(0, (addends - 1).bit_length())
 
 
 @_dataclass
@@ -222,12 +186,6 @@ def _layer_geometry(lp):
     return tile_rows, pe_rows, tile_out, max(count.values()), rep_tile_rows, rep_pe_rows, rep_out
 
 
-#: Post-processing registers: ``acc + bias``, ``* M``, round/shift/clamp (``hw.layer``).
-POST_CLOCKS = 3
-
-#: Clocks between a feature-map buffer read and its data (synchronous BRAM read port).
-FM_READ_LATENCY = 1
-
 
 def pixel_words(channels: int, a_bits: int, bus_bits: int) -> int:
     """Global-bus words of one pixel's ``channels`` activations: ``ceil(channels*a_bits / G)``.
@@ -309,7 +267,7 @@ def _weight_layer_timing(lp, chip, overlap: bool) -> LayerTiming:
         step["gbus_in"] = max(words.values()) + FM_READ_LATENCY
         step["tbus_in"] = max(transfer_clocks(n * a, T) for n in tile_rows.values())
     step["pbus_in"] = transfer_clocks(max_pe * a, P)
-    step["mvm"] = mvm_clocks(xb)
+    step["mvm"] = crossbar_latency(xb)
     step["accumulate"] = adder_tree_clocks(addends)
     step["post"] = POST_CLOCKS
     step["gbus_out"] = max(transfer_clocks(n * a_out, G) for n in tile_out.values())

@@ -12,7 +12,7 @@ Both fetch blocks are stages of the layer schedule (``hw.controller``): started 
 pulse, fixed duration, result in an output register on the stage's last edge, ``done`` the
 cycle after. A read issued in cycle ``c`` returns its word in cycle ``c+1`` (synchronous
 BRAM read port), so a fetch of ``n`` words lasts ``n + 1`` clocks
-(``gen.perf.FM_READ_LATENCY``). Padding pixels are zero and are not read (their slot idles).
+(``gen.timing.FM_READ_LATENCY``). Padding pixels are zero and are not read (their slot idles).
 """
 from __future__ import annotations
 

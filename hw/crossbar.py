@@ -16,8 +16,8 @@ Accumulating per output rather than per column is the same sum in another order
 (integer addition, no rounding), so the result is bit-exact to the per-column
 shift-add of the spec while needing ``outputs + 1`` accumulators instead of ``cols``.
 
-Timing (``gen.perf.crossbar_latency``): accept on edge 0; one conversion per ADC on each
-of the ``mvm_clocks`` clocks that follow, each passing ``CROSSBAR_PIPELINE_CLOCKS``
+Timing (``gen.timing.crossbar_latency``): accept on edge 0; one conversion per ADC on each
+of the ``conversion_clocks`` clocks that follow, each passing ``CROSSBAR_PIPELINE_CLOCKS``
 registers (products, partial sums, ADC code, shifted term, accumulator); the result is
 offered from then on and the next input is taken on the edge it is handed over.
 """
@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from gen.config import CrossbarConfig
-from gen.perf import CROSSBAR_PIPELINE_CLOCKS
+from gen.timing import CROSSBAR_PIPELINE_CLOCKS
 
 #: Rows summed per registered partial sum in the column adder tree.
 PARTIAL_ROWS = 8
@@ -122,7 +122,7 @@ class Crossbar(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        cb, cpa, n_steps = cfg.cell_bits, cfg.cols_per_adc, cfg.mvm_clocks
+        cb, cpa, n_steps = cfg.cell_bits, cfg.cols_per_adc, cfg.conversion_clocks
 
         # --- cell array: one register per row, cell_bits per column -----------------------
         cells = [Signal(cfg.cols * cb, name=f"row{r}", init=self.init_rows[r]) for r in range(cfg.rows)]

@@ -10,7 +10,7 @@ import numpy as np
 
 from gen.config import CrossbarConfig
 from gen.emit import to_verilog
-from gen.perf import crossbar_latency
+from gen.timing import crossbar_latency
 from hw.crossbar import Crossbar
 from sim.runner import run_testbench
 

@@ -13,7 +13,7 @@ def test_defaults_and_derived_values_by_hand():
     # max column sum 32 rows * level 3 * input 1 = 96 -> 7 bits
     assert c.lossless_adc_bits == 7 and c.adc_resolution == 7 and c.is_lossless
     assert c.num_adcs == 4
-    assert c.mvm_clocks == 8 * 8
+    assert c.conversion_clocks == 8 * 8
     assert c.weight_offset == 128
 
 

@@ -1,11 +1,11 @@
-"""Crossbar RTL under cocotb: bit-exact vs the golden model, clocks == gen.perf.crossbar_latency."""
+"""Crossbar RTL under cocotb: bit-exact vs the golden model, clocks == gen.timing.crossbar_latency."""
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from conftest import requires_icarus
 from gen.config import CrossbarConfig
-from gen.perf import crossbar_latency
+from gen.timing import crossbar_latency
 from hw.crossbar import Crossbar
 from sim.crossbar_check import CrossbarCheck, run_crossbar_check
 from sim.golden import crossbar_mvm

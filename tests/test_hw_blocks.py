@@ -8,7 +8,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from gen.config import CrossbarConfig
-from gen.perf import crossbar_latency
+from gen.timing import crossbar_latency
 from hw.controller import LayerController, StageTimer
 from hw.pe import PE, AdderTree, PEBlock, adder_levels
 from hw.post import GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit

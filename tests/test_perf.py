@@ -6,7 +6,8 @@ import pytest
 from gen.config import ChipConfig, CrossbarConfig
 from gen.mapping import map_network
 from gen.network import Add, Conv2d, MaxPool, Network, zoo
-from gen.perf import adder_tree_clocks, crossbar_latency, estimate, transfer_clocks
+from gen.perf import estimate
+from gen.timing import adder_tree_clocks, crossbar_latency, transfer_clocks
 
 # 16-row crossbar, 2-bit cells -> 4 columns per 8-bit weight, 17 columns -> 4 outputs;
 # 4 columns per ADC -> 8 input cycles * 4 = 32 conversion clocks (+ the crossbar's pipeline).
@@ -18,7 +19,7 @@ L = crossbar_latency(XB)
 
 
 def test_helpers():
-    assert XB.outputs == 4 and XB.mvm_clocks == 32
+    assert XB.outputs == 4 and XB.conversion_clocks == 32
     assert transfer_clocks(0, 8) == 0 and transfer_clocks(1, 8) == 1 and transfer_clocks(17, 8) == 3
     assert [adder_tree_clocks(n) for n in (1, 2, 3, 4, 5, 9)] == [0, 1, 2, 2, 3, 4]
 

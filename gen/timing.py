@@ -1,0 +1,45 @@
+"""Timing constants of the hardware blocks: each defined once, here.
+
+The RTL generators in ``hw`` are *built from* these numbers (a pipeline of
+``CROSSBAR_PIPELINE_CLOCKS`` registers, a post stage of ``POST_CLOCKS`` registers, ...),
+and the schedule (``gen.schedule``) and the cycle model (``gen.perf``) read the same
+numbers, so a change here changes the RTL and the prediction together.
+"""
+from __future__ import annotations
+
+from gen.config import CrossbarConfig
+
+__all__ = ["CROSSBAR_PIPELINE_CLOCKS", "FM_READ_LATENCY", "POST_CLOCKS", "RAW_OUTPUT_BITS",
+           "adder_tree_clocks", "crossbar_latency", "transfer_clocks"]
+
+#: Pipeline registers a conversion passes through after its column is selected (see
+#: ``hw.crossbar.Crossbar``): products, partial row sums, ADC code, routed/shifted term,
+#: accumulator.
+CROSSBAR_PIPELINE_CLOCKS = 5
+
+#: Clocks between a feature-map buffer read and its data (synchronous BRAM read port).
+FM_READ_LATENCY = 1
+
+#: Post-processing registers of a layer engine: ``acc + bias``, ``* M``, round/shift/clamp.
+POST_CLOCKS = 3
+
+#: Width of a raw (not requantized) output value: the last layer's int32 accumulators.
+RAW_OUTPUT_BITS = 32
+
+
+def crossbar_latency(cfg: CrossbarConfig) -> int:
+    """Clocks from the edge a crossbar accepts an input vector to the edge its result can
+    be taken: ``cfg.conversion_clocks`` conversions (one per clock per ADC) plus the
+    ``CROSSBAR_PIPELINE_CLOCKS`` registers behind them. The crossbar takes its next
+    vector on the edge it hands this one over, so this is also its initiation interval."""
+    return cfg.conversion_clocks + CROSSBAR_PIPELINE_CLOCKS
+
+
+def adder_tree_clocks(addends: int) -> int:
+    """A partial-sum adder tree, one registered level per clock: ``ceil(log2(addends))``."""
+    return max(0, (addends - 1).bit_length())
+
+
+def transfer_clocks(bits: int, bus_bits: int) -> int:
+    """Clocks to move ``bits`` over a bus of ``bus_bits`` bits per clock: ``ceil(bits / bus_bits)``."""
+    return -(-bits // bus_bits) if bits > 0 else 0
