@@ -10,7 +10,7 @@ def main() -> int:
     print(f"{'command':<40} {'seconds':>8}  goal < 10 s")
     for args in CASES:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "gen.cli", *args], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "flow.cli", *args], check=True, capture_output=True)
         dt = time.perf_counter() - t
         print(f"{'pimgen ' + ' '.join(args):<40} {dt:8.2f}  {'met' if dt < 10 else 'MISSED'}")
     return 0

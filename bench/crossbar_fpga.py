@@ -4,7 +4,7 @@
 
 Each size is a ``CrossbarConfig(rows=n, cols=n, cell_bits=2, cols_per_adc=8)`` (other
 fields default), wrapped in the five-pin scan top (``hw/fpga_top.py``) and run through
-``gen.fpga.synthesize`` (Yosys ``synth_ecp5`` + ``nextpnr-ecp5 --85k``). The FF count
+``flow.fpga.synthesize`` (Yosys ``synth_ecp5`` + ``nextpnr-ecp5 --85k``). The FF count
 includes the wrapper's scan chain (one FF per crossbar input bit) and output fold
 registers. Goals (foundation issue): >= 100 MHz at 32x32; LUTs growing no faster than
 linearly in cells (LUT/cell flat or falling).
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gen.config import CrossbarConfig  # noqa: E402
-from gen.fpga import synthesize  # noqa: E402
+from flow.fpga import synthesize  # noqa: E402
 from hw.crossbar import Crossbar  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/layer_cycles.py [--sim icarus|verilator] [--json]
 
-Every layer is generated for both mappings (``sim.layer_check.LayerDesign``), simulated on
+Every layer is generated for both mappings (``flow.layer_check.LayerDesign``), simulated on
 one random image with no back-pressure, and its measured clocks (first input word accepted
 -> last output word taken) are printed next to ``gen.perf`` (``engine_clocks`` = feature-map
 load + layer clocks; ``layer`` = the layer alone, what ``estimate()`` uses). Two chips:
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gen.config import ChipConfig, CrossbarConfig  # noqa: E402
 from gen.layerspec import parse_layer_spec  # noqa: E402
-from sim.layer_check import LayerDesign, run_layer_check  # noqa: E402
+from flow.layer_check import LayerDesign, run_layer_check  # noqa: E402
 
 XB = CrossbarConfig(rows=16, cols=16, cell_bits=4, cols_per_adc=4)
 CHIPS = {

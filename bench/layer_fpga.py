@@ -6,11 +6,11 @@ Default layer ``conv Cin=4 Cout=4 K=3 H=8 W=8 stride=1 pad=1`` on 16x16 crossbar
 cells, 8 columns per ADC), 4 subarrays per PE, 9 PEs per tile, buses G/T/P = 64/64/32 bits
 (the ``pimgen generate`` defaults). Each engine (``hw.layer.ConvLayerEngine``, requantized
 outputs) is wrapped in the five-pin scan top (``hw/fpga_top.py``) and run through
-``gen.fpga.synthesize`` (Yosys ``synth_ecp5 -dff`` + ``nextpnr-ecp5 --85k``). Goals (issue 4):
+``flow.fpga.synthesize`` (Yosys ``synth_ecp5 -dff`` + ``nextpnr-ecp5 --85k``). Goals (issue 4):
 >= 75 MHz, the feature map in BRAM (DP16KD) rather than flip-flops.
 
 ``-dff`` (abc9 maps through flip-flops) by default: with the plain ``synth_ecp5`` the Yosys 0.70
-WASM build exits silently inside ABC9 on the conventional engine (the failure ``gen/fpga.py``
+WASM build exits silently inside ABC9 on the conventional engine (the failure ``flow/fpga.py``
 describes); ``--yosys-opts ""`` runs the plain flow.
 """
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gen.commands.generate import DEFAULT_CHIP  # noqa: E402
+from flow.commands.generate import DEFAULT_CHIP  # noqa: E402
 from gen.config import ChipConfig, CrossbarConfig  # noqa: E402
-from gen.fpga import synthesize  # noqa: E402
+from flow.fpga import synthesize  # noqa: E402
 from gen.layerspec import parse_layer_spec  # noqa: E402
-from sim.layer_check import LayerDesign  # noqa: E402
+from flow.layer_check import LayerDesign  # noqa: E402
 
 DEFAULT_LAYER = "conv Cin=4 Cout=4 K=3 H=8 W=8 stride=1 pad=1"
 

@@ -1,1 +1,1 @@
-"""pimgen front end: configs, networks, mapping, cycle model, Verilog emission and CLI."""
+"""pimgen front end: configs, networks, importers, mapping, cycle model and topology (pure: no hw, sim, flow, amaranth or cocotb)."""

@@ -5,9 +5,9 @@ import sys
 
 import numpy as np
 
-from gen.cli import main
+from flow.cli import main
 
-PIMGEN = [sys.executable, "-m", "gen.cli"]
+PIMGEN = [sys.executable, "-m", "flow.cli"]
 
 
 def test_help_lists_commands():
@@ -28,7 +28,7 @@ def test_crossbar_json(capsys, sim_cache, monkeypatch):
 
 def test_crossbar_mismatch_exits_1(capsys, monkeypatch):
     import hw.crossbar as hwx
-    import sim.crossbar_check as chk
+    import flow.crossbar_check as chk
 
     class Broken(hwx.Crossbar):
         def __init__(self, cfg, weights):

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from gen.cli import main
+from flow.cli import main
 
-PIMGEN = [sys.executable, "-m", "gen.cli"]
+PIMGEN = [sys.executable, "-m", "flow.cli"]
 LAYER_KEYS = {"name", "mapping", "clocks", "subarrays", "duplication", "utilization"}
 MAP_KEYS = {"network", "mapping", "params", "macs", "total_clocks", "fps", "layers"}
 

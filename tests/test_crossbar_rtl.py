@@ -7,7 +7,7 @@ from conftest import requires_icarus
 from gen.config import CrossbarConfig
 from gen.timing import crossbar_latency
 from hw.crossbar import Crossbar
-from sim.crossbar_check import CrossbarCheck, run_crossbar_check
+from flow.crossbar_check import CrossbarCheck, run_crossbar_check
 from sim.golden import crossbar_mvm
 
 CONFIGS = {
@@ -64,7 +64,7 @@ def test_crossbar_more_configs(cfg, sim_cache):
 def test_testbench_detects_wrong_weights(sim_cache, monkeypatch):
     """The check must be able to fail: build the RTL from weights that differ in one cell."""
     import hw.crossbar as hwx
-    import sim.crossbar_check as chk
+    import flow.crossbar_check as chk
 
     class OffByOne(hwx.Crossbar):
         def __init__(self, cfg, weights):

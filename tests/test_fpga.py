@@ -12,10 +12,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from gen import fpga
-from gen.cli import main as cli_main
+from flow import fpga
+from flow.cli import main as cli_main
 from gen.config import CrossbarConfig
-from gen.emit import to_verilog
+from flow.emit import to_verilog
 from hw.crossbar import Crossbar
 from hw.fpga_top import ScanTop, VerilogBlackBox, port_bits
 

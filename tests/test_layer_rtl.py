@@ -9,7 +9,7 @@ import pytest
 from conftest import requires_icarus
 from gen.config import ChipConfig, CrossbarConfig
 from gen.layerspec import parse_layer_spec
-from sim.layer_check import LayerDesign, random_images, run_layer_check, tb_arguments
+from flow.layer_check import LayerDesign, random_images, run_layer_check, tb_arguments
 
 # 16x16 crossbars, 4-bit cells: 2 columns per weight -> 7 outputs per crossbar; 4 columns per
 # ADC -> 8 input cycles * 4 + 2 = 34 clocks per MVM. Small buses so the mappings differ.
@@ -57,7 +57,7 @@ def test_layer_3x3_conventional_verilator(sim_cache, monkeypatch):
     check(d, sim_cache, images=2, seed=3)
     # the check must be able to fail: a predicted clock count off by one, and a golden
     # model whose requantization scale differs from the hardware's
-    import sim.layer_check as lc
+    import flow.layer_check as lc
     real = lc.tb_arguments
 
     def off_by_one(*a, **k):

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from gen.config import CrossbarConfig
-from gen.emit import to_verilog
+from flow.emit import to_verilog
 from hw.crossbar import Crossbar
 from hw.fpga_top import ScanTop
 from sim.runner import VERILATOR_LINT_OFF

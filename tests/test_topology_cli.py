@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from gen.cli import main
+from flow.cli import main
 
 
 def test_topology_all_resnet32_json(capsys):

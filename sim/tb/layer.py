@@ -1,6 +1,6 @@
 """cocotb testbench for ``hw.layer.ConvLayerEngine`` (run through ``sim.runner``).
 
-Arguments (``sim.runner.tb_args``, written by ``sim.layer_check``):
+Arguments (``sim.runner.tb_args``, written by ``flow.layer_check``):
 ``spec``/``chip``/``mapping``/``duplication``/``raw`` (to rebuild the plan), ``params``
 (``w``, ``bias``, ``m``, ``s``), ``images`` (``[n][Cin][H][W]``), ``in_words`` (per image,
 the feature-map words), ``tiles`` (per tile: ``words`` per step, and the written steps:

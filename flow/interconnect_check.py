@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gen.emit import to_verilog
+from flow.emit import to_verilog
 from hw.interconnect import build_fabric, model_latency
 from sim.runner import run_testbench
 

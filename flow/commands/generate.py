@@ -75,14 +75,14 @@ def chip_from_args(args):
 
 def design_from_args(args):
     from gen.layerspec import parse_layer_spec
-    from sim.layer_check import LayerDesign
+    from flow.layer_check import LayerDesign
     spec = parse_layer_spec(args.layer)
     chip = chip_from_args(args)
     return LayerDesign(spec, chip, args.mapping, args.dup, args.raw, args.seed)
 
 
 def run(args) -> int:
-    from sim.layer_check import write_build
+    from flow.layer_check import write_build
     d = design_from_args(args)
     out = write_build(d, args.out)
     m = json.loads((out / "manifest.json").read_text())

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from gen.config import CrossbarConfig
-from gen.emit import to_verilog
+from flow.emit import to_verilog
 from gen.timing import crossbar_latency
 from hw.crossbar import Crossbar
 from sim.runner import run_testbench

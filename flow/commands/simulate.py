@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     import numpy as np
-    from sim.layer_check import load_build, run_layer_check
+    from flow.layer_check import load_build, run_layer_check
     design, manifest = load_build(args.build)
     images = args.images
     if args.input:

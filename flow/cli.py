@@ -1,4 +1,4 @@
-"""``pimgen`` command line: a thin dispatcher over ``gen.commands.<name>`` modules.
+"""``pimgen`` command line: a thin dispatcher over ``flow.commands.<name>`` modules.
 
 Each sub-command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit status). User errors are raised as ``ValueError`` and
@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
-            mod = importlib.import_module(f"gen.commands.{name}")
+            mod = importlib.import_module(f"flow.commands.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"gen.commands.{name}":
+            if e.name == f"flow.commands.{name}":
                 continue  # not built yet
             raise
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))

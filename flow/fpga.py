@@ -373,7 +373,7 @@ def _design_verilog(design, top: str | None, wrap: bool, ports, clock, reset, bu
     """``(verilog text, top module, wrapper or None)`` for a Component or Verilog text."""
     from amaranth.lib import wiring
 
-    from gen.emit import to_verilog
+    from flow.emit import to_verilog
     from hw.fpga_top import ScanTop, VerilogBlackBox
 
     if isinstance(design, wiring.Component):

@@ -61,7 +61,7 @@ class LayerDesign:
     @property
     def verilog(self) -> str:
         if self._verilog is None:
-            from gen.emit import to_verilog
+            from flow.emit import to_verilog
             self._verilog = to_verilog(self.engine(), TOP)
         return self._verilog
 

@@ -9,7 +9,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from gen.commands import crossbar
+    from flow.commands import crossbar
     import argparse
 
     print("== pimgen demo: default crossbar, 32 random vectors, golden model + cycle model check")

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from gen import fpga
+from flow import fpga
 
 HELP = "synthesize and place & route a block on an FPGA (ECP5 / iCE40): LUT4, FF, BRAM, DSP, Fmax"
 DESCRIPTION = (

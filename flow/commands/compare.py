@@ -32,7 +32,7 @@ PAPER = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from gen.commands.map import add_chip_args, add_network_args
+    from flow.commands.map import add_chip_args, add_network_args
     add_network_args(p)
     add_chip_args(p)
     p.add_argument("--pipeline", action="store_true",
@@ -63,7 +63,7 @@ def compare(net, chip, *, pipeline: bool = False, duplication=None, speedup: int
 
 
 def run(args) -> int:
-    from gen.commands.map import (chip_from_args, chip_line, duplication_from_args, fmt_shape, network_from_args,
+    from flow.commands.map import (chip_from_args, chip_line, duplication_from_args, fmt_shape, network_from_args,
                                   summary_record)
     net = network_from_args(args)
     chip = chip_from_args(args)

@@ -5,7 +5,7 @@ HELP = "generate a crossbar, simulate it (cocotb) against the golden model, chec
 
 
 def add_arguments(p):
-    from gen.commands._common import add_crossbar_args
+    from flow.commands._common import add_crossbar_args
     add_crossbar_args(p)
     p.add_argument("--vectors", type=int, default=16, help="random input vectors to check [16]")
     p.add_argument("--seed", type=int, default=0, help="random seed for weights and vectors [0]")
@@ -19,8 +19,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from gen.commands._common import crossbar_from_args, print_json
-    from sim.crossbar_check import CrossbarCheck, run_crossbar_check
+    from flow.commands._common import crossbar_from_args, print_json
+    from flow.crossbar_check import CrossbarCheck, run_crossbar_check
 
     cfg = crossbar_from_args(args)
     check = CrossbarCheck(cfg, vectors=args.vectors, seed=args.seed, sim=args.sim, waves=args.waves,

@@ -12,7 +12,7 @@ ALL = ["5pp", "mesh", "torus", "ring", "bus"]
 
 
 def add_arguments(p):
-    from gen.commands._common import add_crossbar_args
+    from flow.commands._common import add_crossbar_args
     p.add_argument("network", metavar="NAME", help="zoo network name (e.g. resnet32)")
     p.add_argument("--topology", default="all", metavar="T",
                    help="5pp|mesh|torus|ring|bus|all, or a comma list; 3pp..8pp for other lane counts "
@@ -160,7 +160,7 @@ def plot(placements, path: str) -> None:
 
 
 def run(args) -> int:
-    from gen.commands._common import crossbar_from_args, print_json
+    from flow.commands._common import crossbar_from_args, print_json
     flags = [n for n in ("config", "rows", "cols", "cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits",
                          "adc_shift", "cols_per_adc") if getattr(args, n, None) is not None]
     cfg = crossbar_from_args(args) if flags else None  # None: the ChipConfig (paper) defaults
@@ -176,7 +176,7 @@ def run(args) -> int:
             raise ValueError(f"--fifo-depth={args.fifo_depth} must be >= 1")
         from pathlib import Path
 
-        from gen.emit import to_verilog
+        from flow.emit import to_verilog
         from hw.interconnect import build_fabric
         fab = build_fabric(placements[0], fifo_depth=args.fifo_depth)
         Path(args.verilog).write_text(to_verilog(fab, "fabric"))
