@@ -157,7 +157,7 @@ class Network:
                     raise _err(layer, f"input {i!r} is not the network input nor an earlier layer (dangling input)")
             if ins != layer.inputs:
                 layer = _replace(layer, inputs=ins)
-            shapes[layer.name] = self._infer(layer, [shapes[i] for i in ins])
+            shapes[layer.name] = self.infer_shape(layer, [shapes[i] for i in ins])
             resolved.append(layer)
             prev = layer.name
         self.layers: tuple[Layer, ...] = tuple(resolved)
@@ -165,7 +165,8 @@ class Network:
         self._by_name = {l.name: l for l in self.layers}
 
     @staticmethod
-    def _infer(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    def infer_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+        """The output shape of ``layer`` fed ``in_shapes``; ``ValueError`` naming the layer if they do not fit."""
         if isinstance(layer, Add):
             if len(in_shapes) != 2:
                 raise _err(layer, f"needs exactly 2 inputs, got {len(in_shapes)}")

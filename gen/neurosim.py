@@ -110,7 +110,7 @@ def parse_neurosim_csv(text: str, name: str = "neurosim") -> Network:
             raise _bad(ln, f"an FC layer (1x1 input, 1x1 kernel) must have stride 1, got {stride}")
         layers.append(layer)
         try:
-            shapes[layer.name] = Network._infer(layer, [shapes[src]])
+            shapes[layer.name] = Network.infer_shape(layer, [shapes[src]])
         except ValueError as e:
             raise _bad(ln, str(e)) from None
         order.append(layer.name)
@@ -119,7 +119,7 @@ def parse_neurosim_csv(text: str, name: str = "neurosim") -> Network:
             npool += 1
             pl = MaxPool(name=f"pool{npool}", inputs=(prev,), k=2)
             try:
-                shapes[pl.name] = Network._infer(pl, [shapes[prev]])
+                shapes[pl.name] = Network.infer_shape(pl, [shapes[prev]])
             except ValueError as e:
                 raise _bad(ln, f"pooling flag set but {e}") from None
             layers.append(pl)
