@@ -1,10 +1,11 @@
 """Generate a layer engine, write its build folder, simulate it with cocotb and check it.
 
 * :class:`LayerDesign` — a one-layer spec + chip + mapping (+ duplication, raw output,
-  parameters from ``sim.golden.random_weights``): its plan, the engine, its Verilog and
-  manifest.
+  :class:`gen.params.WeightParams`, by default from ``gen.quantize.random_weights``): its
+  plan, the engine, its Verilog and manifest.
 * :func:`write_build` / :func:`load_build` — the ``build/<name>/`` folder:
-  ``rtl/layer.v``, ``weights/params.json`` + one ``$readmemh`` file of cell levels per
+  ``rtl/layer.v``, ``weights/params.json`` (:meth:`gen.params.NetworkParams.to_json`, the
+  one layer ``"L"``) + one ``$readmemh`` file of cell levels per
   crossbar, ``manifest.json``. Written to a temporary folder and renamed at the end, so a
   failure never leaves a half-written build.
 * :func:`run_layer_check` — random images through ``sim.tb.layer``; the report has
@@ -25,6 +26,8 @@ import numpy as np
 
 from gen.config import ChipConfig
 from gen.layerspec import LayerSpec, layer_plan
+from gen.params import NetworkParams, WeightParams
+from gen.quantize import random_weights
 
 MANIFEST_VERSION = 1
 TOP = "layer"
@@ -38,11 +41,10 @@ class LayerDesign:
     duplication: int = 1
     raw: bool = False
     seed: int = 0
-    params: dict | None = None
+    params: WeightParams | None = None
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        from sim.golden import random_weights
         from hw.layer import EngineInfo
         self.plan, self.lp = layer_plan(self.spec, self.chip, self.mapping, self.duplication, self.raw)
         if self.chip.tiles is not None and self.plan.n_tiles > self.chip.tiles:
@@ -52,6 +54,7 @@ class LayerDesign:
         if self.params is None:
             self.params = random_weights(self.plan.network, self.seed, w_bits=self.chip.crossbar.w_bits,
                                          a_bits=self.chip.crossbar.a_bits)["L"]
+        self.params.check_for(self.lp.layer, raw=self.raw, w_bits=self.chip.crossbar.w_bits)
         self.info = EngineInfo(self.lp, self.chip)
 
     def engine(self):
@@ -83,9 +86,8 @@ class LayerDesign:
         """``(name, hex text)`` per crossbar: one line per row, the row's cell levels
         (``hw.crossbar.encode_row``) in hex — the crossbar's initial contents."""
         from hw.crossbar import encode_row
-        from hw.layer import _weights
         cfg = self.chip.crossbar
-        w = _weights(self.info, self.params)
+        w = self.params.kernel
         wmat = w.transpose(2, 3, 1, 0).reshape(-1, self.info.cout)
         digits = -(-cfg.cols * cfg.cell_bits // 4)
         for p in self.lp.placements:
@@ -94,10 +96,6 @@ class LayerDesign:
             lines = [f"{encode_row(blk[r] if r < blk.shape[0] else [], cfg):0{digits}x}" for r in range(cfg.rows)]
             kp = "" if p.kpos is None else f"_k{p.kpos[0]}{p.kpos[1]}"
             yield (f"xbar_r{p.replica}_t{p.tile}_pe{p.pe}_s{p.subarray}{kp}", "\n".join(lines) + "\n")
-
-
-def _params_json(params: dict) -> dict:
-    return {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
 
 
 def write_build(design: LayerDesign, out: str | Path) -> Path:
@@ -111,7 +109,7 @@ def write_build(design: LayerDesign, out: str | Path) -> Path:
         (tmp / "rtl").mkdir()
         (tmp / "weights").mkdir()
         (tmp / "rtl" / f"{TOP}.v").write_text(verilog)
-        (tmp / "weights" / "params.json").write_text(json.dumps(_params_json(design.params)))
+        (tmp / "weights" / "params.json").write_text(NetworkParams({"L": design.params}).to_json())
         for name, text in design._crossbar_files():
             (tmp / "weights" / f"{name}.hex").write_text(text)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -140,8 +138,7 @@ def load_build(folder: str | Path) -> tuple[LayerDesign, dict]:
     manifest = json.loads(mf.read_text())
     if manifest.get("top") != TOP:
         raise ValueError(f"{str(mf)!r} is not a layer-engine manifest")
-    params = json.loads((folder / manifest["weights"]["params"]).read_text())
-    params = {k: np.array(v, dtype=np.int64) if isinstance(v, list) else v for k, v in params.items()}
+    params = NetworkParams.from_json((folder / manifest["weights"]["params"]).read_text())["L"]
     d = LayerDesign(LayerSpec.from_dict(manifest["spec"]), ChipConfig.from_dict(manifest["chip"]),
                     manifest["requested_mapping"], manifest["requested_duplication"], manifest["raw_output"],
                     manifest["seed"], params)
@@ -175,7 +172,7 @@ def tb_arguments(design: LayerDesign, images: np.ndarray, *, seed: int = 0, read
     imgs = [np.asarray(x).reshape(info.cin, info.h, info.w) for x in images]
     return {
         "spec": design.spec.to_dict(), "chip": design.chip.to_dict(), "mapping": design.mapping,
-        "duplication": design.duplication, "raw": design.raw, "params": _params_json(design.params),
+        "duplication": design.duplication, "raw": design.raw, "params": design.params.to_dict(),
         "images": [x.tolist() for x in imgs], "in_words": [info.geom.pack_map(x) for x in imgs],
         "tiles": tiles, "g": info.g, "value_bits": info.a_out, "signed": info.raw,
         "predicted_clocks": design.predicted_clocks, "expected_reads": info.expected_reads(),

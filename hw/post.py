@@ -2,8 +2,8 @@
 
 * :func:`requant_expr` — bias, fixed-point scale, rounding shift, ReLU clamp:
   ``clamp(((acc + bias) * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` (no rounding term for
-  ``s == 0``; ``>>`` arithmetic). Used by the layer engine's post stage and by
-  :class:`Requantize`.
+  ``s == 0``; ``>>`` arithmetic; :func:`gen.intops.round_shift`, the golden model's own
+  expression). Used by the layer engine's post stage and by :class:`Requantize`.
 * :class:`Requantize` — a vector of accumulators in, activations out (or raw ``acc + bias``).
 * :class:`MaxPoolUnit` — k×k / stride k max-pool over a raster stream of pixels.
 * :class:`GlobalAvgPoolUnit` — ``(Σ * M + 2**(s-1)) >> s`` per channel, clamped to ``a_bits``.
@@ -12,6 +12,10 @@
 Every unit has ``amaranth.lib.stream`` ports with flat ``unsigned`` payloads (element
 ``e`` in bits ``[e*w, (e+1)*w)``), a one-register output stage and full back-pressure:
 ``i.ready = ~o.valid | o.ready``.
+
+Parameters arrive as ``gen.params`` objects (:class:`~gen.params.Requant`,
+:class:`~gen.params.AddParams`), validated when they were made: the units take them as
+they are and refuse nothing.
 """
 from __future__ import annotations
 
@@ -19,20 +23,16 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from gen.intops import round_shift
+from gen.params import AddParams, Requant
+
 __all__ = ["sext", "requant_expr", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
            "ResidualAddUnit"]
 
 
 def _check_ms(m: int, s: int, name: str = "M") -> None:
-    if not 0 <= int(m) < (1 << 16):
-        raise ValueError(f"{name}={m} is not allowed: {name} must be an unsigned 16-bit integer")
-    if not 0 <= int(s) <= 31:
-        raise ValueError(f"shift s={s} is not allowed: s must be in [0, 31]")
-
-
-def round_shift(v, s: int):
-    """``(v + 2**(s-1)) >> s`` (arithmetic), ``v`` itself for ``s == 0``."""
-    return (v + (1 << (s - 1))) >> s if s else v
+    """Transitional, for ``hw.layer`` until it takes ``gen.params.WeightParams``: delete then."""
+    Requant(m, s)
 
 
 def clamp_unsigned(v, a_bits: int):
@@ -41,11 +41,10 @@ def clamp_unsigned(v, a_bits: int):
     return Mux(v < 0, 0, Mux(v > hi, hi, v[:a_bits]))[:a_bits]
 
 
-def requant_expr(acc, bias: int, m: int, s: int, a_bits: int):
-    """DESIGN.md §3 requantization of one signed accumulator (constants ``bias``, ``M``, ``s``)."""
-    _check_ms(m, s)
+def requant_expr(acc, bias: int, rq: Requant, a_bits: int):
+    """DESIGN.md §3 requantization of one signed accumulator (constants ``bias`` and ``rq``'s ``M``, ``s``)."""
     v = acc.as_signed() + Const(int(bias), signed(max(2, int(bias).bit_length() + 1)))
-    return clamp_unsigned(round_shift(v * Const(int(m), unsigned(17)).as_signed(), s), a_bits)
+    return clamp_unsigned(round_shift(v * Const(rq.m, unsigned(17)).as_signed(), rq.s), a_bits)
 
 
 def sext(v, width: int):
@@ -61,24 +60,19 @@ def _flat(signal, width: int, i: int):
 
 
 class Requantize(wiring.Component):
-    """``n`` signed ``acc_bits`` accumulators in → ``n`` outputs.
+    """``n = len(bias)`` signed ``acc_bits`` accumulators in → ``n`` outputs.
 
-    ``raw=False``: unsigned ``a_bits`` activations, :func:`requant_expr` per element with
-    ``bias[e]``. ``raw=True``: signed ``out_bits`` (default 32) ``acc + bias`` (the last
-    layer). One register: the result is offered the clock after the input is taken.
+    With a ``requant``: unsigned ``a_bits`` activations, :func:`requant_expr` per element
+    with ``bias[e]``. ``requant=None`` (raw, the last layer): signed ``out_bits`` (default
+    32) ``acc + bias``. One register: the result is offered the clock after the input is taken.
     """
 
-    def __init__(self, n: int, acc_bits: int, bias, m: int = 1, s: int = 0, a_bits: int = 8, raw: bool = False,
-                 out_bits: int = 32):
-        self._MustUse__silence = True   # refused, not forgotten, if a check below fails
-        bias = [int(b) for b in bias]
-        if len(bias) != n:
-            raise ValueError(f"bias has {len(bias)} values, expected {n}")
-        if not raw:
-            _check_ms(m, s)
-        self._MustUse__silence = False
-        self.n, self.acc_bits, self.bias, self.m, self.s, self.a_bits, self.raw = n, acc_bits, bias, m, s, a_bits, raw
-        self.out_bits = out_bits if raw else a_bits
+    def __init__(self, acc_bits: int, bias, requant: Requant | None = None, *, a_bits: int = 8, out_bits: int = 32):
+        self.bias = [int(b) for b in bias]
+        self.n, self.acc_bits, self.requant, self.a_bits = len(self.bias), acc_bits, requant, a_bits
+        self.raw = requant is None
+        self.out_bits = out_bits if self.raw else a_bits
+        n = self.n
         super().__init__({
             "i": In(stream.Signature(unsigned(n * acc_bits))),
             "o": Out(stream.Signature(unsigned(n * self.out_bits))),
@@ -88,7 +82,7 @@ class Requantize(wiring.Component):
         """The output of element ``e`` for accumulator value ``acc`` (combinational)."""
         if self.raw:
             return sext(acc.as_signed() + self.bias[e], self.out_bits)
-        return requant_expr(acc, self.bias[e], self.m, self.s, self.a_bits)
+        return requant_expr(acc, self.bias[e], self.requant, self.a_bits)
 
     def elaborate(self, platform):
         m = Module()
@@ -110,12 +104,10 @@ class MaxPoolUnit(wiring.Component):
     """k×k, stride k max-pool of an ``H x W`` map of ``C``-channel ``a_bits`` pixels arriving
     in raster order (one pixel per beat); pooled pixels leave in raster order. Trailing rows
     and columns that do not fill a window are consumed and dropped (``sim.golden.maxpool2d``).
-    One running maximum per pooled column is kept (``W // k`` registers)."""
+    One running maximum per pooled column is kept (``W // k`` registers). ``1 <= k <= min(H, W)``
+    (``gen.network.MaxPool`` checks it)."""
 
     def __init__(self, c: int, h: int, w: int, k: int = 2, a_bits: int = 8):
-        if k < 1 or k > h or k > w:
-            self._MustUse__silence = True
-            raise ValueError(f"pool size {k} does not fit a {h}x{w} feature map")
         self.c, self.h, self.w, self.k, self.a_bits = c, h, w, k, a_bits
         self.wo = w // k
         super().__init__({
@@ -158,13 +150,10 @@ class MaxPoolUnit(wiring.Component):
 
 class GlobalAvgPoolUnit(wiring.Component):
     """Global average pool of an ``H x W`` map: after the last pixel, one vector
-    ``clamp((Σ * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` per channel."""
+    ``clamp((Σ * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` per channel (``M``, ``s``: ``requant``)."""
 
-    def __init__(self, c: int, h: int, w: int, m: int, s: int, a_bits: int = 8):
-        self._MustUse__silence = True
-        _check_ms(m, s)
-        self._MustUse__silence = False
-        self.c, self.n, self.m, self.s, self.a_bits = c, h * w, m, s, a_bits
+    def __init__(self, c: int, h: int, w: int, requant: Requant, a_bits: int = 8):
+        self.c, self.n, self.requant, self.a_bits = c, h * w, requant, a_bits
         super().__init__({
             "i": In(stream.Signature(unsigned(c * a_bits))),
             "o": Out(stream.Signature(unsigned(c * a_bits))),
@@ -184,7 +173,7 @@ class GlobalAvgPoolUnit(wiring.Component):
             with m.If(cnt == self.n - 1):
                 m.d.sync += [cnt.eq(0), self.o.valid.eq(1)] + [s_.eq(0) for s_ in sums]
                 m.d.sync += [_flat(self.o.payload, a, e).eq(clamp_unsigned(
-                    round_shift(new[e] * Const(self.m, unsigned(16)), self.s), a)) for e in range(c)]
+                    round_shift(new[e] * Const(self.requant.m, unsigned(16)), self.requant.s), a)) for e in range(c)]
             with m.Else():
                 m.d.sync += [cnt.eq(cnt + 1)] + [s_.eq(v) for s_, v in zip(sums, new)]
         return m
@@ -193,14 +182,10 @@ class GlobalAvgPoolUnit(wiring.Component):
 class ResidualAddUnit(wiring.Component):
     """Residual join of two pixel streams ``a`` and ``b`` (``C`` channels each):
     ``clamp((a*Ma + b*Mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``. A beat is taken from both
-    inputs together (when both are valid)."""
+    inputs together (when both are valid). ``Ma``, ``Mb``, ``s``: ``params``."""
 
-    def __init__(self, c: int, ma: int, mb: int, s: int, a_bits: int = 8):
-        self._MustUse__silence = True
-        _check_ms(ma, s, "Ma")
-        _check_ms(mb, s, "Mb")
-        self._MustUse__silence = False
-        self.c, self.ma, self.mb, self.s, self.a_bits = c, ma, mb, s, a_bits
+    def __init__(self, c: int, params: AddParams, a_bits: int = 8):
+        self.c, self.params, self.a_bits = c, params, a_bits
         super().__init__({
             "a": In(stream.Signature(unsigned(c * a_bits))),
             "b": In(stream.Signature(unsigned(c * a_bits))),
@@ -218,7 +203,7 @@ class ResidualAddUnit(wiring.Component):
         with m.If(take):
             m.d.sync += self.o.valid.eq(1)
             for e in range(c):
-                v = (_flat(self.a.payload, a, e) * Const(self.ma, unsigned(16))
-                     + _flat(self.b.payload, a, e) * Const(self.mb, unsigned(16)))
-                m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(round_shift(v, self.s), a))
+                v = (_flat(self.a.payload, a, e) * Const(self.params.ma, unsigned(16))
+                     + _flat(self.b.payload, a, e) * Const(self.params.mb, unsigned(16)))
+                m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(round_shift(v, self.params.s), a))
         return m

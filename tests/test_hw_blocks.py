@@ -8,6 +8,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from gen.config import CrossbarConfig
+from gen.params import AddParams, Requant
 from gen.timing import crossbar_latency
 from hw.controller import LayerController, StageTimer
 from hw.pe import PE, AdderTree, PEBlock, adder_levels
@@ -69,7 +70,7 @@ def test_requantize_matches_golden(bp):
     accs = rng.integers(-(1 << 22), 1 << 22, (40, n))
     accs[0] = (1 << 23) - 1        # saturates high
     accs[1] = -(1 << 23)           # clamps to 0
-    dut = Requantize(n, acc_bits, bias, m, s, a_bits=8)
+    dut = Requantize(acc_bits, bias, Requant(m, s), a_bits=8)
     got = _stream_through(dut, {"i": [pack(a, acc_bits) for a in accs]}, "o", len(accs),
                           ready_prob=0.5 if bp else 1.0, gap_prob=0.3 if bp else 0.0)
     want = requantize(accs.T, m, s, bias, 8).T
@@ -80,9 +81,9 @@ def test_requantize_raw_and_s0():
     rng = np.random.default_rng(2)
     accs = rng.integers(-(1 << 20), 1 << 20, (10, 3))
     bias = [7, -9, 100]
-    got = _stream_through(Requantize(3, 22, bias, raw=True), {"i": [pack(a, 22) for a in accs]}, "o", 10)
+    got = _stream_through(Requantize(22, bias), {"i": [pack(a, 22) for a in accs]}, "o", 10)
     assert [unpack(p, 32, 3, signed=True) for p in got] == (accs + np.array(bias)).tolist()
-    got = _stream_through(Requantize(3, 22, bias, m=3, s=0), {"i": [pack(a, 22) for a in accs]}, "o", 10)
+    got = _stream_through(Requantize(22, bias, Requant(3, 0)), {"i": [pack(a, 22) for a in accs]}, "o", 10)
     assert [unpack(p, 8, 3) for p in got] == requantize(accs.T, 3, 0, bias, 8).T.tolist()
 
 
@@ -106,7 +107,7 @@ def test_global_avgpool_unit():
     imgs = rng.integers(0, 256, (3, c, h, w))
     m, s = 4369, 16    # ~ 1/15
     beats = [pack(img[:, y, x], 8) for img in imgs for y in range(h) for x in range(w)]
-    got = _stream_through(GlobalAvgPoolUnit(c, h, w, m, s), {"i": beats}, "o", 3, ready_prob=0.5, gap_prob=0.2)
+    got = _stream_through(GlobalAvgPoolUnit(c, h, w, Requant(m, s)), {"i": beats}, "o", 3, ready_prob=0.5, gap_prob=0.2)
     assert [unpack(p, 8, c) for p in got] == [global_avgpool(img, m, s).tolist() for img in imgs]
 
 
@@ -117,18 +118,9 @@ def test_residual_add_unit(bp):
     a = rng.integers(0, 256, (30, c))
     b = rng.integers(0, 256, (30, c))
     ma, mb, s = 3, 5, 3
-    got = _stream_through(ResidualAddUnit(c, ma, mb, s), {"a": [pack(v, 8) for v in a], "b": [pack(v, 8) for v in b]},
+    got = _stream_through(ResidualAddUnit(c, AddParams(ma, mb, s)), {"a": [pack(v, 8) for v in a], "b": [pack(v, 8) for v in b]},
                           "o", 30, ready_prob=0.5 if bp else 1.0, gap_prob=0.4 if bp else 0.0, seed=9)
     assert [unpack(p, 8, c) for p in got] == residual_add(a, b, ma, mb, s).tolist()
-
-
-def test_post_units_refuse_bad_parameters():
-    with pytest.raises(ValueError, match="M=70000"):
-        Requantize(2, 16, [0, 0], m=70000, s=3)
-    with pytest.raises(ValueError, match="s must be"):
-        ResidualAddUnit(2, 1, 1, 40)
-    with pytest.raises(ValueError, match="does not fit"):
-        MaxPoolUnit(2, 3, 3, 4)
 
 
 def test_pe_matches_crossbar_golden():

@@ -5,10 +5,12 @@ import pytest
 
 from conftest import requires_icarus
 from flow.cli import main
+from flow.layer_check import LayerDesign
 from gen.config import ChipConfig, CrossbarConfig
 from gen.layerspec import LayerSpec, layer_plan, parse_layer_spec
-from hw.layer import ConvLayerEngine, EngineInfo
-from sim.golden import random_weights
+from gen.params import WeightParams
+from gen.quantize import random_weights
+from hw.layer import EngineInfo
 
 GEN = ["--crossbar", "16x16", "--cell-bits", "4", "--cols-per-adc", "4"]
 
@@ -55,13 +57,12 @@ def test_engine_refuses_unsupported_plans():
     assert lp.grid == (1, 2)
     with pytest.raises(ValueError, match="equal width"):
         EngineInfo(lp, _chip())
-    # requantization parameters are required for a non-final layer
+    # requantization parameters are required for a non-final layer (refused in gen, not by the engine)
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=4 W=4 pad=1")
     plan, lp = layer_plan(spec, _chip(), "conventional")
     p = random_weights(plan.network, 0)["L"]
-    del p["m"]
-    with pytest.raises(ValueError, match="params need 'm'"):
-        ConvLayerEngine(lp, _chip(), p)
+    with pytest.raises(ValueError, match="requant is None"):
+        LayerDesign(spec, _chip(), params=WeightParams(p.w, p.bias, None))
 
 
 def test_generate_writes_build(tmp_path, capsys):

@@ -71,7 +71,7 @@ def test_layer_3x3_conventional_verilator(sim_cache, monkeypatch):
 
     def wrong_scale(*a, **k):
         args = real(*a, **k)
-        args["params"]["m"] = args["params"]["m"] // 2
+        args["params"]["requant"]["m"] //= 2
         return args
 
     monkeypatch.setattr(lc, "tb_arguments", wrong_scale)

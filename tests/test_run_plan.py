@@ -6,7 +6,9 @@ from hypothesis import given, settings, strategies as st
 from gen.config import ChipConfig, CrossbarConfig
 from gen.mapping import map_network
 from gen.network import Conv2d, Network, zoo
-from sim.golden import conv2d_int, random_weights, run_network, run_plan
+from gen.params import Requant, WeightParams
+from gen.quantize import random_weights
+from sim.golden import conv2d_int, run_network, run_plan
 
 SMALL = ChipConfig(crossbar=CrossbarConfig(rows=16, cols=21, cell_bits=2), subarrays_per_pe=2, pes_per_tile=9)
 
@@ -68,7 +70,7 @@ def test_single_layer_hypothesis(k, stride, pad, cin, cout, h, w, rows, cols, sp
     rng = np.random.default_rng(seed)
     wts = rng.integers(-128, 128, size=(cout, cin, k, k))
     bias = rng.integers(-1000, 1000, size=cout)
-    params = {"c": {"w": wts, "bias": bias, "m": 1, "s": 0}}
+    params = {"c": WeightParams(wts, bias, Requant(1, 0))}
     x = rng.integers(0, 256, size=(cin, h, w))
     plan = map_network(net, chip, mapping=mapping, duplication=dup)
     lp = plan["c"]
@@ -85,7 +87,7 @@ def test_lossy_adc_changes_results_like_the_crossbar_model():
     net = Network("one", (16, 5, 5), [Conv2d(name="c", cin=16, cout=4, k=3, pad=1)])
     chip = ChipConfig(crossbar=CrossbarConfig(rows=16, cols=21, cell_bits=2, adc_bits=3), subarrays_per_pe=2)
     rng = np.random.default_rng(0)
-    params = {"c": {"w": rng.integers(-128, 128, size=(4, 16, 3, 3)), "bias": np.zeros(4, dtype=int)}}
+    params = {"c": WeightParams(rng.integers(-128, 128, size=(4, 16, 3, 3)), np.zeros(4, dtype=int))}
     x = rng.integers(0, 256, size=(16, 5, 5))
     exact = run_network(net, params, x)
     for m in ("conventional", "novel"):

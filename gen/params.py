@@ -1,0 +1,340 @@
+"""Per-layer parameters as frozen dataclasses, validated once, here (DESIGN.md §2, §3).
+
+* :class:`Requant` — ``M`` (unsigned 16-bit) and ``s`` (``0..31``) of
+  ``clamp(((v * M + 2**(s-1)) >> s), 0, 2**a_bits - 1)``.
+* :class:`WeightParams` — a ``Conv2d``/``Linear`` layer: weights, bias, requantization
+  (``None`` for a layer that only ever outputs raw accumulators).
+* :class:`PoolParams` — a global average pool: its :class:`Requant`.
+* :class:`AddParams` — a residual join: ``Ma``, ``Mb``, ``s``.
+* :class:`NoParams` — a max pool.
+* :class:`NetworkParams` — layer name -> one of the above, with a JSON form
+  (:meth:`NetworkParams.to_json` / :meth:`NetworkParams.from_json`) for build folders.
+
+This module is the one home of the ``M``/``s`` range check (:func:`check_multiplier`,
+:func:`check_shift`): the golden model and the RTL generators take these objects (or their
+fields) and never re-check them. Pure numpy: no ``hw``, ``sim``, ``flow`` or amaranth.
+
+Zero points (DESIGN.md §3: ``z_out`` and a ReLU flag per requantization) are not
+implemented yet; :class:`Requant` already has the two fields with today's behaviour as
+their default and refuses any other value, so nothing can silently ignore them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = ["M_MAX", "S_MAX", "check_multiplier", "check_shift", "Requant", "WeightParams", "PoolParams",
+           "AddParams", "NoParams", "LayerParams", "NetworkParams", "layer_params_from_dict"]
+
+M_MAX = (1 << 16) - 1   # M (and Ma, Mb) is an unsigned 16-bit integer
+S_MAX = 31              # 0 <= s <= 31
+JSON_VERSION = 1
+
+
+def _int(name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer")
+    return int(value)
+
+
+def check_multiplier(name: str, value) -> int:
+    """``value`` as an ``int`` if it is an unsigned 16-bit multiplier (``M``, ``Ma``, ``Mb``)."""
+    v = _int(name, value)
+    if not 0 <= v <= M_MAX:
+        raise ValueError(f"{name}={v} is not allowed: {name} must be an unsigned 16-bit integer in [0, {M_MAX}]")
+    return v
+
+
+def check_shift(name: str, value) -> int:
+    """``value`` as an ``int`` if it is a requantization shift, ``0 <= s <= 31``."""
+    v = _int(name, value)
+    if not 0 <= v <= S_MAX:
+        raise ValueError(f"{name}={v} is not allowed: {name} must be in [0, {S_MAX}]")
+    return v
+
+
+def _int_array(name: str, value) -> np.ndarray:
+    a = np.asarray(value)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be an integer array, got dtype {a.dtype}")
+    a = a.astype(np.int64)          # a copy: the caller's array stays the caller's
+    a.setflags(write=False)
+    return a
+
+
+def _set(obj, name: str, value) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Fixed-point requantization ``clamp(((v * m + 2**(s-1)) >> s), 0, 2**a_bits - 1)``
+    (no rounding term when ``s == 0``).
+
+    ``z_out`` and ``relu`` are DESIGN.md §3's output zero point and ReLU flag; only their
+    defaults (``0``, ``True``: today's arithmetic) are accepted until zero points exist.
+    """
+    m: int
+    s: int
+    z_out: int = 0
+    relu: bool = True
+
+    def __post_init__(self):
+        _set(self, "m", check_multiplier("m", self.m))
+        _set(self, "s", check_shift("s", self.s))
+        if _int("z_out", self.z_out) != 0:
+            raise ValueError(f"z_out={self.z_out} is not allowed: output zero points are not supported yet, "
+                             f"z_out must be 0")
+        if self.relu is not True:
+            raise ValueError(f"relu={self.relu!r} is not allowed: requantization always clamps at 0 for now, "
+                             f"relu must be True")
+        _set(self, "z_out", 0)
+
+    @property
+    def scale(self) -> float:
+        """The real factor ``m / 2**s``."""
+        return self.m / (1 << self.s)
+
+    def to_dict(self) -> dict:
+        return {"m": self.m, "s": self.s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Requant":
+        return cls(**d)
+
+
+def _requant_or_none(name: str, value) -> Requant | None:
+    if value is None or isinstance(value, Requant):
+        return value
+    raise ValueError(f"{name}={value!r} is not allowed: {name} must be a Requant or None")
+
+
+@dataclass(frozen=True, eq=False)
+class WeightParams:
+    """Parameters of a ``Conv2d`` (``w[Cout, Cin, K, K]``) or ``Linear`` (``w[out, in]``) layer.
+
+    ``bias``: one integer per output (``None``: no bias). ``requant``: the layer's
+    requantization, ``None`` only for a layer that outputs raw accumulators. Arrays are
+    stored as read-only ``int64`` copies.
+    """
+    w: np.ndarray
+    bias: np.ndarray | None = None
+    requant: Requant | None = None
+
+    def __post_init__(self):
+        w = _int_array("w", self.w)
+        if not (w.ndim == 2 or (w.ndim == 4 and w.shape[2] == w.shape[3])):
+            raise ValueError(f"w has shape {w.shape}: w must be [Cout, Cin, K, K] (conv) or [out, in] (linear)")
+        if 0 in w.shape:
+            raise ValueError(f"w has shape {w.shape}: every dimension of w must be >= 1")
+        _set(self, "w", w)
+        if self.bias is not None:
+            b = _int_array("bias", self.bias)
+            if b.shape != (w.shape[0],):
+                raise ValueError(f"bias has shape {b.shape}: bias must have shape ({w.shape[0]},), "
+                                 f"one value per output of w{list(w.shape)}")
+            _set(self, "bias", b)
+        _set(self, "requant", _requant_or_none("requant", self.requant))
+
+    @property
+    def cout(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """``w`` as ``[Cout, Cin, K, K]`` (a linear layer's ``[out, in]`` as ``[out, in, 1, 1]``)."""
+        return self.w if self.w.ndim == 4 else self.w.reshape(self.w.shape + (1, 1))
+
+    @property
+    def bias_or_zeros(self) -> np.ndarray:
+        """``bias``, or ``Cout`` zeros when there is none."""
+        return self.bias if self.bias is not None else np.zeros(self.cout, dtype=np.int64)
+
+    def check_w_bits(self, w_bits: int) -> None:
+        """Refuse weights outside the signed ``w_bits`` range ``[-2**(w_bits-1), 2**(w_bits-1) - 1]``."""
+        lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+        wmin, wmax = int(self.w.min()), int(self.w.max())
+        if wmin < lo or wmax > hi:
+            raise ValueError(f"w has values in [{wmin}, {wmax}]: w must lie in [{lo}, {hi}] (signed {w_bits}-bit)")
+
+    def check_for(self, layer, *, raw: bool, w_bits: int | None = None) -> None:
+        """Refuse parameters that do not fit ``layer`` (a ``gen.network`` Conv2d or Linear):
+        the weight shape, a missing ``requant`` when the layer requantizes (``raw=False``),
+        and, with ``w_bits``, weights out of range."""
+        if layer.kind == "fc":
+            want = (layer.out_features, layer.in_features)
+        else:
+            want = (layer.cout, layer.cin, layer.k, layer.k)
+        if self.w.shape != want:
+            raise ValueError(f"layer {layer.name!r}: w has shape {self.w.shape}, the layer needs {want}")
+        if not raw and self.requant is None:
+            raise ValueError(f"layer {layer.name!r}: requant is None, but the layer requantizes (it is not "
+                             f"a raw-output layer)")
+        if w_bits is not None:
+            self.check_w_bits(w_bits)
+
+    def __eq__(self, other):
+        if not isinstance(other, WeightParams):
+            return NotImplemented
+        return (np.array_equal(self.w, other.w) and self.requant == other.requant
+                and (self.bias is None) == (other.bias is None)
+                and (self.bias is None or np.array_equal(self.bias, other.bias)))
+
+    __hash__ = None
+
+    def to_dict(self) -> dict:
+        return {"kind": "weights", "w": self.w.tolist(),
+                "bias": None if self.bias is None else self.bias.tolist(),
+                "requant": None if self.requant is None else self.requant.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "WeightParams":
+        rq = d.get("requant")
+        bias = d.get("bias")
+        return cls(np.array(d["w"], dtype=np.int64), None if bias is None else np.array(bias, dtype=np.int64),
+                   None if rq is None else Requant.from_dict(rq))
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """A global average pool: ``clamp((Σ * m + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` per channel."""
+    requant: Requant
+
+    def __post_init__(self):
+        if not isinstance(self.requant, Requant):
+            raise ValueError(f"requant={self.requant!r} is not allowed: requant must be a Requant")
+
+    def to_dict(self) -> dict:
+        return {"kind": "pool", "requant": self.requant.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "PoolParams":
+        return cls(Requant.from_dict(d["requant"]))
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """A residual join: ``clamp((a*ma + b*mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``."""
+    ma: int
+    mb: int
+    s: int
+
+    def __post_init__(self):
+        _set(self, "ma", check_multiplier("ma", self.ma))
+        _set(self, "mb", check_multiplier("mb", self.mb))
+        _set(self, "s", check_shift("s", self.s))
+
+    def to_dict(self) -> dict:
+        return {"kind": "add", "ma": self.ma, "mb": self.mb, "s": self.s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "AddParams":
+        return cls(d["ma"], d["mb"], d["s"])
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A layer without parameters (max pool)."""
+
+    def to_dict(self) -> dict:
+        return {"kind": "none"}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "NoParams":
+        return cls()
+
+
+LayerParams = Union[WeightParams, PoolParams, AddParams, NoParams]
+_KINDS = {"weights": WeightParams, "pool": PoolParams, "add": AddParams, "none": NoParams}
+_LAYER_TYPES = tuple(_KINDS.values())
+
+
+def layer_params_from_dict(d: Mapping) -> LayerParams:
+    """The inverse of every params class's ``to_dict`` (dispatch on its ``"kind"``)."""
+    kind = d.get("kind") if isinstance(d, Mapping) else None
+    if kind not in _KINDS:
+        raise ValueError(f"kind={kind!r} is not allowed: layer parameters must have a kind in {sorted(_KINDS)}")
+    return _KINDS[kind].from_dict(d)
+
+
+def _expected_type(layer) -> type:
+    if layer.has_weights:
+        return WeightParams
+    return {"GlobalAvgPool": PoolParams, "Add": AddParams, "MaxPool": NoParams}[type(layer).__name__]
+
+
+class NetworkParams(Mapping):
+    """Immutable mapping layer name -> :data:`LayerParams`.
+
+    Built from any mapping of typed parameters (a plain ``dict`` of them works wherever a
+    ``NetworkParams`` is taken; :meth:`of` converts). :meth:`check` refuses parameters that
+    do not fit a network.
+    """
+
+    def __init__(self, layers: Mapping[str, LayerParams] | None = None):
+        items = dict(layers or {})
+        for name, p in items.items():
+            if not isinstance(name, str):
+                raise ValueError(f"layer name {name!r} is not allowed: names are strings")
+            if not isinstance(p, _LAYER_TYPES):
+                raise ValueError(f"layer {name!r}: parameters must be one of "
+                                 f"{', '.join(t.__name__ for t in _LAYER_TYPES)}, got {type(p).__name__}")
+        self._layers = items
+
+    @classmethod
+    def of(cls, params: Mapping[str, LayerParams]) -> "NetworkParams":
+        return params if isinstance(params, NetworkParams) else cls(params)
+
+    def __getitem__(self, name: str) -> LayerParams:
+        return self._layers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layers)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __eq__(self, other):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self._layers) == dict(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"NetworkParams({', '.join(f'{n}: {type(p).__name__}' for n, p in self._layers.items())})"
+
+    def check(self, net, *, w_bits: int | None = None) -> None:
+        """Refuse parameters that do not fit ``net`` (a ``gen.network.Network``): a layer
+        without parameters or with the wrong kind, a weight shape that is not the layer's,
+        a requantizing layer without ``requant``; with ``w_bits``, weights out of range."""
+        for layer in net.layers:
+            if layer.name not in self._layers:
+                raise ValueError(f"no parameters for layer {layer.name!r}")
+            p, want = self._layers[layer.name], _expected_type(layer)
+            if not isinstance(p, want):
+                raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) needs {want.__name__}, "
+                                 f"got {type(p).__name__}")
+            if want is WeightParams:
+                p.check_for(layer, raw=net.is_raw_output(layer), w_bits=w_bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": JSON_VERSION, "layers": {n: p.to_dict() for n, p in self._layers.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "NetworkParams":
+        if not isinstance(d, Mapping) or d.get("version") != JSON_VERSION or not isinstance(d.get("layers"), Mapping):
+            raise ValueError(f"not a version-{JSON_VERSION} parameter file: expected "
+                             f"{{\"version\": {JSON_VERSION}, \"layers\": {{...}}}}")
+        return cls({n: layer_params_from_dict(p) for n, p in d["layers"].items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "NetworkParams":
+        return cls.from_dict(json.loads(text))
