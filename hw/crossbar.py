@@ -131,7 +131,11 @@ class Crossbar(wiring.Component):
         running = Signal()            # conversions and their pipeline in flight
         done = Signal()               # result waiting on `o`
         step = Signal(range(n_steps + CROSSBAR_PIPELINE_CLOCKS))
-        mux = Signal(range(cpa))      # column within each ADC's group
+        # Column within each ADC's group. With one ADC per column (cols_per_adc == 1) there is
+        # no multiplexer and no such signal: a zero-width select would make `m.Switch` below
+        # switch on a 0-bit value, whose only `Case` the RTLIL -> Verilog path (Yosys `proc`)
+        # drops while Amaranth's simulator keeps it -- every term would read as 0 in Verilog.
+        mux = Signal(range(cpa)) if cpa > 1 else None
         shift = Signal(range(cfg.a_bits + 1))  # t * dac_bits of the current input cycle
         x = Signal(cfg.rows * cfg.a_bits)      # input vector, shifted right each input cycle
 
@@ -162,13 +166,16 @@ class Crossbar(wiring.Component):
         #   1 products x_t[r] * level[r][c]     2 partial sums of PARTIAL_ROWS rows
         #   3 ADC code (sum, shift, saturate)   4 code routed and shifted to its output
         #   5 accumulate
-        # The step's position (valid, mux, shift) travels alongside as a tag.
+        # The step's position (valid, shift, mux) travels alongside as a tag.
         xt = [x.word_select(r, cfg.a_bits)[:cfg.dac_bits] for r in range(cfg.rows)]
-        tag = [(Signal(name=f"v{i}"), Signal.like(mux, name=f"mux{i}"), Signal.like(shift, name=f"sh{i}"))
-               for i in range(4)]
-        m.d.sync += [tag[0][0].eq(running & (step < n_steps)), tag[0][1].eq(mux), tag[0][2].eq(shift)]
-        for i in range(1, 4):
-            m.d.sync += [dst.eq(src) for dst, src in zip(tag[i], tag[i - 1])]
+        head = [running & (step < n_steps), shift] + ([mux] if mux is not None else [])
+        tag = []
+        for i in range(4):
+            regs = [Signal(name=f"v{i}"), Signal.like(shift, name=f"sh{i}")]
+            if mux is not None:
+                regs.append(Signal.like(mux, name=f"mux{i}"))
+            m.d.sync += [dst.eq(src) for dst, src in zip(regs, tag[-1] if tag else head)]
+            tag.append(regs)
 
         groups = [range(g, min(cfg.rows, g + PARTIAL_ROWS)) for g in range(0, cfg.rows, PARTIAL_ROWS)]
         q_reg = []
@@ -177,7 +184,7 @@ class Crossbar(wiring.Component):
             prods = []
             for r in range(cfg.rows):
                 g = cells[r][lo:hi]
-                level = g.word_select(mux, cb) if len(g) > cb else g
+                level = g.word_select(mux, cb) if len(g) > cb else g      # (cpa == 1: always)
                 p = Signal(cfg.dac_bits + cb, name=f"p{a}_{r}")
                 m.d.sync += p.eq(xt[r] * level)                                  # stage 1
                 prods.append(p)
@@ -211,15 +218,22 @@ class Crossbar(wiring.Component):
                     ref_terms[mm].append(q_reg[a])
                 elif c < cfg.outputs * cfg.slices:
                     terms[c // cfg.slices][mm].append(q_reg[a] << ((c % cfg.slices) * cb))
-        v3, mux3, sh3 = tag[2]
-        with m.Switch(mux3):                                                    # stage 4
-            for mm in range(cpa):
-                with m.Case(mm):
-                    m.d.sync += [term[o].eq(_tree_sum(terms[o][mm]) << sh3 if terms[o][mm] else 0)
-                                 for o in range(cfg.outputs)]
-                    m.d.sync += term_ref.eq(ref_terms[mm][0] << sh3 if ref_terms[mm] else 0)
-            with m.Default():
-                m.d.sync += [t.eq(0) for t in term] + [term_ref.eq(0)]
+        sh3 = tag[2][1]
+
+        def route(mm):
+            """Stage 4 for column ``mm`` of every ADC group: each code to its output, shifted."""
+            return ([term[o].eq(_tree_sum(terms[o][mm]) << sh3 if terms[o][mm] else 0) for o in range(cfg.outputs)]
+                    + [term_ref.eq(ref_terms[mm][0] << sh3 if ref_terms[mm] else 0)])
+
+        if mux is None:                                                         # stage 4
+            m.d.sync += route(0)        # one ADC per column: the routing is fixed
+        else:
+            with m.Switch(tag[2][2]):
+                for mm in range(cpa):
+                    with m.Case(mm):
+                        m.d.sync += route(mm)
+                with m.Default():
+                    m.d.sync += [t.eq(0) for t in term] + [term_ref.eq(0)]
         v4 = tag[3][0]
         with m.If(accept):                                                      # stage 5
             m.d.sync += [ac.eq(0) for ac in acc] + [acc_ref.eq(0)]
@@ -232,19 +246,25 @@ class Crossbar(wiring.Component):
         # --- sequencing -------------------------------------------------------------------
         with m.If(accept):
             m.d.sync += [x.eq(self.i.payload.as_value()), running.eq(1), done.eq(0),
-                         step.eq(0), mux.eq(0), shift.eq(0)]
+                         step.eq(0), shift.eq(0)]
+            if mux is not None:
+                m.d.sync += mux.eq(0)
         with m.Elif(running):
             with m.If(step == n_steps + CROSSBAR_PIPELINE_CLOCKS - 2):
                 # the last conversion's term is accumulated on this edge
                 m.d.sync += [running.eq(0), done.eq(1)]
             with m.Else():
                 m.d.sync += step.eq(step + 1)
-                with m.If(mux == cpa - 1):
-                    m.d.sync += [mux.eq(0), shift.eq(shift + cfg.dac_bits)]
+                # the next input cycle starts after the group's last column
+                with m.If(mux == cpa - 1 if mux is not None else Const(1)):
+                    m.d.sync += shift.eq(shift + cfg.dac_bits)
                     m.d.sync += [x.word_select(r, cfg.a_bits).eq(x.word_select(r, cfg.a_bits) >> cfg.dac_bits)
                                  for r in range(cfg.rows)]
-                with m.Else():
-                    m.d.sync += mux.eq(mux + 1)
+                    if mux is not None:
+                        m.d.sync += mux.eq(0)
+                if mux is not None:
+                    with m.Else():
+                        m.d.sync += mux.eq(mux + 1)
         with m.Elif(done & self.o.ready):
             m.d.sync += done.eq(0)
         return m
