@@ -20,21 +20,33 @@ Timing (``gen.timing.crossbar_latency``): accept on edge 0; one conversion per A
 of the ``conversion_clocks`` clocks that follow, each passing ``CROSSBAR_PIPELINE_CLOCKS``
 registers (products, partial sums, ADC code, shifted term, accumulator); the result is
 offered from then on and the next input is taken on the edge it is handed over.
+
+The pipeline is built from ``gen.timing.CROSSBAR_PIPELINE_CLOCKS`` (read at elaboration):
+:data:`MIN_PIPELINE_CLOCKS` registers are structural, and every clock the constant adds
+beyond them becomes one more register stage on the ADC codes (an ADC with a longer
+conversion latency), with the tag and the sequencing following. A constant below the
+structural minimum is refused at elaboration.
 """
 from __future__ import annotations
 
-import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from gen import timing
+from gen.cells import CellArray, encode_row
 from gen.config import CrossbarConfig
-from gen.timing import CROSSBAR_PIPELINE_CLOCKS
 
 #: Rows summed per registered partial sum in the column adder tree.
 PARTIAL_ROWS = 8
 
+#: The crossbar's structural pipeline registers: products, partial row sums, ADC code,
+#: routed/shifted term, accumulator. ``gen.timing.CROSSBAR_PIPELINE_CLOCKS`` must be at
+#: least this; any clocks above it are extra registers on the ADC codes.
+MIN_PIPELINE_CLOCKS = 5
+
+# ``encode_row`` is re-exported: the cell encoding's home is ``gen.cells``.
 __all__ = ["Crossbar", "crossbar_signature_layouts", "encode_row"]
 
 
@@ -47,26 +59,6 @@ def crossbar_signature_layouts(cfg: CrossbarConfig):
         "weights": data.ArrayLayout(signed(cfg.w_bits), cfg.outputs),
     })
     return x, y, w
-
-
-def encode_row(weights, cfg: CrossbarConfig) -> int:
-    """The cell levels of one crossbar row as an integer, ``cell_bits`` per column.
-
-    ``weights`` holds up to ``cfg.outputs`` signed weights; missing outputs hold ``w = 0``.
-    Unused columns hold level 0 and the reference column level 1.
-    """
-    weights = list(int(v) for v in weights)
-    if len(weights) > cfg.outputs:
-        raise ValueError(f"a crossbar row holds at most {cfg.outputs} weights, got {len(weights)}")
-    weights += [0] * (cfg.outputs - len(weights))
-    word = 0
-    for o, w in enumerate(weights):
-        if not -cfg.weight_offset <= w < cfg.weight_offset:
-            raise ValueError(f"weight {w} does not fit w_bits={cfg.w_bits}")
-        u = w + cfg.weight_offset
-        word |= u << (o * cfg.slices * cfg.cell_bits)
-    word |= 1 << (cfg.ref_col * cfg.cell_bits)
-    return word
 
 
 def _tree_sum(values):
@@ -92,25 +84,17 @@ class Crossbar(wiring.Component):
 
     Args:
         cfg: the crossbar configuration.
-        weights: initial weights ``[n_rows <= rows, n_out <= outputs]`` (int); missing
-            rows and outputs hold ``w = 0``. ``None`` means all zero.
+        weights: the initial cell contents, a :class:`gen.cells.CellArray` (validated in
+            ``gen``), or a weight block ``[n_rows <= rows, n_out <= outputs]`` that
+            ``gen.cells.CellArray.from_weights`` encodes (missing rows and outputs hold
+            ``w = 0``); ``None`` means all zero. The component checks nothing itself:
+            a block that does not fit is refused by ``gen.cells``.
     """
 
     def __init__(self, cfg: CrossbarConfig, weights=None):
         self.cfg = cfg
-        if weights is None:
-            weights = np.zeros((cfg.rows, cfg.outputs), dtype=np.int64)
-        weights = np.asarray(weights)
-        if weights.ndim != 2 or weights.shape[0] > cfg.rows or weights.shape[1] > cfg.outputs:
-            self._MustUse__silence = True   # refused, not forgotten: no "never used" warning
-            raise ValueError(
-                f"initial weights of shape {weights.shape} do not fit a crossbar of "
-                f"{cfg.rows} rows x {cfg.outputs} outputs")
-        try:
-            self.init_rows = [encode_row(weights[r] if r < weights.shape[0] else [], cfg) for r in range(cfg.rows)]
-        except ValueError:
-            self._MustUse__silence = True
-            raise
+        cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
+        self.init_rows = list(cells.rows)
         x_layout, y_layout, w_layout = crossbar_signature_layouts(cfg)
         super().__init__({
             "i": In(stream.Signature(x_layout)),
@@ -121,8 +105,14 @@ class Crossbar(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        m = Module()
         cb, cpa, n_steps = cfg.cell_bits, cfg.cols_per_adc, cfg.conversion_clocks
+        depth = timing.CROSSBAR_PIPELINE_CLOCKS     # read now, so the RTL follows the constant
+        if depth < MIN_PIPELINE_CLOCKS:
+            raise ValueError(
+                f"gen.timing.CROSSBAR_PIPELINE_CLOCKS={depth} is below the crossbar's "
+                f"{MIN_PIPELINE_CLOCKS} structural pipeline registers")
+        adc_delay = depth - MIN_PIPELINE_CLOCKS     # extra registers on the ADC codes
+        m = Module()
 
         # --- cell array: one register per row, cell_bits per column -----------------------
         cells = [Signal(cfg.cols * cb, name=f"row{r}", init=self.init_rows[r]) for r in range(cfg.rows)]
@@ -130,7 +120,7 @@ class Crossbar(wiring.Component):
         # --- control -------------------------------------------------------------------
         running = Signal()            # conversions and their pipeline in flight
         done = Signal()               # result waiting on `o`
-        step = Signal(range(n_steps + CROSSBAR_PIPELINE_CLOCKS))
+        step = Signal(range(n_steps + depth))
         # Column within each ADC's group. With one ADC per column (cols_per_adc == 1) there is
         # no multiplexer and no such signal: a zero-width select would make `m.Switch` below
         # switch on a 0-bit value, whose only `Case` the RTLIL -> Verilog path (Yosys `proc`)
@@ -161,16 +151,18 @@ class Crossbar(wiring.Component):
                     m.d.sync += cells[r].eq(enc)
 
         # --- analog part, pipelined ------------------------------------------------------
-        # One column per ADC per clock, in five registered stages so that the column
+        # One column per ADC per clock, in `depth` registered stages so that the column
         # multiplexer, the row adder tree and the shift-add each get a clock of their own:
         #   1 products x_t[r] * level[r][c]     2 partial sums of PARTIAL_ROWS rows
         #   3 ADC code (sum, shift, saturate)   4 code routed and shifted to its output
         #   5 accumulate
-        # The step's position (valid, shift, mux) travels alongside as a tag.
+        # plus `adc_delay` registers on the codes between 3 and 4 when `depth` asks for more.
+        # The step's position (valid, shift, mux) travels alongside as a tag: tag[i] belongs to
+        # the data leaving stage i + 1, so stage 4 reads tag[depth - 3] and stage 5 tag[depth - 2].
         xt = [x.word_select(r, cfg.a_bits)[:cfg.dac_bits] for r in range(cfg.rows)]
         head = [running & (step < n_steps), shift] + ([mux] if mux is not None else [])
         tag = []
-        for i in range(4):
+        for i in range(depth - 1):
             regs = [Signal(name=f"v{i}"), Signal.like(shift, name=f"sh{i}")]
             if mux is not None:
                 regs.append(Signal.like(mux, name=f"mux{i}"))
@@ -200,6 +192,10 @@ class Crossbar(wiring.Component):
                 code = coarse   # the ADC cannot saturate: no comparator
             q = Signal(cfg.adc_out_bits, name=f"q{a}")
             m.d.sync += q.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])        # stage 3
+            for d in range(adc_delay):                                           # stage 3 + d + 1
+                qd = Signal.like(q, name=f"q{a}_d{d + 1}")
+                m.d.sync += qd.eq(q)
+                q = qd
             q_reg.append(q)
 
         # --- shift-add: route each code to its output, shift, accumulate -------------------
@@ -218,26 +214,26 @@ class Crossbar(wiring.Component):
                     ref_terms[mm].append(q_reg[a])
                 elif c < cfg.outputs * cfg.slices:
                     terms[c // cfg.slices][mm].append(q_reg[a] << ((c % cfg.slices) * cb))
-        sh3 = tag[2][1]
+        tag_route, tag_acc = tag[depth - 3], tag[depth - 2]
+        sh_route = tag_route[1]
 
         def route(mm):
             """Stage 4 for column ``mm`` of every ADC group: each code to its output, shifted."""
-            return ([term[o].eq(_tree_sum(terms[o][mm]) << sh3 if terms[o][mm] else 0) for o in range(cfg.outputs)]
-                    + [term_ref.eq(ref_terms[mm][0] << sh3 if ref_terms[mm] else 0)])
+            return ([term[o].eq(_tree_sum(terms[o][mm]) << sh_route if terms[o][mm] else 0) for o in range(cfg.outputs)]
+                    + [term_ref.eq(ref_terms[mm][0] << sh_route if ref_terms[mm] else 0)])
 
         if mux is None:                                                         # stage 4
             m.d.sync += route(0)        # one ADC per column: the routing is fixed
         else:
-            with m.Switch(tag[2][2]):
+            with m.Switch(tag_route[2]):
                 for mm in range(cpa):
                     with m.Case(mm):
                         m.d.sync += route(mm)
                 with m.Default():
                     m.d.sync += [t.eq(0) for t in term] + [term_ref.eq(0)]
-        v4 = tag[3][0]
         with m.If(accept):                                                      # stage 5
             m.d.sync += [ac.eq(0) for ac in acc] + [acc_ref.eq(0)]
-        with m.Elif(v4):
+        with m.Elif(tag_acc[0]):
             m.d.sync += [ac.eq(ac + t) for ac, t in zip(acc, term)] + [acc_ref.eq(acc_ref + term_ref)]
 
         for o in range(cfg.outputs):
@@ -250,7 +246,7 @@ class Crossbar(wiring.Component):
             if mux is not None:
                 m.d.sync += mux.eq(0)
         with m.Elif(running):
-            with m.If(step == n_steps + CROSSBAR_PIPELINE_CLOCKS - 2):
+            with m.If(step == n_steps + depth - 2):
                 # the last conversion's term is accumulated on this edge
                 m.d.sync += [running.eq(0), done.eq(1)]
             with m.Else():

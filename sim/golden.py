@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gen.cells import cell_levels
 from gen.config import CrossbarConfig
 from gen.intops import (add_bias, apply_layer, as_int, check_range, conv2d_int, conv_operands, global_avgpool,
                         im2col, linear, maxpool2d, requantize, residual_add, unroll_weights, weight_acc)
@@ -30,14 +31,10 @@ __all__ = [
 def crossbar_levels(w, cfg: CrossbarConfig) -> np.ndarray:
     """Cell levels of a weight block: ``w[n_rows, n_out]`` -> ``[n_rows, n_out, slices]``.
 
-    Offset binary ``u = w + 2**(w_bits-1)`` split into ``cell_bits`` slices, LSB slice first.
+    Offset binary ``u = w + 2**(w_bits-1)`` split into ``cell_bits`` slices, LSB slice first:
+    :func:`gen.cells.cell_levels`, the one home of the encoding (the RTL's cells read it too).
     """
-    w = as_int(w, "w")
-    lo = -cfg.weight_offset
-    check_range(w, lo, cfg.weight_offset - 1, "w")
-    u = w + cfg.weight_offset
-    shifts = np.arange(cfg.slices, dtype=np.int64) * cfg.cell_bits
-    return (u[..., None] >> shifts) & cfg.max_level
+    return cell_levels(w, cfg)
 
 
 def adc(s: np.ndarray, cfg: CrossbarConfig) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""The crossbar's cell encoding (DESIGN.md §3), in one home.
+
+A signed ``w_bits`` weight is stored in **offset binary**, ``u = w + 2**(w_bits-1)``, split
+into ``w_bits // cell_bits`` slices of ``cell_bits``, LSB slice first, one column per slice:
+physical column ``o·slices + k`` holds slice ``k`` of output ``o``. The last column
+(``cols - 1``) is the reference column, every cell at level 1; columns between the last
+output's slices and the reference column hold level 0.
+
+* :func:`cell_levels` -- the levels of a weight block, ``[..., slices]`` (the golden model
+  computes its column sums from these);
+* :func:`encode_row` -- one crossbar row as an integer, ``cell_bits`` per physical column
+  (the RTL's initial cell contents and the weight files);
+* :class:`CellArray` -- a whole crossbar's validated contents, what ``hw.crossbar.Crossbar``
+  is built from.
+
+Weights are checked here, once (:func:`check_weight_block`), so the hardware never has to
+refuse them. Pure numpy: no ``hw``, ``sim``, ``flow`` or amaranth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gen.config import CrossbarConfig
+from gen.intops import as_int, check_range
+
+__all__ = ["cell_levels", "check_weight_block", "encode_row", "CellArray"]
+
+
+def cell_levels(w, cfg: CrossbarConfig) -> np.ndarray:
+    """Cell levels of weights ``w[...]`` -> int64 ``[..., slices]``, LSB slice first.
+
+    Offset binary ``u = w + 2**(w_bits-1)``, slice ``k`` is ``(u >> k·cell_bits) & (2**cell_bits - 1)``.
+    Refuses non-integer weights and weights outside ``[-2**(w_bits-1), 2**(w_bits-1) - 1]``.
+    """
+    w = as_int(w, "w")
+    check_range(w, -cfg.weight_offset, cfg.weight_offset - 1, "w")
+    u = w + cfg.weight_offset
+    shifts = np.arange(cfg.slices, dtype=np.int64) * cfg.cell_bits
+    return (u[..., None] >> shifts) & cfg.max_level
+
+
+def check_weight_block(w, cfg: CrossbarConfig) -> np.ndarray:
+    """``w`` as int64 ``[n_rows, n_out]`` if one crossbar holds it (``n_rows <= rows``,
+    ``n_out <= outputs``, every value a ``w_bits`` signed integer); ``ValueError`` otherwise."""
+    w = as_int(w, "w")
+    if w.ndim != 2 or w.shape[0] > cfg.rows or w.shape[1] > cfg.outputs:
+        raise ValueError(
+            f"a weight block of shape {w.shape} does not fit a crossbar of "
+            f"{cfg.rows} rows x {cfg.outputs} outputs")
+    check_range(w, -cfg.weight_offset, cfg.weight_offset - 1, "w")
+    return w
+
+
+def encode_row(weights, cfg: CrossbarConfig) -> int:
+    """The cell levels of one crossbar row as an integer, ``cell_bits`` per physical column
+    (column ``c`` at bits ``c·cell_bits``).
+
+    ``weights`` holds up to ``cfg.outputs`` signed weights; missing outputs hold ``w = 0``.
+    Unused columns hold level 0 and the reference column level 1.
+    """
+    w = np.asarray(weights)
+    w = as_int(w if w.size else w.astype(np.int64), "weights")     # [] is an empty row
+    if w.ndim != 1 or len(w) > cfg.outputs:
+        raise ValueError(f"a crossbar row holds at most {cfg.outputs} weights, got shape {w.shape}")
+    w = np.concatenate([w, np.zeros(cfg.outputs - len(w), dtype=np.int64)])
+    word = 0
+    for c, level in enumerate(cell_levels(w, cfg).reshape(-1).tolist()):   # column o·slices + k
+        word |= level << (c * cfg.cell_bits)
+    return word | (1 << (cfg.ref_col * cfg.cell_bits))
+
+
+@dataclass(frozen=True)
+class CellArray:
+    """A crossbar's cell contents, validated: ``rows[r]`` is row ``r`` as :func:`encode_row`
+    gives it. Build it with :meth:`from_weights`."""
+
+    cfg: CrossbarConfig
+    rows: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.rows) != self.cfg.rows:
+            raise ValueError(f"a CellArray of a {self.cfg.rows}-row crossbar needs {self.cfg.rows} rows, "
+                             f"got {len(self.rows)}")
+        limit = 1 << (self.cfg.cols * self.cfg.cell_bits)
+        for r, word in enumerate(self.rows):
+            if not isinstance(word, int) or not 0 <= word < limit:
+                raise ValueError(f"row {r} of a CellArray must be an integer in [0, 2**{self.cfg.cols}*"
+                                 f"{self.cfg.cell_bits}), got {word!r}")
+
+    @classmethod
+    def from_weights(cls, weights, cfg: CrossbarConfig) -> "CellArray":
+        """The contents holding weight block ``weights[n_rows <= rows, n_out <= outputs]``
+        (``None``: all zero); missing rows and outputs hold ``w = 0``."""
+        if weights is None:
+            weights = np.zeros((cfg.rows, cfg.outputs), dtype=np.int64)
+        w = check_weight_block(weights, cfg)
+        return cls(cfg, tuple(encode_row(w[r] if r < w.shape[0] else [], cfg) for r in range(cfg.rows)))
