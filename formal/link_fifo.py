@@ -11,6 +11,10 @@ Properties, for every input sequence the solver can choose (``i.valid``, ``i.pay
 * **valid held until ready**: once ``o.valid`` is offered and not taken, the next cycle
   offers it again with the same payload.
 
+The check must be able to fail, so this file also builds deliberately broken link FIFOs
+around the real one (production RTL has no test-only options): ``drop`` claims ``ready``
+even when full, so a beat offered then is lost; ``dup`` hands every other beat out twice.
+
 ``python formal/link_fifo.py [--depth D] [--bug drop|dup] [--broken]`` writes the RTLIL
 next to ``link_fifo.sby`` in a work folder and runs ``yowasp-sby``; exit 0 = proof passed.
 """
@@ -28,10 +32,54 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from amaranth.hdl import Assert, ClockDomain, Elaboratable, Module, Signal  # noqa: E402
+from amaranth.lib import stream, wiring  # noqa: E402
+from amaranth.lib.wiring import In, Out  # noqa: E402
 
 from hw.interconnect import StreamFIFO  # noqa: E402
 
 SBY = Path(__file__).with_name("link_fifo.sby")
+
+
+class _BrokenFIFO(wiring.Component):
+    """A :class:`StreamFIFO` (the real one, inside) behind a faulty handshake."""
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+
+
+class DroppingFIFO(_BrokenFIFO):
+    """``i.ready`` always high: a beat offered while the FIFO is full is taken and lost."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = StreamFIFO(self.width, self.depth)
+        m.d.comb += [fifo.i.valid.eq(self.i.valid), fifo.i.payload.eq(self.i.payload), self.i.ready.eq(1)]
+        wiring.connect(m, fifo.o, wiring.flipped(self.o))
+        return m
+
+
+class DuplicatingFIFO(_BrokenFIFO):
+    """Every other beat taken from ``o`` is offered once more (the read pointer "sticks")."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = StreamFIFO(self.width, self.depth)
+        wiring.connect(m, wiring.flipped(self.i), fifo.i)
+        again, copy, toggle = Signal(), Signal(self.width), Signal()
+        with m.If(again):
+            m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(copy)]
+            with m.If(self.o.ready):
+                m.d.sync += again.eq(0)
+        with m.Else():
+            m.d.comb += [self.o.valid.eq(fifo.o.valid), self.o.payload.eq(fifo.o.payload),
+                         fifo.o.ready.eq(self.o.ready)]
+            with m.If(fifo.o.valid & self.o.ready):
+                m.d.sync += [toggle.eq(~toggle), again.eq(toggle), copy.eq(fifo.o.payload)]
+        return m
+
+
+VARIANTS = {None: StreamFIFO, "drop": DroppingFIFO, "dup": DuplicatingFIFO}
 
 
 class FifoChecker(Elaboratable):
@@ -51,7 +99,7 @@ class FifoChecker(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = self.cd
-        dut = m.submodules.dut = StreamFIFO(self.width, self.depth, bug=self.bug)
+        dut = m.submodules.dut = VARIANTS[self.bug](self.width, self.depth)
         m.d.comb += [dut.i.valid.eq(self.i_valid), dut.i.payload.eq(self.i_payload), dut.o.ready.eq(self.o_ready),
                      self.o_valid.eq(dut.o.valid), self.o_payload.eq(dut.o.payload), self.i_ready.eq(dut.i.ready)]
         n_in, n_out = Signal(6), Signal(6)

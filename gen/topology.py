@@ -31,6 +31,8 @@ import networkx as nx
 from gen.commgraph import CommGraph, Flow
 
 KINDS = ("5pp", "mesh", "torus", "ring", "bus")
+GRID_DIRS = ("east", "west", "north", "south")  # a grid node's neighbour directions; north = y-1
+_STEP = {"east": (1, 0), "west": (-1, 0), "north": (0, -1), "south": (0, 1)}
 
 
 @dataclass
@@ -81,6 +83,35 @@ class Topology:
     def node(self, x: int, y: int) -> int:
         return y * self.params["cols"] + x
 
+    # --- grid (mesh / torus) steps: the one home of dimension-order routing ----------------
+    def neighbour(self, v: int, d: str) -> int | None:
+        """Mesh/torus: the node one step from ``v`` in direction ``d`` (one of
+        :data:`GRID_DIRS`; ``north`` is ``y-1``), or None at a mesh edge. A torus dimension
+        wraps when it is longer than 2; a 2-long one has a single link, reached the
+        non-wrapping way, so its wrap direction is None too."""
+        (x, y), rows, cols = self.coord(v), self.params["rows"], self.params["cols"]
+        dx, dy = _STEP[d]
+        nx, ny = x + dx, y + dy
+        if 0 <= nx < cols and 0 <= ny < rows:
+            return self.node(nx, ny)
+        if self.kind == "torus" and (cols if dx else rows) > 2:
+            return self.node(nx % cols, ny % rows)
+        return None
+
+    def direction(self, v: int, d: int) -> str:
+        """Mesh/torus: the direction a beat at node ``v`` bound for node ``d`` leaves by —
+        dimension order, X first; on a torus dimension longer than 2 the shorter way round,
+        ties to ``+`` (east/south); ``"local"`` when ``v == d``."""
+        (x, y), (tx, ty) = self.coord(v), self.coord(d)
+        for cur, tgt, size, plus, minus in ((x, tx, self.params["cols"], "east", "west"),
+                                            (y, ty, self.params["rows"], "south", "north")):
+            if cur != tgt:
+                if self.kind == "torus" and size > 2:
+                    fwd = (tgt - cur) % size
+                    return plus if fwd <= size - fwd else minus
+                return plus if tgt > cur else minus
+        return "local"
+
     # --- deterministic routing ----------------------------------------------------------
     def route(self, s: int, d: int) -> list[int]:
         """The node path a beat takes from node ``s`` to node ``d`` (both included)."""
@@ -106,23 +137,10 @@ class Topology:
                 path.append(v)
             return path
         if k in ("mesh", "torus"):
-            (x, y), (dx, dy) = self.coord(s), self.coord(d)
-            path = [s]
-            for dim in (0, 1):
-                size = self.params["cols"] if dim == 0 else self.params["rows"]
-                cur, tgt = (x, dx) if dim == 0 else (y, dy)
-                if k == "mesh":
-                    sgn = 1 if tgt > cur else -1
-                else:
-                    fwd = (tgt - cur) % size
-                    sgn = 1 if fwd <= size - fwd else -1
-                while cur != tgt:
-                    cur = (cur + sgn) % size
-                    if dim == 0:
-                        x = cur
-                    else:
-                        y = cur
-                    path.append(self.node(x, y))
+            path, v = [s], s
+            while v != d:
+                v = self.neighbour(v, self.direction(v, d))
+                path.append(v)
             return path
         raise ValueError(f"no routing for topology kind {k!r}")
 
@@ -477,6 +495,21 @@ class Placement:
             "hops": {int(h): c for h, c in sorted(hops.items())},
             "mean_hops_traffic": (sum(self.hops(f) * f.bits_per_image for f in cg.flows) / tot) if tot else 0.0,
         }
+
+
+def fabric_kind(placement: Placement) -> str:
+    """Which interconnect RTL carries ``placement`` (``hw.interconnect.build_fabric``):
+    ``"point-to-point"`` (one FIFO link per flow) when every flow is one hop on a
+    non-grid topology (kPP, bus), ``"routed"`` (a router per node) on mesh and torus.
+    Raises ValueError for anything else (a multi-hop ring or kPP placement)."""
+    kind = placement.topo.kind
+    if kind in ("mesh", "torus"):
+        return "routed"
+    if placement.one_hop:
+        return "point-to-point"
+    far = next(f for f in placement.cg.flows if placement.hops(f) != 1)
+    raise ValueError(f"{placement.cg.name} on {placement.topo.label} is not one-hop (flow {far.src} -> {far.dst} "
+                     f"takes {placement.hops(far)} hops): only mesh and torus fabrics route")
 
 
 def snake_order(rows: int, cols: int) -> list[int]:

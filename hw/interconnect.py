@@ -1,38 +1,47 @@
 """Interconnect fabric generated from a placement (``gen.topology.Placement``).
 
-Every core has (when it needs them) one **transmit** port ``tx<c>`` (core -> fabric) and
-one **receive** port ``rx<c>`` (fabric -> core), ``amaranth.lib.stream`` interfaces whose
-payload is :func:`core_layout`: ``flow`` (the flow id of the communication graph, LSBs)
-then ``data`` (``width`` bits, the activation word). The same port set is generated for
-every topology, so one testbench drives them all.
+Every core ``c`` has one **transmit** port ``tx[c]`` (core -> fabric) and one **receive**
+port ``rx[c]`` (fabric -> core), ``.array(n_cores)`` families of ``amaranth.lib.stream``
+interfaces (Verilog ``tx__<c>__valid``, ...) whose payload is :func:`core_layout`: ``flow``
+(the flow id of the communication graph, LSBs) then ``data`` (``width`` bits, the
+activation word). A core that sends nothing never sees ``tx[c].ready``; one that receives
+nothing never sees ``rx[c].valid``. The same port set is generated for every topology,
+so one testbench drives them all.
 
 * **Point-to-point** (:class:`PointToPointFabric`, one-hop placements such as 5PP): one
   link per flow — the flow's directed channel of the topology — with a
-  :class:`StreamFIFO` of ``fifo_depth`` on it. ``tx<c>`` is demultiplexed by flow id onto
-  the core's outgoing links; the links arriving at a core are merged into ``rx<c>`` by a
+  :class:`StreamFIFO` of ``fifo_depth`` on it. ``tx[c]`` is demultiplexed by flow id onto
+  the core's outgoing links; the links arriving at a core are merged into ``rx[c]`` by a
   round-robin :class:`StreamArbiter`. Zero-load latency: 1 clock (the link FIFO).
 * **Routed** (:class:`RoutedFabric`, mesh and torus): one :class:`Router` per grid node.
   A flit is one beat: header (destination node ``x``, ``y`` and ``flow``) plus ``data``;
-  the network interface at ``tx<c>`` looks the destination up from the flow id (the
+  the network interface at ``tx[c]`` looks the destination up from the flow id (the
   placement maps the flow's destination core to its node). Routers have an input FIFO per
-  port, dimension-order routing (X then Y; on the torus the shorter direction per
-  dimension, ties to +, exactly as ``gen.topology.Topology.route``), a round-robin
+  port, dimension-order routing from tables that ``gen.topology.Topology.direction``
+  fills (X then Y; on the torus the shorter direction per dimension, ties to +), a round-robin
   arbiter per output port and back-pressure from the next input FIFO. Zero-load latency:
   ``hops + 1`` clocks (one FIFO per router passed). The torus has no virtual channels, so
   it is not deadlock-free in general (wrap-around cycles); the mesh is (XY routing).
 
 ``link_fire`` (one bit per entry of ``.links``, a directed channel ``(node_u, node_v)``)
 pulses when a beat crosses that channel: the testbench counts it to measure link load.
+
+Which fabric a placement gets, and whether it can have one, is decided in ``gen``
+(``gen.topology.fabric_kind``); the components here take their arguments as given.
 """
 from __future__ import annotations
+
+from enum import IntEnum
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["StreamFIFO", "StreamArbiter", "Router", "PointToPointFabric", "RoutedFabric", "core_layout",
-           "build_fabric"]
+from gen.topology import GRID_DIRS, fabric_kind
+
+__all__ = ["StreamFIFO", "StreamArbiter", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "core_layout",
+           "flit_layout", "build_fabric", "model_latency"]
 
 
 def _bits(n: int) -> int:
@@ -49,15 +58,11 @@ class StreamFIFO(wiring.Component):
 
     ``i.ready`` is ``level < depth`` and ``o.valid`` is ``level > 0``, both from registers,
     so chaining FIFOs through arbiters makes no combinational loop. A beat written on an
-    edge can leave on the next one (latency 1). ``bug`` (tests only): ``"drop"`` accepts
-    beats when full (overwriting), ``"dup"`` does not advance the read pointer on every
-    other read.
+    edge can leave on the next one (latency 1). Checked formally in ``formal/link_fifo.py``.
     """
 
-    def __init__(self, width: int, depth: int = 2, bug: str | None = None):
-        if depth < 1:
-            raise ValueError(f"fifo depth={depth} must be >= 1")
-        self.width, self.depth, self.bug = width, depth, bug
+    def __init__(self, width: int, depth: int = 2):
+        self.width, self.depth = width, depth
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width)),
                           "level": Out(range(depth + 1))})
 
@@ -70,25 +75,19 @@ class StreamFIFO(wiring.Component):
         w_en = Signal()
         r_en = Signal()
         m.d.comb += [
-            self.i.ready.eq(level != d if self.bug != "drop" else 1),
+            self.i.ready.eq(level != d),
             self.o.valid.eq(level != 0),
             self.o.payload.eq(store[rp]),
             w_en.eq(self.i.valid & self.i.ready),
             r_en.eq(self.o.valid & self.o.ready),
             self.level.eq(level),
         ]
-        toggle = Signal() if self.bug == "dup" else None  # used by the "dup" bug only
         with m.If(w_en):
             m.d.sync += store[wp].eq(self.i.payload)
             m.d.sync += wp.eq(Mux(wp == d - 1, 0, wp + 1))
         with m.If(r_en):
-            advance = Const(1)
-            if toggle is not None:
-                m.d.sync += toggle.eq(~toggle)
-                advance = ~toggle
-            with m.If(advance):
-                m.d.sync += rp.eq(Mux(rp == d - 1, 0, rp + 1))
-        with m.If(w_en & ~r_en & (level != d)):
+            m.d.sync += rp.eq(Mux(rp == d - 1, 0, rp + 1))
+        with m.If(w_en & ~r_en):
             m.d.sync += level.eq(level + 1)
         with m.Elif(~w_en & r_en):
             m.d.sync += level.eq(level - 1)
@@ -96,7 +95,7 @@ class StreamFIFO(wiring.Component):
 
 
 class StreamArbiter(wiring.Component):
-    """Round-robin merge of ``n`` streams into one.
+    """Round-robin merge of the ``n`` streams ``i[0..n-1]`` into ``o``.
 
     The grant is held while the output is valid and not taken (stream rule: valid and
     payload stay until ready); after a transfer the priority moves past the winner.
@@ -104,16 +103,13 @@ class StreamArbiter(wiring.Component):
 
     def __init__(self, width: int, n: int):
         self.width, self.n = width, n
-        super().__init__({**{f"i{k}": In(stream.Signature(width)) for k in range(n)},
-                          "o": Out(stream.Signature(width))})
+        super().__init__({"i": In(stream.Signature(width)).array(n), "o": Out(stream.Signature(width))})
 
     def elaborate(self, platform):
         m = Module()
-        n = self.n
-        ins = [getattr(self, f"i{k}") for k in range(n)]
+        n, ins = self.n, self.i
         if n == 1:
-            m.d.comb += [self.o.valid.eq(ins[0].valid), self.o.payload.eq(ins[0].payload),
-                         ins[0].ready.eq(self.o.ready)]
+            wiring.connect(m, wiring.flipped(ins[0]), wiring.flipped(self.o))
             return m
         grant, last, prio = Signal(range(n)), Signal(range(n)), Signal(range(n))
         locked = Signal()
@@ -140,31 +136,27 @@ class StreamArbiter(wiring.Component):
 
 # --- point-to-point fabric -------------------------------------------------------------------
 class _FabricBase(wiring.Component):
-    def _ports(self, cg, width):
-        self.cg, self.width = cg, width
+    """The core ports every fabric has: ``tx``/``rx`` families over all cores of ``cg``."""
+
+    def __init__(self, placement, width: int, fifo_depth: int, members: dict):
+        cg = placement.cg
+        self.placement, self.cg, self.width, self.fifo_depth = placement, cg, width, fifo_depth
         self.layout = core_layout(width, max(1, len(cg.flows)))
         self.tx_cores = sorted({f.src for f in cg.flows})
         self.rx_cores = sorted({f.dst for f in cg.flows})
-        sig = {f"tx{c}": In(stream.Signature(self.layout)) for c in self.tx_cores}
-        sig |= {f"rx{c}": Out(stream.Signature(self.layout)) for c in self.rx_cores}
-        return sig
+        super().__init__({"tx": In(stream.Signature(self.layout)).array(cg.n),
+                          "rx": Out(stream.Signature(self.layout)).array(cg.n), **members})
 
 
 class PointToPointFabric(_FabricBase):
-    """One FIFO link per flow (one-hop placements). ``links[k]`` is flow ``k``'s channel."""
+    """One FIFO link per flow (one-hop placements, see ``gen.topology.fabric_kind``).
+    ``links[k]`` is flow ``k``'s channel."""
 
     def __init__(self, placement, width: int = 8, fifo_depth: int = 2):
-        if not placement.one_hop:
-            self._MustUse__silence = True  # refused, not forgotten
-            raise ValueError(f"{placement.cg.name} on {placement.topo.label} is not one-hop: "
-                             f"use RoutedFabric (mesh/torus)")
-        cg = placement.cg
-        self.placement, self.fifo_depth = placement, fifo_depth
-        sig = self._ports(cg, width)
-        self.links = [(placement.node_of[f.src], placement.node_of[f.dst]) for f in cg.flows]
-        self.link_flow = [f.id for f in cg.flows]
-        sig["link_fire"] = Out(max(1, len(self.links)))
-        super().__init__(sig)
+        flows = placement.cg.flows
+        self.links = [(placement.node_of[f.src], placement.node_of[f.dst]) for f in flows]
+        self.link_flow = [f.id for f in flows]
+        super().__init__(placement, width, fifo_depth, {"link_fire": Out(max(1, len(self.links)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -177,31 +169,40 @@ class PointToPointFabric(_FabricBase):
             m.d.comb += self.link_fire[f.id].eq(q.i.valid & q.i.ready)
         # transmit side: demultiplex by flow id
         for c in self.tx_cores:
-            tx = getattr(self, f"tx{c}")
+            tx = self.tx[c]
             mine = [f for f in cg.flows if f.src == c]
-            ready = Signal(name=f"tx{c}_ready")
             with m.Switch(tx.payload.flow):
                 for f in mine:
                     with m.Case(f.id):
-                        m.d.comb += ready.eq(fifos[f.id].i.ready)
-            m.d.comb += tx.ready.eq(ready)
+                        m.d.comb += tx.ready.eq(fifos[f.id].i.ready)
             for f in mine:
-                m.d.comb += [fifos[f.id].i.payload.eq(tx.payload.as_value()),
+                m.d.comb += [fifos[f.id].i.payload.eq(tx.payload),
                              fifos[f.id].i.valid.eq(tx.valid & (tx.payload.flow == f.id))]
         # receive side: round-robin merge of the incoming links
         for c in self.rx_cores:
-            rx = getattr(self, f"rx{c}")
             inc = [f for f in cg.flows if f.dst == c]
             arb = StreamArbiter(self.layout.size, len(inc))
             m.submodules[f"merge_c{c}"] = arb
             for k, f in enumerate(inc):
-                wiring.connect(m, fifos[f.id].o, getattr(arb, f"i{k}"))
-            m.d.comb += [rx.valid.eq(arb.o.valid), rx.payload.eq(arb.o.payload), arb.o.ready.eq(rx.ready)]
+                wiring.connect(m, fifos[f.id].o, arb.i[k])
+            m.d.comb += [self.rx[c].valid.eq(arb.o.valid), self.rx[c].payload.eq(arb.o.payload),
+                         arb.o.ready.eq(self.rx[c].ready)]
         return m
 
 
 # --- routed fabric (mesh / torus) -------------------------------------------------------------
-DIRS = ("local", "east", "west", "north", "south")  # north = y-1, south = y+1
+class Dir(IntEnum):
+    """A router port: index into :class:`Router`'s ``i``/``o`` families."""
+    LOCAL = 0
+    EAST = 1
+    WEST = 2
+    NORTH = 3   # y - 1
+    SOUTH = 4   # y + 1
+
+    @classmethod
+    def named(cls, name: str) -> "Dir":
+        """The port of a ``gen.topology`` direction name (``"local"``, ``"east"``, ...)."""
+        return cls[name.upper()]
 
 
 def flit_layout(width: int, n_flows: int, rows: int, cols: int) -> data.StructLayout:
@@ -209,84 +210,60 @@ def flit_layout(width: int, n_flows: int, rows: int, cols: int) -> data.StructLa
 
 
 class Router(wiring.Component):
-    """A grid router at ``(x, y)``: an input FIFO per port, dimension-order routing,
-    a round-robin arbiter per output port, back-pressure from the next input FIFO.
+    """A grid router at ``(x, y)``: an input FIFO per port, dimension-order routing, a
+    round-robin arbiter per output port, back-pressure from the next input FIFO.
 
-    Ports ``in_<dir>`` / ``out_<dir>`` for ``local`` and each neighbour direction that exists.
+    Ports: ``i[d]`` (in) and ``o[d]`` (out) for every :class:`Dir` ``d``; only the ports
+    in ``ports`` (``LOCAL`` and the directions that have a neighbour) are built, the
+    others stay idle (``i[d].ready`` and ``o[d].valid`` low). Routing tables, filled by
+    ``gen.topology.Topology.direction``: ``route_x[tx]`` is the port a flit for column
+    ``tx != x`` leaves by, ``route_y[ty]`` the one for row ``ty != y`` once ``x`` matches.
     """
 
-    def __init__(self, layout, x: int, y: int, rows: int, cols: int, torus: bool, fifo_depth: int = 2):
-        self.layout, self.x, self.y, self.rows, self.cols, self.torus = layout, x, y, rows, cols, torus
-        self.fifo_depth = fifo_depth
-        self.dirs = ["local"] + [d for d in DIRS[1:] if self._neighbour(d) is not None]
-        sig = {}
-        for d in self.dirs:
-            sig[f"in_{d}"] = In(stream.Signature(layout))
-            sig[f"out_{d}"] = Out(stream.Signature(layout))
-        super().__init__(sig)
+    def __init__(self, layout, x: int, y: int, ports, route_x: dict[int, Dir], route_y: dict[int, Dir],
+                 fifo_depth: int = 2):
+        self.layout, self.x, self.y, self.fifo_depth = layout, x, y, fifo_depth
+        self.ports = sorted({Dir.LOCAL, *ports})
+        self.route_x, self.route_y = route_x, route_y
+        super().__init__({"i": In(stream.Signature(layout)).array(len(Dir)),
+                          "o": Out(stream.Signature(layout)).array(len(Dir))})
 
-    def _neighbour(self, d):
-        x, y, R, C = self.x, self.y, self.rows, self.cols
-        dx, dy = {"east": (1, 0), "west": (-1, 0), "north": (0, -1), "south": (0, 1)}[d]
-        nx, ny = x + dx, y + dy
-        if self.torus:
-            if (C if dx else R) <= 1:
-                return None
-            if (C if dx else R) == 2 and (nx < 0 or nx >= C or ny < 0 or ny >= R):
-                return None  # a 2-long ring has one link, reached the other way
-            return nx % C, ny % R
-        return (nx, ny) if 0 <= nx < C and 0 <= ny < R else None
-
-    def _direction(self, cur: int, tgt: int, size: int, plus: str, minus: str) -> str:
-        if not self.torus or size <= 2:  # a 2-long dimension has one link: no wrap
-            return plus if tgt > cur else minus
-        fwd = (tgt - cur) % size
-        return plus if fwd <= size - fwd else minus
+    def _decide(self, m, coord, table, want, valid):
+        with m.Switch(coord):
+            for tgt, o in table.items():
+                if o in self.ports:
+                    with m.Case(tgt):
+                        m.d.comb += want[o].eq(valid)
 
     def elaborate(self, platform):
         m = Module()
-        width = self.layout.size
+        width, ports = self.layout.size, self.ports
         fifos = {}
-        for d in self.dirs:
+        for d in ports:
             q = StreamFIFO(width, self.fifo_depth)
-            m.submodules[f"fifo_{d}"] = q
+            m.submodules[f"fifo_{d.name.lower()}"] = q
             fifos[d] = q
-            wiring.connect(m, wiring.flipped(getattr(self, f"in_{d}")), q.i)
-        # routing decision of every input head: one-hot over output directions
-        want = {d: {o: Signal(name=f"{d}_to_{o}") for o in self.dirs} for d in self.dirs}
-        for d in self.dirs:
+            wiring.connect(m, wiring.flipped(self.i[d]), q.i)
+        # routing decision of every input head: one-hot over output ports
+        want = {d: {o: Signal(name=f"{d.name.lower()}_to_{o.name.lower()}") for o in ports} for d in ports}
+        for d in ports:
             head = data.View(self.layout, fifos[d].o.payload)
-            with m.If(head.x != self.x):
-                with m.Switch(head.x):
-                    for tx in range(self.cols):
-                        if tx == self.x:
-                            continue
-                        with m.Case(tx):
-                            o = self._direction(self.x, tx, self.cols, "east", "west")
-                            if o in self.dirs:
-                                m.d.comb += want[d][o].eq(fifos[d].o.valid)
-            with m.Elif(head.y != self.y):
-                with m.Switch(head.y):
-                    for ty in range(self.rows):
-                        if ty == self.y:
-                            continue
-                        with m.Case(ty):
-                            o = self._direction(self.y, ty, self.rows, "south", "north")
-                            if o in self.dirs:
-                                m.d.comb += want[d][o].eq(fifos[d].o.valid)
-            with m.Else():
-                m.d.comb += want[d]["local"].eq(fifos[d].o.valid)
-        grants = {d: [] for d in self.dirs}
-        for o in self.dirs:
-            srcs = [d for d in self.dirs if d != o or o == "local"]
+            with m.If(head.x != self.x):        # X first ...
+                self._decide(m, head.x, self.route_x, want[d], fifos[d].o.valid)
+            with m.Elif(head.y != self.y):      # ... then Y ...
+                self._decide(m, head.y, self.route_y, want[d], fifos[d].o.valid)
+            with m.Else():                      # ... then the local core
+                m.d.comb += want[d][Dir.LOCAL].eq(fifos[d].o.valid)
+        grants = {d: [] for d in ports}
+        for o in ports:
+            srcs = [d for d in ports if d != o or o == Dir.LOCAL]
             arb = StreamArbiter(width, len(srcs))
-            m.submodules[f"arb_{o}"] = arb
+            m.submodules[f"arb_{o.name.lower()}"] = arb
             for k, d in enumerate(srcs):
-                port = getattr(arb, f"i{k}")
-                m.d.comb += [port.valid.eq(want[d][o]), port.payload.eq(fifos[d].o.payload)]
-                grants[d].append(port.ready & want[d][o])  # ready alone may be high for an idle port
-            wiring.connect(m, arb.o, wiring.flipped(getattr(self, f"out_{o}")))
-        for d in self.dirs:
+                m.d.comb += [arb.i[k].valid.eq(want[d][o]), arb.i[k].payload.eq(fifos[d].o.payload)]
+                grants[d].append(arb.i[k].ready & want[d][o])  # ready alone may be high for an idle port
+            wiring.connect(m, arb.o, wiring.flipped(self.o[o]))
+        for d in ports:
             r = Const(0)
             for g in grants[d]:
                 r = r | g
@@ -299,41 +276,43 @@ class RoutedFabric(_FabricBase):
 
     def __init__(self, placement, width: int = 8, fifo_depth: int = 2):
         topo = placement.topo
-        if topo.kind not in ("mesh", "torus"):
-            raise ValueError(f"RoutedFabric builds mesh and torus fabrics, not {topo.label}")
-        cg = placement.cg
-        self.placement, self.fifo_depth, self.topo = placement, fifo_depth, topo
+        self.topo = topo
         self.rows, self.cols = topo.params["rows"], topo.params["cols"]
-        sig = self._ports(cg, width)
-        self.flit = flit_layout(width, max(1, len(cg.flows)), self.rows, self.cols)
+        self.flit = flit_layout(width, max(1, len(placement.cg.flows)), self.rows, self.cols)
         self.links = sorted((u, v) for a, b in topo.graph.edges() for u, v in ((a, b), (b, a)))
-        sig["link_fire"] = Out(max(1, len(self.links)))
-        super().__init__(sig)
+        super().__init__(placement, width, fifo_depth, {"link_fire": Out(max(1, len(self.links)))})
+
+    def _router(self, v: int) -> Router:
+        topo = self.topo
+        x, y = topo.coord(v)
+        ports = [Dir.named(d) for d in GRID_DIRS if topo.neighbour(v, d) is not None]
+        route_x = {tx: Dir.named(topo.direction(v, topo.node(tx, y))) for tx in range(self.cols) if tx != x}
+        route_y = {ty: Dir.named(topo.direction(v, topo.node(x, ty))) for ty in range(self.rows) if ty != y}
+        return Router(self.flit, x, y, ports, route_x, route_y, self.fifo_depth)
 
     def elaborate(self, platform):
         m = Module()
         cg, topo = self.cg, self.topo
         routers = {}
         for v in range(topo.n):
-            x, y = topo.coord(v)
-            r = Router(self.flit, x, y, self.rows, self.cols, topo.kind == "torus", self.fifo_depth)
-            m.submodules[f"router_{x}_{y}"] = r
-            routers[v] = r
-        opposite = {"east": "west", "west": "east", "north": "south", "south": "north"}
+            r = routers[v] = self._router(v)
+            m.submodules[f"router_{r.x}_{r.y}"] = r
+        opposite = {Dir.EAST: Dir.WEST, Dir.WEST: Dir.EAST, Dir.NORTH: Dir.SOUTH, Dir.SOUTH: Dir.NORTH}
         link_index = {ch: k for k, ch in enumerate(self.links)}
         for v, r in routers.items():
-            for d in r.dirs[1:]:
-                nx, ny = r._neighbour(d)
-                w = topo.node(nx, ny)
-                out, inp = getattr(r, f"out_{d}"), getattr(routers[w], f"in_{opposite[d]}")
-                wiring.connect(m, out, inp)
+            for d in r.ports:
+                if d == Dir.LOCAL:
+                    continue
+                w = topo.neighbour(v, d.name.lower())
+                out = r.o[d]
+                wiring.connect(m, out, routers[w].i[opposite[d]])
                 m.d.comb += self.link_fire[link_index[(v, w)]].eq(out.valid & out.ready)
         core_at = {node: c for c, node in enumerate(self.placement.node_of)}
         for v, r in routers.items():
             c = core_at.get(v)
-            inj, ej = r.in_local, r.out_local
-            if c is not None and c in self.tx_cores:
-                tx = getattr(self, f"tx{c}")
+            inj, ej = r.i[Dir.LOCAL], r.o[Dir.LOCAL]
+            if c in self.tx_cores:
+                tx = self.tx[c]
                 flit = data.View(self.flit, inj.payload)
                 m.d.comb += [inj.valid.eq(tx.valid), tx.ready.eq(inj.ready),
                              flit.flow.eq(tx.payload.flow), flit.data.eq(tx.payload.data)]
@@ -343,10 +322,8 @@ class RoutedFabric(_FabricBase):
                             with m.Case(f.id):
                                 dx, dy = topo.coord(self.placement.node_of[f.dst])
                                 m.d.comb += [flit.x.eq(dx), flit.y.eq(dy)]
-            else:
-                m.d.comb += inj.valid.eq(0)
-            if c is not None and c in self.rx_cores:
-                rx = getattr(self, f"rx{c}")
+            if c in self.rx_cores:
+                rx = self.rx[c]
                 flit = data.View(self.flit, ej.payload)
                 m.d.comb += [rx.valid.eq(ej.valid), ej.ready.eq(rx.ready),
                              rx.payload.flow.eq(flit.flow), rx.payload.data.eq(flit.data)]
@@ -356,12 +333,13 @@ class RoutedFabric(_FabricBase):
 
 
 def build_fabric(placement, width: int | None = None, fifo_depth: int = 2):
-    """The fabric for a placement: point-to-point when every flow is one hop (kPP, bus),
-    routed on mesh/torus. ``width`` defaults to the graph's ``payload_bits`` (``a_bits``)."""
+    """The fabric for a placement, as ``gen.topology.fabric_kind`` decides (which raises
+    ValueError for a placement no fabric carries): point-to-point when every flow is one
+    hop (kPP, bus), routed on mesh/torus. ``width`` defaults to the graph's
+    ``payload_bits`` (``a_bits``)."""
+    kind = fabric_kind(placement)
     width = width or placement.cg.payload_bits
-    if placement.one_hop and placement.topo.kind != "mesh" and placement.topo.kind != "torus":
-        return PointToPointFabric(placement, width, fifo_depth)
-    return RoutedFabric(placement, width, fifo_depth)
+    return (PointToPointFabric if kind == "point-to-point" else RoutedFabric)(placement, width, fifo_depth)
 
 
 def model_latency(placement, flow) -> int:
@@ -370,8 +348,3 @@ def model_latency(placement, flow) -> int:
     if placement.topo.kind in ("mesh", "torus"):
         return placement.hops(flow) + 1
     return 1
-
-
-def verilog(fabric, name: str = "fabric") -> str:
-    from amaranth.back import verilog as v
-    return v.convert(fabric, name=name)

@@ -9,76 +9,59 @@ input vector is accepted to the edge its result is taken.
 """
 from __future__ import annotations
 
-import random
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from gen.config import CrossbarConfig
 from sim.golden import crossbar_mvm
-from sim.runner import tb_args, tb_report
-from sim.stream import CycleCounter, StreamDriver, StreamPort, StreamSink, pack, unpack
-
-
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+from sim.stream import pack, unpack
+from sim.testbench import TB
 
 
 def _row_bits(cfg: CrossbarConfig) -> int:
     return max(1, (cfg.rows - 1).bit_length())
 
 
-async def _run_batch(dut, cfg, counter, driver, sink, vectors, timeout_clocks):
+async def _run_batch(tb, cfg, driver, sink, vectors, timeout_clocks):
     n_before = len(sink.received)
     driver.send(pack(v, cfg.a_bits) for v in vectors)
-    for _ in range(timeout_clocks):
-        await RisingEdge(dut.clk)
-        if len(sink.received) >= n_before + len(vectors):
-            break
+    await tb.wait_for(lambda: len(sink.received) >= n_before + len(vectors), timeout_clocks)
     got = [unpack(p, cfg.dot_bits, cfg.outputs, signed=True) for _, p in sink.received[n_before:]]
     return np.array(got, dtype=np.int64).reshape(-1, cfg.outputs)
 
 
-async def _program(dut, cfg, counter, rows_weights):
+async def _program(tb, cfg, wdrv, rows_weights, timeout_clocks):
     """Re-program rows through the write port (one beat per row)."""
-    port = StreamPort.of(dut, "w")
-    wdrv = StreamDriver(dut.clk, port, counter).start()
     rb = _row_bits(cfg)
+    n0 = len(wdrv.accepted)
     wdrv.send((r | (pack(w, cfg.w_bits) << rb)) for r, w in rows_weights)
-    while not wdrv.idle or len(wdrv.accepted) < len(rows_weights):
-        await RisingEdge(dut.clk)
-    await RisingEdge(dut.clk)
+    await tb.wait_for(lambda: wdrv.idle and len(wdrv.accepted) >= n0 + len(rows_weights), timeout_clocks)
+    await tb.clocks(1)
 
 
 @cocotb.test()
 async def crossbar_matches_golden(dut):
     """Random vectors, MVM results bit-exact vs the golden model, clocks vs the cycle model."""
-    a = tb_args()
+    tb = TB(dut)
+    a = tb.args
     cfg = CrossbarConfig.from_dict(a["cfg"])
-    rng = random.Random(a.get("seed", 0))
     weights = np.array(a["weights"], dtype=np.int64)
     vectors = np.array(a["vectors"], dtype=np.int64)
-    dut.w__valid.value = 0
-    await _reset(dut)
-    counter = CycleCounter(dut.clk).start()
-    driver = StreamDriver(dut.clk, StreamPort.of(dut, "i"), counter, gap_prob=a.get("gap_prob", 0.0), rng=rng).start()
-    sink = StreamSink(dut.clk, StreamPort.of(dut, "o"), counter, ready_prob=a.get("ready_prob", 1.0), rng=rng).start()
+    driver = tb.driver("i", rng=tb.rng)      # one generator for gaps and back-pressure
+    sink = tb.sink("o", rng=tb.rng)
+    wdrv = tb.driver("w", gap_prob=0.0)
+    await tb.start()
     timeout = 50 * (len(vectors) + 4) * (a["predicted_latency"] + 4)
 
     half = len(vectors) // 2 if a.get("reprogram") else len(vectors)
-    got = [await _run_batch(dut, cfg, counter, driver, sink, vectors[:half], timeout)]
+    got = [await _run_batch(tb, cfg, driver, sink, vectors[:half], timeout)]
     expected = [crossbar_mvm(vectors[:half], weights, cfg)]
     if a.get("reprogram"):
         new = np.array(a["reprogram_weights"], dtype=np.int64)
-        await _program(dut, cfg, counter, list(zip(a["reprogram"], new.tolist())))
+        await _program(tb, cfg, wdrv, list(zip(a["reprogram"], new.tolist())), timeout)
         weights = weights.copy()
         weights[a["reprogram"]] = new
-        got.append(await _run_batch(dut, cfg, counter, driver, sink, vectors[half:], timeout))
+        got.append(await _run_batch(tb, cfg, driver, sink, vectors[half:], timeout))
         expected.append(crossbar_mvm(vectors[half:], weights, cfg))
     got_all, exp_all = np.concatenate(got), np.concatenate(expected)
 
@@ -86,7 +69,7 @@ async def crossbar_matches_golden(dut):
     latencies = [o[0] - i[0] for i, o in zip(driver.accepted, sink.received)]
     intervals = [b[0] - a_[0] for a_, b in zip(driver.accepted, driver.accepted[1:])]
     mismatches = int((got_all != exp_all).any(axis=1).sum()) if got_all.shape == exp_all.shape else len(vectors)
-    tb_report({
+    tb.report({
         "vectors": len(vectors), "accepted": n_in, "delivered": n_out, "mismatches": mismatches,
         "latencies": latencies, "intervals": intervals, "predicted_clocks": a["predicted_latency"],
         "measured_clocks": max(latencies) if latencies else None,

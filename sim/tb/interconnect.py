@@ -1,7 +1,8 @@
 """cocotb testbench for the generated interconnect (``hw.interconnect``), run via ``sim.runner``.
 
 Arguments (``sim.runner.tb_args``):
-``flows`` ``[{id, src, dst, beats}]``, ``tx``/``rx`` (core ids with ports), ``flow_bits``,
+``flows`` ``[{id, src, dst, beats}]``, ``tx``/``rx`` (the cores that send / receive: their
+ports ``tx__<c>`` / ``rx__<c>`` are driven), ``flow_bits``,
 ``width``, ``n_links``, ``gap_prob`` (random gaps at the sources), ``ready_prob`` (random
 back-pressure at the sinks), ``seed``, ``timeout``.
 
@@ -19,21 +20,10 @@ load phase, per-flow ``latency`` (min/mean/max), ``delivered``, ``errors``.
 """
 from __future__ import annotations
 
-import random
-
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.runner import tb_args, tb_report
-from sim.stream import CycleCounter, StreamDriver, StreamPort, StreamSink
-
-
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+from sim.testbench import TB
 
 
 class LinkCounter:
@@ -64,23 +54,15 @@ class LinkCounter:
 
 @cocotb.test()
 async def interconnect_delivers_every_beat(dut):
-    a = tb_args()
-    rng = random.Random(a.get("seed", 0))
+    tb = TB(dut)
+    a, rng = tb.args, tb.rng
     fb, width = a["flow_bits"], a["width"]
     flows = {f["id"]: f for f in a["flows"]}
-    for c in a["tx"]:
-        getattr(dut, f"tx{c}__valid").value = 0
-    for c in a["rx"]:
-        getattr(dut, f"rx{c}__ready").value = 0
-    await _reset(dut)
-    counter = CycleCounter(dut.clk).start()
+    # phase 1 runs without gaps or back-pressure; phase 2 sets the run's
+    drivers = {c: tb.driver(tb.member("tx", c), gap_prob=0.0) for c in a["tx"]}
+    sinks = {c: tb.sink(tb.member("rx", c), ready_prob=1.0) for c in a["rx"]}
+    await tb.start()
     links = LinkCounter(dut, a["n_links"]).start()
-    drivers = {c: StreamDriver(dut.clk, StreamPort.of(dut, f"tx{c}"), counter, rng=random.Random(rng.random()))
-               for c in a["tx"]}
-    sinks = {c: StreamSink(dut.clk, StreamPort.of(dut, f"rx{c}"), counter, rng=random.Random(rng.random()))
-             for c in a["rx"]}
-    for x in list(drivers.values()) + list(sinks.values()):
-        x.start()
     errors: list[str] = []
 
     def beat(fid, data):
@@ -95,10 +77,7 @@ async def interconnect_delivers_every_beat(dut):
         drv, snk = drivers[f["src"]], sinks[f["dst"]]
         n0, r0 = len(drv.accepted), len(snk.received)
         drv.send([beat(fid, rng.getrandbits(width))])
-        for _ in range(200):
-            await RisingEdge(dut.clk)
-            if len(snk.received) > r0:
-                break
+        await tb.wait_for(lambda: len(snk.received) > r0, timeout=200)
         if len(snk.received) != r0 + 1:
             errors.append(f"probe of flow {fid} not delivered")
             continue
@@ -107,7 +86,7 @@ async def interconnect_delivers_every_beat(dut):
         d.accepted.clear()
     for s in sinks.values():
         s.received.clear()
-    await ClockCycles(dut.clk, 3)
+    await tb.clocks(3)
 
     # --- phase 2: all flows, random interleaving, gaps and back-pressure -------------------
     expected: dict[int, list[int]] = {fid: [rng.getrandbits(width) for _ in range(f["beats"])]
@@ -128,13 +107,11 @@ async def interconnect_delivers_every_beat(dut):
         s.ready_prob = a.get("ready_prob", 1.0)
     total = sum(len(v) for v in expected.values())
     links.counts = [0] * a["n_links"]
-    start = counter.now
-    for _ in range(a.get("timeout", 200_000)):
-        await RisingEdge(dut.clk)
-        if sum(len(s.received) for s in sinks.values()) >= total and all(d.idle for d in drivers.values()):
-            break
-    await ClockCycles(dut.clk, 5)  # anything extra would show up now
-    cycles = counter.now - start
+    start = tb.now
+    await tb.wait_for(lambda: sum(len(s.received) for s in sinks.values()) >= total
+                      and all(d.idle for d in drivers.values()), timeout=a.get("timeout", 200_000))
+    await tb.clocks(5)  # anything extra would show up now
+    cycles = tb.now - start
 
     # --- checks -------------------------------------------------------------------------
     sent_t = {fid: [] for fid in flows}
@@ -161,7 +138,7 @@ async def interconnect_delivers_every_beat(dut):
         ls = [t_r - t_s for (t_r, _), t_s in zip(got[fid], sent_t[fid])]
         if ls:
             lat[fid] = [min(ls), sum(ls) / len(ls), max(ls)]
-    tb_report({"probe_latency": {str(k): v for k, v in probe.items()}, "link_beats": links.counts,
+    tb.report({"probe_latency": {str(k): v for k, v in probe.items()}, "link_beats": links.counts,
                "cycles": cycles, "latency": {str(k): v for k, v in lat.items()},
                "delivered": sum(len(v) for v in got.values()), "sent": total, "errors": errors[:20]})
     assert not errors, "; ".join(errors[:5])
