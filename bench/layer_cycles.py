@@ -50,9 +50,9 @@ def run(sim: str, chips=("G64", "G16"), layers=LAYERS):
             for mapping in ("conventional", "novel"):
                 d = LayerDesign(spec, chip, mapping)
                 rep = run_layer_check(d, images=1, seed=1, sim=sim)
-                lt = d.info.timing
+                lt = d.sched
                 row[mapping] = {"mapping_used": d.lp.mapping, "measured": rep["measured_clocks"],
-                                "model": lt.engine_clocks, "layer_model": lt.clocks, "load": lt.load,
+                                "model": lt.engine_clocks, "layer_model": lt.clocks, "load": lt.load_words,
                                 "interval": lt.interval, "bound": lt.bound, "passed": rep["passed"],
                                 "fm_reads": rep["fm_reads"], "crossbars": d.lp.n_subarrays}
                 print(f"  {chip_name} {spec_text} {mapping}: {rep['measured_clocks']} clocks "

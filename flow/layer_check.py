@@ -28,6 +28,7 @@ from gen.config import ChipConfig
 from gen.layerspec import LayerSpec, layer_plan
 from gen.params import NetworkParams, WeightParams
 from gen.quantize import random_weights
+from gen.schedule import schedule_layer
 
 MANIFEST_VERSION = 1
 TOP = "layer"
@@ -45,7 +46,6 @@ class LayerDesign:
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        from hw.layer import EngineInfo
         self.plan, self.lp = layer_plan(self.spec, self.chip, self.mapping, self.duplication, self.raw)
         if self.chip.tiles is not None and self.plan.n_tiles > self.chip.tiles:
             raise ValueError(f"layer {self.spec} does not fit the hardware: the {self.lp.mapping} mapping needs "
@@ -55,7 +55,10 @@ class LayerDesign:
             self.params = random_weights(self.plan.network, self.seed, w_bits=self.chip.crossbar.w_bits,
                                          a_bits=self.chip.crossbar.a_bits)["L"]
         self.params.check_for(self.lp.layer, raw=self.raw, w_bits=self.chip.crossbar.w_bits)
-        self.info = EngineInfo(self.lp, self.chip)
+        self.sched = schedule_layer(self.lp, self.chip)
+        refusal = self.sched.engine_refusal()
+        if refusal:
+            raise ValueError(refusal)
 
     def engine(self):
         from hw.layer import ConvLayerEngine
@@ -70,10 +73,28 @@ class LayerDesign:
 
     @property
     def predicted_clocks(self) -> int:
-        return self.info.timing.engine_clocks
+        return self.sched.engine_clocks
 
     def manifest(self) -> dict:
-        m = self.info.manifest()
+        sc, lp, layer = self.sched, self.lp, self.lp.layer
+        m = {
+            "layer": {"name": lp.name, "kind": sc.kind, "cin": sc.cin, "cout": sc.cout, "k": sc.k,
+                      "stride": sc.stride, "pad": sc.pad, "in_shape": list(sc.in_shape),
+                      "out_shape": list(sc.out_shape)},
+            "mapping": sc.mapping, "reason": lp.reason, "raw_output": sc.raw, "duplication": lp.duplication,
+            "regions": [list(r.region) for r in sc.replicas], "tiles": [list(t.replicas) for t in sc.tiles],
+            "subarrays": lp.n_subarrays, "pes": lp.n_pes,
+            "ports": {
+                "i": {"dir": "in", "kind": "stream", "bits": sc.fm.word_bits, "words_per_image": sc.load_words,
+                      "words_per_pixel": sc.fm.wpp},
+                "o": {"dir": "out", "kind": "stream", "array": len(sc.tiles), "bits": sc.bus_bits,
+                      "words_per_step": [t.out_words for t in sc.tiles], "value_bits": sc.a_out, "signed": sc.raw},
+                "busy": {"dir": "out", "bits": 1}, "done": {"dir": "out", "bits": 1},
+                "cycles": {"dir": "out", "bits": 32}, "fm_reads": {"dir": "out", "bits": 32},
+            },
+            "schedule": sc.to_dict(),
+            "expected_fm_reads": sc.fm_reads,
+        }
         m.update({"version": MANIFEST_VERSION, "top": TOP, "rtl": f"rtl/{TOP}.v", "spec": self.spec.to_dict(),
                   "spec_text": str(self.spec), "chip": self.chip.to_dict(), "requested_mapping": self.mapping,
                   "requested_duplication": self.duplication, "seed": self.seed,
@@ -87,12 +108,9 @@ class LayerDesign:
         (``hw.crossbar.encode_row``) in hex — the crossbar's initial contents."""
         from hw.crossbar import encode_row
         cfg = self.chip.crossbar
-        w = self.params.kernel
-        wmat = w.transpose(2, 3, 1, 0).reshape(-1, self.info.cout)
         digits = -(-cfg.cols * cfg.cell_bits // 4)
         for p in self.lp.placements:
-            (r0, r1), (c0, c1) = p.rows, p.cols
-            blk = wmat[r0:r1, c0:c1] if p.kpos is None else w[c0:c1, r0:r1, p.kpos[0], p.kpos[1]].T
+            blk = self.params.block(p)
             lines = [f"{encode_row(blk[r] if r < blk.shape[0] else [], cfg):0{digits}x}" for r in range(cfg.rows)]
             kp = "" if p.kpos is None else f"_k{p.kpos[0]}{p.kpos[1]}"
             yield (f"xbar_r{p.replica}_t{p.tile}_pe{p.pe}_s{p.subarray}{kp}", "\n".join(lines) + "\n")
@@ -160,22 +178,20 @@ def icarus_fixup(verilog: str) -> str:
 
 def tb_arguments(design: LayerDesign, images: np.ndarray, *, seed: int = 0, ready_prob: float = 1.0,
                  gap_prob: float = 0.0) -> dict[str, Any]:
-    info = design.info
+    sc = design.sched
     tiles = []
-    for t in range(len(info.tiles)):
+    for t, tile in enumerate(sc.tiles):
         steps = []
-        for j in range(info.out_steps):
-            outs = info.step_outputs(t, j)
-            if any(o is not None for o in outs):
-                steps.append([None if o is None else [o[1], o[2]] for o in outs])
-        tiles.append({"words": info.out_words[t], "steps": steps})
-    imgs = [np.asarray(x).reshape(info.cin, info.h, info.w) for x in images]
+        for j in range(tile.written_steps):
+            steps.append([None if o is None else [o[1], o[2]] for o in sc.step_outputs(t, j)])
+        tiles.append({"words": tile.out_words, "steps": steps})
+    imgs = [np.asarray(x).reshape(sc.in_shape) for x in images]
     return {
         "spec": design.spec.to_dict(), "chip": design.chip.to_dict(), "mapping": design.mapping,
         "duplication": design.duplication, "raw": design.raw, "params": design.params.to_dict(),
-        "images": [x.tolist() for x in imgs], "in_words": [info.geom.pack_map(x) for x in imgs],
-        "tiles": tiles, "g": info.g, "value_bits": info.a_out, "signed": info.raw,
-        "predicted_clocks": design.predicted_clocks, "expected_reads": info.expected_reads(),
+        "images": [x.tolist() for x in imgs], "in_words": [sc.fm.pack(x) for x in imgs],
+        "tiles": tiles, "g": sc.bus_bits, "value_bits": sc.a_out, "signed": sc.raw,
+        "predicted_clocks": design.predicted_clocks, "expected_reads": sc.fm_reads,
         "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
         "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
     }
@@ -184,7 +200,7 @@ def tb_arguments(design: LayerDesign, images: np.ndarray, *, seed: int = 0, read
 def random_images(design: LayerDesign, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 7919)
     a = design.chip.crossbar.a_bits
-    return rng.integers(0, 1 << a, (n, design.info.cin, design.info.h, design.info.w))
+    return rng.integers(0, 1 << a, (n,) + tuple(design.sched.in_shape))
 
 
 def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: int = 0, sim: str = "verilator",
@@ -219,7 +235,7 @@ def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: 
         "timing_checked": args["check_timing"], "mismatches": d.get("mismatches"),
         "pixels_checked": d.get("pixels_checked"), "fm_reads": d.get("fm_reads"),
         "expected_fm_reads": d.get("expected_fm_reads"),
-        "input_pixels": design.info.h * design.info.w * len(imgs),
+        "input_pixels": design.sched.in_shape[1] * design.sched.in_shape[2] * len(imgs),
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "log": str(res.log) if res.log else None, "waves": str(res.waves) if res.waves else None,
     }

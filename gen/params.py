@@ -149,6 +149,16 @@ class WeightParams:
         """``w`` as ``[Cout, Cin, K, K]`` (a linear layer's ``[out, in]`` as ``[out, in, 1, 1]``)."""
         return self.w if self.w.ndim == 4 else self.w.reshape(self.w.shape + (1, 1))
 
+    def block(self, p) -> np.ndarray:
+        """The signed weights ``[rows, cols]`` of placement ``p`` (``gen.mapping.Placement``):
+        conventional, rows of the unrolled ``(kh, kw, cin) x cout`` matrix; novel, channels
+        of kernel position ``p.kpos``. What the placement's crossbar holds."""
+        w = self.kernel
+        (r0, r1), (c0, c1) = p.rows, p.cols
+        if p.kpos is None:
+            return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])[r0:r1, c0:c1]
+        return w[c0:c1, r0:r1, p.kpos[0], p.kpos[1]].T
+
     @property
     def bias_or_zeros(self) -> np.ndarray:
         """``bias``, or ``Cout`` zeros when there is none."""

@@ -1,183 +1,165 @@
 """Buffers of a layer engine: the feature-map buffer, the conventional window generator
 and the novel mapping's input distributor (line buffers + PE-to-PE pixel passing).
 
-Feature-map words
-    The input feature map ``[Cin, H, W]`` is stored pixel by pixel in raster order, each
-    pixel as ``wpp = ceil(Cin*a_bits / G)`` words of ``Wd = min(G, Cin*a_bits)`` bits
-    (channel ``c`` of a pixel at bits ``[c*a, (c+1)*a)`` of the concatenated words; the last
-    word's spare bits are zero). ``G`` is the global bus width: one word crosses the bus per
-    clock. Word address of pixel ``(y, x)`` word ``w``: ``(y*W + x)*wpp + w``.
+The feature-map word layout is ``gen.schedule.FMLayout``; every count and duration here
+comes from the layer's ``gen.schedule.LayerSchedule``.
 
 Both fetch blocks are stages of the layer schedule (``hw.controller``): started by a ``go``
 pulse, fixed duration, result in an output register on the stage's last edge, ``done`` the
-cycle after. A read issued in cycle ``c`` returns its word in cycle ``c+1`` (synchronous
-BRAM read port), so a fetch of ``n`` words lasts ``n + 1`` clocks
-(``gen.timing.FM_READ_LATENCY``). Padding pixels are zero and are not read (their slot idles).
+cycle after. A read issued in cycle ``c`` returns its word in cycle ``c + L`` with ``L =
+gen.timing.FM_READ_LATENCY`` (a synchronous BRAM read port, plus ``L - 1`` registers), so a
+fetch of ``n`` words lasts ``n + L`` clocks. Padding pixels are never read (their slot idles
+and gives 0), nor are pixels outside the replica's input rows and columns.
 """
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from gen import timing
+from gen.schedule import FMLayout, LayerSchedule
 from hw.controller import StageTimer
 
-__all__ = ["FMGeometry", "FeatureMapBuffer", "WindowGenerator", "InputDistributor"]
-
-
-class FMGeometry:
-    """Feature-map word layout: ``cin`` channels of ``a_bits``, ``h x w`` pixels, bus ``g`` bits."""
-
-    def __init__(self, cin: int, h: int, w: int, a_bits: int, g: int):
-        self.cin, self.h, self.w, self.a = cin, h, w, a_bits
-        self.pix_bits = cin * a_bits
-        self.word_bits = min(g, self.pix_bits)
-        self.wpp = -(-self.pix_bits // self.word_bits)
-        self.depth = h * w * self.wpp
-
-    def words(self, pixel_values) -> list[int]:
-        """The ``wpp`` words of one pixel (``cin`` unsigned values)."""
-        word = 0
-        for c, v in enumerate(pixel_values):
-            word |= (int(v) & ((1 << self.a) - 1)) << (c * self.a)
-        mask = (1 << self.word_bits) - 1
-        return [(word >> (i * self.word_bits)) & mask for i in range(self.wpp)]
-
-    def pack_map(self, x) -> list[int]:
-        """All words of a ``[Cin, H, W]`` map, in buffer (address) order."""
-        out = []
-        for yy in range(self.h):
-            for xx in range(self.w):
-                out += self.words([x[c][yy][xx] for c in range(self.cin)])
-        return out
+__all__ = ["FeatureMapBuffer", "WindowGenerator", "InputDistributor", "read_port_signature"]
 
 
 def _addr_bits(depth: int) -> int:
     return max(1, ceil_log2(max(2, depth)))
 
 
+def read_port_signature(fm: FMLayout) -> ReadPort.Signature:
+    """A feature-map buffer read port (``lib.memory`` read-port signature)."""
+    return ReadPort.Signature(addr_width=_addr_bits(fm.depth), shape=unsigned(fm.word_bits))
+
+
 class FeatureMapBuffer(wiring.Component):
     """The layer's input feature map in one ``lib.memory.Memory`` (BRAM): a write stream
     ``w`` (one word per beat, addresses in arrival order, wrapping after ``depth`` words)
-    and ``n_read`` synchronous read ports ``rd{k}_addr/en/data``; ``reads`` counts the
-    words read (all ports, since reset; a read is counted one clock after it is issued)."""
+    and the read-port family ``rd`` (``n_read`` ports, data ``FM_READ_LATENCY`` clocks after
+    the address); ``reads`` counts the words read (all ports, since reset)."""
 
-    def __init__(self, geom: FMGeometry, n_read: int = 1):
-        self.geom, self.n_read = geom, n_read
-        ports = {"w": In(stream.Signature(unsigned(geom.word_bits))), "reads": Out(32)}
-        for k in range(n_read):
-            ports[f"rd{k}_addr"] = In(_addr_bits(geom.depth))
-            ports[f"rd{k}_en"] = In(1)
-            ports[f"rd{k}_data"] = Out(geom.word_bits)
-        super().__init__(ports)
+    def __init__(self, fm: FMLayout, n_read: int = 1):
+        self.fm, self.n_read = fm, n_read
+        super().__init__({"w": In(stream.Signature(unsigned(fm.word_bits))),
+                          "rd": Out(read_port_signature(fm)).array(n_read), "reads": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        g = self.geom
-        m.submodules.mem = mem = Memory(shape=unsigned(g.word_bits), depth=g.depth, init=[])
+        fm = self.fm
+        m.submodules.mem = mem = Memory(shape=unsigned(fm.word_bits), depth=fm.depth, init=[])
         wp = mem.write_port()
-        waddr = Signal(range(g.depth))
+        waddr = Signal(range(fm.depth))
         m.d.comb += [self.w.ready.eq(1), wp.addr.eq(waddr), wp.data.eq(self.w.payload),
                      wp.en.eq(self.w.valid)]
         with m.If(self.w.valid):
-            m.d.sync += waddr.eq(Mux(waddr == g.depth - 1, 0, waddr + 1))
+            m.d.sync += waddr.eq(Mux(waddr == fm.depth - 1, 0, waddr + 1))
         n = Const(0, 32)
-        for k in range(self.n_read):
+        for k, port in enumerate(self.rd):
             rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(getattr(self, f"rd{k}_addr")), rp.en.eq(getattr(self, f"rd{k}_en")),
-                         getattr(self, f"rd{k}_data").eq(rp.data)]
+            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en)]
+            d = rp.data
+            for i in range(timing.FM_READ_LATENCY - 1):       # the latency is the schedule's
+                q = Signal.like(d, name=f"rd{k}_data_q{i}")
+                m.d.sync += q.eq(d)
+                d = q
+            m.d.comb += port.data.eq(d)
             en_q = Signal(name=f"rd{k}_en_q")       # counted a clock later (off the address path)
-            m.d.sync += en_q.eq(getattr(self, f"rd{k}_en"))
+            m.d.sync += en_q.eq(port.en)
             n = n + en_q
         m.d.sync += self.reads.eq(self.reads + n)
         return m
 
 
-def _in_range(v, hi: int):
-    return (v >= 0) & (v < hi)
+def _in_range(v, lo: int, hi: int):
+    return (v >= lo) & (v < hi)
+
 
 def _fetch_words(m, st, port, slots, word_bits, prefix):
     """Read ``slots`` (``(real, addr)`` pairs) one per clock of the fetch stage ``st``
-    through ``port``'s ``rd_addr``/``rd_en``/``rd_data`` (one clock of read latency);
-    padding slots are not read and give 0. Returns the words, the last one straight from
-    the port on the stage's last clock."""
+    through the read port ``port`` (data ``FM_READ_LATENCY`` clocks after the address);
+    slots that are not real are not read and give 0. Returns the words, the last one
+    straight from the port on the stage's last clock."""
+    lat = timing.FM_READ_LATENCY
     words = [Signal(word_bits, name=f"{prefix}{n}") for n in range(len(slots))]
     rdv = Signal(word_bits, name=f"{prefix}_rd")
     with m.If(st.run):
-        for n in range(len(slots) + 1):
+        for n in range(len(slots) + lat):
             with m.If(st.idx == n):
                 if n < len(slots):
                     real, addr = slots[n]
-                    m.d.comb += [port.rd_addr.eq(addr[:len(port.rd_addr)]), port.rd_en.eq(real)]
-                if n >= 1:
-                    m.d.comb += rdv.eq(Mux(slots[n - 1][0], port.rd_data, 0))
-                    m.d.sync += words[n - 1].eq(rdv)
+                    m.d.comb += [port.addr.eq(addr[:len(port.addr)]), port.en.eq(real)]
+                if n >= lat:
+                    m.d.comb += rdv.eq(Mux(slots[n - lat][0], port.data, 0))
+                    m.d.sync += words[n - lat].eq(rdv)
     return words[:-1] + [rdv]
 
 
+def position_layout(ho: int, wo: int) -> data.StructLayout:
+    """A replica's step position: output pixel ``(y, x)`` and ``act`` (it has a pixel)."""
+    return data.StructLayout({"y": range(max(2, ho)), "x": range(max(2, wo)), "act": 1})
+
 
 class WindowGenerator(wiring.Component):
-    """Conventional mapping, one tile: per step, the im2col windows of the tile's replicas
-    (``K*K`` pixels each, kernel-position major) read from the feature-map buffer, one word
-    per clock over the global bus (the ``gbus_in`` stage, ``reps*K*K*wpp + 1`` clocks).
+    """Conventional mapping, tile ``t`` of ``sched``: per step, the im2col windows of the
+    tile's replicas (``K*K`` pixels each, kernel-position major) read from the feature-map
+    buffer, one word per clock over the global bus (the ``gbus_in`` stage:
+    ``sched.tiles[t].pixel_words`` reads plus the read latency).
 
-    Ports: ``go`` (pulse), ``done``; per replica ``y{r}``, ``x{r}`` (output pixel of the
-    step) and ``act{r}`` (the replica has a pixel this step; otherwise its reads are
-    skipped); the read port ``rd_addr``, ``rd_en``, ``rd_data``; ``window``: replica-major,
-    then kernel position ``(i, j)``, then channel, ``a_bits`` each (registered).
+    Ports: ``go`` (pulse), ``done``; ``pos``: per replica of the tile its output pixel and
+    ``act`` (the replica has a pixel this step; otherwise its reads are skipped); ``rd``: a
+    feature-map read port; ``window``: replica-major, then kernel position ``(i, j)``, then
+    channel, ``a_bits`` each (registered).
     """
 
-    def __init__(self, geom: FMGeometry, k: int, stride: int, pad: int, n_reps: int, ho: int, wo: int):
-        self.geom, self.k, self.stride, self.pad, self.n_reps = geom, k, stride, pad, n_reps
-        self.n_reads = n_reps * k * k * geom.wpp
-        self.duration = self.n_reads + 1
-        ports = {"go": In(1), "done": Out(1), "rd_addr": Out(_addr_bits(geom.depth)), "rd_en": Out(1),
-                 "rd_data": In(geom.word_bits), "window": Out(n_reps * k * k * geom.pix_bits)}
-        for r in range(n_reps):
-            ports[f"y{r}"] = In(range(max(2, ho)))
-            ports[f"x{r}"] = In(range(max(2, wo)))
-            ports[f"act{r}"] = In(1)
-        super().__init__(ports)
+    def __init__(self, sched: LayerSchedule, t: int):
+        fm, tile = sched.fm, sched.tiles[t]
+        self.sched, self.tile = sched, tile
+        n_reps = len(tile.replicas)
+        _, ho, wo = sched.out_shape
+        super().__init__({"go": In(1), "done": Out(1), "pos": In(position_layout(ho, wo)).array(n_reps),
+                          "rd": In(read_port_signature(fm)),
+                          "window": Out(n_reps * sched.k * sched.k * fm.pix_bits)})
 
     def elaborate(self, platform):
         m = Module()
-        g, k, s, pad = self.geom, self.k, self.stride, self.pad
-        st = StageTimer(m, self.go, self.duration, "fetch")
-        m.d.comb += self.done.eq(st.done)
+        sc, fm = self.sched, self.sched.fm
+        k, s, pad = sc.k, sc.stride, sc.pad
+        n_reps = len(self.tile.replicas)
+        st = StageTimer(m, self.go, sc.stages["gbus_in"], "fetch")
+        m.d.comb += [self.done.eq(st.done), self.rd.en.eq(0)]
         # positions latched at go
         pos = []
-        for r in range(self.n_reps):
-            yl, xl, al = (Signal.like(getattr(self, f"{n}{r}"), name=f"{n}{r}_l") for n in ("y", "x", "act"))
+        for r in range(n_reps):
+            held = Signal.like(self.pos[r], name=f"pos{r}_l")
             with m.If(self.go):
-                m.d.sync += [yl.eq(getattr(self, f"y{r}")), xl.eq(getattr(self, f"x{r}")),
-                             al.eq(getattr(self, f"act{r}"))]
-            pos.append(tuple(Mux(self.go, getattr(self, f"{n}{r}"), l_) for n, l_ in
-                             zip(("y", "x", "act"), (yl, xl, al))))
-        cw = signed(max(ceil_log2(max(g.h, g.w) * 2 + 2 * k + 4) + 2, 4))
+                m.d.sync += held.eq(self.pos[r])
+            pos.append(Mux(self.go, self.pos[r].as_value(), held.as_value()))
+        lay = position_layout(*sc.out_shape[1:])
+        cw = signed(max(ceil_log2(max(fm.h, fm.w) * 2 + 2 * k + 4) + 2, 4))
 
         def slot(n):
-            r, rest = divmod(n, k * k * g.wpp)
-            kp, w = divmod(rest, g.wpp)
+            r, rest = divmod(n, k * k * fm.wpp)
+            kp, w = divmod(rest, fm.wpp)
             i, j = divmod(kp, k)
-            y, x, act = pos[r]
+            p = data.View(lay, pos[r])
             iy = Signal(cw, name=f"iy_{n}")
             ix = Signal(cw, name=f"ix_{n}")
-            m.d.comb += [iy.eq(y * s + (i - pad)), ix.eq(x * s + (j - pad))]
-            real = act & _in_range(iy, g.h) & _in_range(ix, g.w)
-            addr = (iy * g.w + ix) * g.wpp + w
-            return real, addr
+            m.d.comb += [iy.eq(p.y * s + (i - pad)), ix.eq(p.x * s + (j - pad))]
+            real = p.act & _in_range(iy, 0, fm.h) & _in_range(ix, 0, fm.w)
+            return real, (iy * fm.w + ix) * fm.wpp + w
 
         # the window register: the words so far, the last one straight from the port
-        final = _fetch_words(m, st, self, [slot(n) for n in range(self.n_reads)], g.word_bits, "wword")
+        final = _fetch_words(m, st, self.rd, [slot(n) for n in range(self.tile.pixel_words)], fm.word_bits,
+                             "wword")
         with m.If(st.last):
-            for r in range(self.n_reps):
+            for r in range(n_reps):
                 for kp in range(k * k):
-                    base = (r * k * k + kp) * g.wpp
-                    pix = Cat(*final[base:base + g.wpp])[:g.pix_bits]
-                    off = (r * k * k + kp) * g.pix_bits
-                    m.d.sync += self.window[off:off + g.pix_bits].eq(pix)
+                    base = (r * k * k + kp) * fm.wpp
+                    off = (r * k * k + kp) * fm.pix_bits
+                    m.d.sync += self.window[off:off + fm.pix_bits].eq(Cat(*final[base:base + fm.wpp])[:fm.pix_bits])
         return m
 
 
@@ -207,63 +189,53 @@ class InputDistributor(wiring.Component):
     Positions: ``y`` (output row) and ``t`` (step in the row) per step, ``act`` (replica busy).
     """
 
-    def __init__(self, geom: FMGeometry, k: int, stride: int, pad: int, x0: int, y0: int, ho: int, wo: int,
-                 d_tbus: int, d_pass: int):
-        if k <= 1:
-            raise ValueError("the novel mapping needs K > 1")
-        self.geom, self.k, self.stride, self.pad = geom, k, stride, pad
-        self.x0, self.y0 = x0, y0
-        self.wu = -(-(k - stride) // stride) if k > stride else 0
-        self.n_reads = stride * stride * geom.wpp
-        self.duration = self.n_reads + 1
-        self.d_tbus, self.d_pass = d_tbus, d_pass
-        if d_tbus < 1:
-            raise ValueError("tbus_in must last at least one clock")
-        lb_rows = max(0, k - stride)
-        rows = [y0 * stride - pad + r for r in range(lb_rows)]
-        self.pro_rows = [yy for yy in rows if 0 <= yy < geom.h]
-        self.pro_reads = len(self.pro_rows) * geom.w * geom.wpp
-        ports = {"go": In(1), "done": Out(1), "real": Out(1), "real_next": Out(1), "pro_go": In(1),
-                 "y": In(range(max(2, ho))), "t": In(range(max(2, wo + self.wu + 1))), "act": In(1),
-                 "rd_addr": Out(_addr_bits(geom.depth)), "rd_en": Out(1), "rd_data": In(geom.word_bits),
-                 "grid": Out(k * k * geom.pix_bits)}
-        super().__init__(ports)
+    def __init__(self, sched: LayerSchedule, replica: int):
+        self.sched, self.rep = sched, sched.replicas[replica]
+        fm, k = sched.fm, sched.k
+        _, ho, wo = sched.out_shape
+        super().__init__({"go": In(1), "done": Out(1), "real": Out(1), "real_next": Out(1), "pro_go": In(1),
+                          "y": In(range(max(2, ho))), "t": In(range(max(2, self.rep.row_steps + 1))), "act": In(1),
+                          "rd": In(read_port_signature(fm)), "grid": Out(k * k * fm.pix_bits)})
 
     def elaborate(self, platform):
         m = Module()
-        g, k, s, pad = self.geom, self.k, self.stride, self.pad
+        sc, rep = self.sched, self.rep
+        g, k, s, pad = sc.fm, sc.k, sc.stride, sc.pad
+        y0, _, x0, _ = rep.region
+        cx0, cx1 = rep.in_cols
+        lat = timing.FM_READ_LATENCY
         P = g.pix_bits
         lb_rows = max(0, k - s)
         cw = signed(max(ceil_log2(max(g.h, g.w) * 2 + 2 * k + 8) + 2, 4))
         # line buffers: lb[r][x], real columns only
         lb = [[Signal(P, name=f"lb{r}_{x}") for x in range(g.w)] for r in range(lb_rows)]
 
-        # ---------------- prologue: fill the line buffers ----------------------------
-        pro_rd_addr = Signal.like(self.rd_addr)
+        # ---------------- prologue: fill the line buffers (the replica's columns) --------
+        pro_rd_addr = Signal.like(self.rd.addr)
         pro_rd_en = Signal()
-        if self.pro_reads:
-            pt = StageTimer(m, self.pro_go, self.pro_reads + 1, "pro")
+        per_row = (cx1 - cx0) * g.wpp
+        if rep.prologue_reads:
+            pt = StageTimer(m, self.pro_go, rep.prologue_clocks, "pro")
             words = [Signal(g.word_bits, name=f"pword{w}") for w in range(g.wpp)]
             with m.If(pt.run):
-                for n in range(self.pro_reads + 1):
+                for n in range(rep.prologue_reads + lat):
                     with m.If(pt.idx == n):
-                        if n < self.pro_reads:
-                            ri, rest = divmod(n, g.w * g.wpp)
+                        if n < rep.prologue_reads:
+                            ri, rest = divmod(n, per_row)
                             x, w = divmod(rest, g.wpp)
-                            yy = self.pro_rows[ri]
-                            m.d.comb += [pro_rd_addr.eq((yy * g.w + x) * g.wpp + w), pro_rd_en.eq(1)]
-                        if n >= 1:
-                            ri, rest = divmod(n - 1, g.w * g.wpp)
+                            yy = rep.prologue_rows[ri]
+                            m.d.comb += [pro_rd_addr.eq((yy * g.w + cx0 + x) * g.wpp + w), pro_rd_en.eq(1)]
+                        if n >= lat:
+                            ri, rest = divmod(n - lat, per_row)
                             x, w = divmod(rest, g.wpp)
-                            r = self.pro_rows[ri] - (self.y0 * s - pad)
+                            r = rep.prologue_rows[ri] - (y0 * s - pad)
                             if w < g.wpp - 1:
-                                m.d.sync += words[w].eq(self.rd_data)
+                                m.d.sync += words[w].eq(self.rd.data)
                             else:
-                                pix = Cat(*words[:g.wpp - 1], self.rd_data)[:P]
-                                m.d.sync += lb[r][x].eq(pix)
+                                m.d.sync += lb[r][cx0 + x].eq(Cat(*words[:g.wpp - 1], self.rd.data)[:P])
         # ---------------- gbus_in: the s x s new pixels ------------------------------
-        st = StageTimer(m, self.go, self.duration, "gbus")
-        m.d.comb += [self.rd_addr.eq(pro_rd_addr), self.rd_en.eq(pro_rd_en)]
+        st = StageTimer(m, self.go, sc.stages["gbus_in"], "gbus")
+        m.d.comb += [self.rd.addr.eq(pro_rd_addr), self.rd.en.eq(pro_rd_en)]
         yl = Signal.like(self.y)
         tl = Signal.like(self.t)
         al = Signal()
@@ -275,7 +247,7 @@ class InputDistributor(wiring.Component):
         # real row of new row 0 and real column of entering column 0
         rowbase = Signal(cw)
         colbase = Signal(cw)
-        m.d.comb += [rowbase.eq(y * s + (k - s - pad)), colbase.eq(t * s + ((self.x0 - self.wu) * s + k - s - pad))]
+        m.d.comb += [rowbase.eq(y * s + (k - s - pad)), colbase.eq(t * s + ((x0 - sc.warmup) * s + k - s - pad))]
 
         def slot(n):
             rc, w = divmod(n, g.wpp)
@@ -283,10 +255,13 @@ class InputDistributor(wiring.Component):
             iy = Signal(cw, name=f"ny_{n}")
             ix = Signal(cw, name=f"nx_{n}")
             m.d.comb += [iy.eq(rowbase + r), ix.eq(colbase + c)]
-            real = act & _in_range(iy, g.h) & _in_range(ix, g.w)
+            # columns left of the replica's window enter during warm-up and leave before its
+            # first output: they are never read
+            real = act & _in_range(iy, 0, g.h) & _in_range(ix, cx0, cx1)
             return real, (iy * g.w + ix) * g.wpp + w
 
-        final = _fetch_words(m, st, self, [slot(n) for n in range(self.n_reads)], g.word_bits, "nword")
+        final = _fetch_words(m, st, self.rd, [slot(n) for n in range(s * s * self.sched.tiles[rep.tile].pixel_words)],
+                             g.word_bits, "nword")
         newpix = [[Signal(P, name=f"new{r}_{c}") for c in range(s)] for r in range(s)]
         # step metadata handed to the next stage
         rowtop = Signal(cw)      # real row of window row 0
@@ -304,7 +279,7 @@ class InputDistributor(wiring.Component):
             m.d.sync += t1.eq(t)
 
         # ---------------- tbus_in: assemble the entering columns ----------------------
-        tt = StageTimer(m, st.done, self.d_tbus, "tbus")
+        tt = StageTimer(m, st.done, sc.stages["tbus_in"], "tbus")
         ent = [[Signal(P, name=f"ent{i}_{c}") for c in range(s)] for i in range(k)]
         ent_next = [[Signal(P, name=f"entn{i}_{c}") for c in range(s)] for i in range(k)]
         xbits = max(1, ceil_log2(max(2, g.w)))
@@ -313,11 +288,11 @@ class InputDistributor(wiring.Component):
         for c in range(s):
             col = Signal(cw, name=f"col{c}")
             m.d.comb += col.eq(colent + c)
-            col_ok = _in_range(col, g.w)
+            col_ok = _in_range(col, 0, g.w)
             colidx = col[:xbits]
             for i in range(k):
                 if i < lb_rows:
-                    row_ok = _in_range(rowtop + i, g.h)
+                    row_ok = _in_range(rowtop + i, 0, g.h)
                     m.d.comb += ent_next[i][c].eq(Mux(col_ok & row_ok, lb_arr[i][colidx], 0))
                 else:
                     m.d.comb += ent_next[i][c].eq(newpix[i - lb_rows][c])
@@ -332,14 +307,14 @@ class InputDistributor(wiring.Component):
 
         # ---------------- pe_pass: shift the PE grid, take the entering columns ---------
         grid = [[Signal(P, name=f"pe{i}_{j}") for j in range(k)] for i in range(k)]
-        if self.d_pass:
-            pt2 = StageTimer(m, tt.done, self.d_pass, "pass")
+        if sc.stages["pe_pass"]:
+            pt2 = StageTimer(m, tt.done, sc.stages["pe_pass"], "pass")
             src, when, done, tsrc = ent, pt2.last, pt2.done, t2
         else:
             src, when, done, tsrc = ent_next, tt.last, tt.done, t1
         with m.If(when):
             m.d.sync += t3.eq(tsrc)
-        m.d.comb += [self.real.eq(t3 >= self.wu), self.real_next.eq(when & (tsrc >= self.wu))]
+        m.d.comb += [self.real.eq(t3 >= sc.warmup), self.real_next.eq(when & (tsrc >= sc.warmup))]
         with m.If(when):
             for i in range(k):
                 for j in range(k):

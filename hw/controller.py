@@ -3,7 +3,7 @@
 A layer engine (``hw.layer.ConvLayerEngine``) runs one *step* per output pixel (per
 replica) through a chain of stages — FM-buffer fetch, tile bus, PE-to-PE pass, PE bus,
 crossbar MVM, adder tree, post-processing, output — each with a fixed duration ``d_i``
-taken from the cycle model (``gen.perf.layer_timing``). The controller starts step ``j``
+taken from the layer's schedule (``gen.schedule.LayerSchedule.stages``). The controller starts step ``j``
 at ``P + j*II`` with ``II = max_i d_i``; stage ``i`` starts a step exactly when stage
 ``i-1`` ends it (a registered ``done`` pulse), so with every stage's result held in its
 own output register (double-buffered hand-off) step ``j`` is in stage ``i`` during
@@ -20,6 +20,8 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from gen.schedule import LayerSchedule
 
 __all__ = ["StageTimer", "LayerController"]
 
@@ -66,11 +68,11 @@ class StageTimer:
 class LayerController(wiring.Component):
     """The FSM sequencing one layer: load → prologue → steps → drain → done.
 
-    Steps come in rows: each output row is ``warmup`` warm-up steps (novel mapping: the
-    window's first columns enter; no output) followed by ``cols`` output steps; ``rows``
-    rows. The step after an output step starts ``interval`` clocks after it, the step after
-    a warm-up step ``interval_warmup`` clocks after it (a warm-up step only uses the input
-    stages, so the next step may follow as soon as those are free).
+    Every number comes from the schedule ``sched``: steps come in ``rows`` rows of
+    ``row_steps``, each ``warmup`` warm-up steps (novel mapping: the window's first columns
+    enter; no output) followed by ``cols`` output steps. The step after an output step
+    starts ``interval`` clocks after it, the step after a warm-up step ``interval_warmup``
+    clocks after it (a warm-up step only uses the input stages).
 
     Ports:
         load_beat: in, a feature-map word is written this cycle (input accepted).
@@ -88,31 +90,25 @@ class LayerController(wiring.Component):
             back-pressure stalls it.
     """
 
-    def __init__(self, *, load_words: int, rows: int, cols: int, interval: int, warmup: int = 0,
-                 interval_warmup: int = 1, has_prologue: bool = False):
-        if min(load_words, rows, cols, interval, interval_warmup) < 1 or warmup < 0:
-            raise ValueError("LayerController needs load_words, rows, cols, intervals >= 1 and warmup >= 0")
-        self.load_words, self.rows, self.cols, self.warmup = load_words, rows, cols, warmup
-        self.interval, self.interval_warmup = interval, interval_warmup
-        self.n_steps = rows * (cols + warmup)
-        self.n_out = rows * cols
-        self.has_prologue = has_prologue
+    def __init__(self, sched: LayerSchedule):
+        self.sched = sched
         super().__init__({
             "load_beat": In(1), "pro_done": In(1), "last_done": In(1),
             "loading": Out(1), "pro_go": Out(1), "step_go": Out(1),
-            "step": Out(range(self.n_steps + 1)),
+            "step": Out(range(sched.steps + 1)),
             "busy": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
-        per_row = self.cols + self.warmup
-        words = Signal(range(self.load_words + 1))
-        tick = Signal(range(max(self.interval, self.interval_warmup) + 1))
+        sc = self.sched
+        per_row, n_steps, n_out, warmup = sc.row_steps, sc.steps, sc.out_steps, sc.warmup
+        words = Signal(range(sc.load_words + 1))
+        tick = Signal(range(max(sc.interval, sc.interval_warmup) + 1))
         gap = Signal.like(tick)
         tr = Signal(range(max(2, per_row)))
-        issued = Signal(range(self.n_steps + 1))
-        finished = Signal(range(self.n_out + 1))
+        issued = Signal(range(n_steps + 1))
+        finished = Signal(range(n_out + 1))
         start = Signal()      # registered pulse: the cycle after the load ended (no prologue)
         go = Signal()
         m.d.comb += [self.step.eq(issued), self.step_go.eq(go)]
@@ -121,8 +117,7 @@ class LayerController(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(go):
             m.d.sync += [issued.eq(issued + 1), tick.eq(1),
-                         gap.eq(Mux(tr < self.warmup, self.interval_warmup, self.interval) if self.warmup
-                                else self.interval),
+                         gap.eq(Mux(tr < warmup, sc.interval_warmup, sc.interval) if warmup else sc.interval),
                          tr.eq(Mux(tr == per_row - 1, 0, tr + 1))]
         with m.Elif(issued != 0):
             m.d.sync += tick.eq(tick + 1)
@@ -137,9 +132,9 @@ class LayerController(wiring.Component):
                 m.d.sync += words.eq(words + 1)
                 with m.If(words == 0):
                     m.d.sync += [self.busy.eq(1), self.cycles.eq(0)]
-                with m.If(words == self.load_words - 1):
+                with m.If(words == sc.load_words - 1):
                     m.d.sync += words.eq(0)
-                    if self.has_prologue:
+                    if sc.prologue:
                         m.d.sync += [self.pro_go.eq(1), state.eq(PROLOGUE)]
                     else:
                         m.d.sync += [start.eq(1), state.eq(RUN)]
@@ -148,10 +143,10 @@ class LayerController(wiring.Component):
                 m.d.comb += go.eq(1)
                 m.d.sync += state.eq(RUN)
         with m.If(state == RUN):
-            with m.If(start | ((issued != 0) & (issued < self.n_steps) & (tick == gap))):
+            with m.If(start | ((issued != 0) & (issued < n_steps) & (tick == gap))):
                 m.d.comb += go.eq(1)
             with m.If(self.last_done):
                 m.d.sync += finished.eq(finished + 1)
-                with m.If(finished == self.n_out - 1):
+                with m.If(finished == n_out - 1):
                     m.d.sync += [self.done.eq(1), self.busy.eq(0), state.eq(LOAD)]
         return m

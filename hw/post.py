@@ -30,11 +30,6 @@ __all__ = ["sext", "requant_expr", "round_shift", "clamp_unsigned", "Requantize"
            "ResidualAddUnit"]
 
 
-def _check_ms(m: int, s: int, name: str = "M") -> None:
-    """Transitional, for ``hw.layer`` until it takes ``gen.params.WeightParams``: delete then."""
-    Requant(m, s)
-
-
 def clamp_unsigned(v, a_bits: int):
     """``clamp(v, 0, 2**a_bits - 1)`` of a signed value, as ``a_bits`` unsigned."""
     hi = (1 << a_bits) - 1

@@ -24,9 +24,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
 }
 
 # (file, private name) pairs still tolerated; each entry says why and when it goes
-PRIVATE_ALLOWED: set[tuple[str, str]] = {
-    ("hw/layer.py", "_check_ms"),           # goes when hw/layer.py takes gen.params.WeightParams (lead)
-}
+PRIVATE_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path, root: Path) -> str:

@@ -59,7 +59,7 @@ def test_novel_layer_by_hand():
     lt = estimate(plan).layers[0]
     assert lt.step == {"gbus_in": 2, "tbus_in": 6, "pe_pass": 4, "pbus_in": 4, "mvm": L, "accumulate": 4,
                        "post": 3, "gbus_out": 6}
-    assert lt.first == lt.step and lt.interval_first == 6 and lt.prologue == 6
+    assert lt.interval_warmup == 6 and lt.prologue == 6
     assert lt.warmup == 2 and lt.steps == 5 * (5 + 2)
     ii = max(2, 6, 4, 4, L, 4, 3, 6)
     fill = 2 + 6 + 4 + 4 + L + 4 + 3 + 6
@@ -76,7 +76,7 @@ def test_novel_stride2_prologue_by_hand():
     lt = estimate(map_network(net, CHIP, mapping="novel")).layers[0]
     assert lt.prologue == 0 and lt.warmup == 1 and lt.region == (3, 3)
     # gbus_in = 2*2 new pixels x 1 word + 1; tbus_in = ceil(2*3*4*8/16) = 12
-    assert lt.step["gbus_in"] == 5 and lt.step["tbus_in"] == 12 and lt.interval_first == 12
+    assert lt.step["gbus_in"] == 5 and lt.step["tbus_in"] == 12 and lt.interval_warmup == 12
     fill = sum(lt.step.values())
     assert lt.clocks == fill + 3 * 1 * 12 + (9 - 1) * max(lt.step.values())
 

@@ -89,7 +89,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    lt = d.info.timing
+    lt = d.sched
     xb = d.chip.crossbar
     fb = f" (fell back: {d.lp.reason})" if d.lp.mapping != args.mapping else ""
     print(f"layer      {d.spec}")
@@ -98,12 +98,12 @@ def run(args) -> int:
     print(f"hardware   crossbar {xb.rows}x{xb.cols} (cell_bits {xb.cell_bits}, adc {xb.adc_resolution} bits, "
           f"{xb.cols_per_adc} cols/ADC), {d.lp.n_subarrays} crossbars in {d.lp.n_pes} PEs, {d.lp.n_tiles} tile(s); "
           f"buses G/T/P = {d.chip.global_bus_bits}/{d.chip.tile_bus_bits}/{d.chip.pe_bus_bits} bits")
-    print(f"schedule   load {lt.load} + prologue {lt.prologue} + steps {lt.steps} (interval {lt.interval}; "
-          f"stages {', '.join(f'{k} {v}' for k, v in lt.step.items() if v)})")
+    print(f"schedule   load {lt.load_words} + prologue {lt.prologue} + steps {lt.steps} (interval {lt.interval}; "
+          f"stages {', '.join(f'{k} {v}' for k, v in lt.stages.items() if v)})")
     print(f"expected   {m['expected_clocks']} clocks per image (first input word -> last output word), "
           f"{m['expected_fm_reads']} feature-map reads")
     print(f"ports      i: {m['ports']['i']['bits']}-bit words x {m['ports']['i']['words_per_image']}; "
-          + ", ".join(f"o{t}: {d.chip.global_bus_bits}-bit" for t in range(len(d.info.tiles))))
+          + ", ".join(f"o[{t}]: {d.chip.global_bus_bits}-bit" for t in range(len(d.sched.tiles))))
     print(f"wrote      {out}/rtl/layer.v, {out}/weights/ ({len(m['weights']['crossbars'])} crossbars), "
           f"{out}/manifest.json")
     return 0

@@ -113,7 +113,7 @@ def summary_record(plan, est) -> dict:
 def chip_line(chip) -> str:
     x = chip.crossbar
     return (f"chip: {x.rows}x{x.cols} subarrays ({x.cell_bits} b/cell, {x.outputs} weights/row, "
-            f"{x.cols_per_adc} cols/ADC, MVM {__import__('gen.perf', fromlist=['crossbar_latency']).crossbar_latency(x)}"
+            f"{x.cols_per_adc} cols/ADC, MVM {__import__('gen.timing', fromlist=['crossbar_latency']).crossbar_latency(x)}"
             f" clk), {chip.subarrays_per_pe} subarrays/PE, {chip.pes_per_tile} PEs/tile, buses "
             f"global {chip.global_bus_bits} / tile {chip.tile_bus_bits} / PE {chip.pe_bus_bits} b/clk, "
             f"{chip.clock_mhz} MHz")

@@ -29,7 +29,7 @@ def run(args) -> int:
             x = np.load(args.input)
         except (OSError, ValueError) as e:
             raise ValueError(f"--input {args.input!r} could not be read: {e}") from None
-        want = (design.info.cin, design.info.h, design.info.w)
+        want = tuple(design.sched.in_shape)
         if x.ndim == 3:
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
