@@ -5,7 +5,6 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from gen.config import CrossbarConfig
 from gen.params import AddParams, Requant
@@ -16,12 +15,7 @@ from hw.post import GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit
 from sim.golden import crossbar_mvm, global_avgpool, maxpool2d, requantize, residual_add
 from sim.stream import pack, unpack
 
-
-def _run(dut, bench, clocks=None):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+from conftest import run_amaranth
 
 
 def _stream_through(dut, inputs: dict, out_name: str, n_out: int, ready_prob=1.0, gap_prob=0.0, seed=0,
@@ -57,7 +51,7 @@ def _stream_through(dut, inputs: dict, out_name: str, n_out: int, ready_prob=1.0
                         got.append(ctx.get(o.payload))
                 return
 
-    _run(dut, bench)
+    run_amaranth(dut, bench, timeout_clocks=max_clocks + 10)
     return got
 
 
@@ -123,7 +117,7 @@ def test_residual_add_unit(bp):
     assert [unpack(p, 8, c) for p in got] == residual_add(a, b, ma, mb, s).tolist()
 
 
-def test_pe_matches_crossbar_golden():
+def test_pe_matches_crossbar_golden(amaranth_sim):
     """Two row-blocks and a second column block on one PE: every block's dot products."""
     cfg = CrossbarConfig(rows=4, cols=9, cell_bits=2, cols_per_adc=3)
     rng = np.random.default_rng(5)
@@ -148,33 +142,38 @@ def test_pe_matches_crossbar_golden():
         out["y"] = unpack(ctx.get(dut.o.payload), cfg.dot_bits, len(blocks) * cfg.outputs, signed=True)
         out["n"] = n
 
-    _run(dut, bench)
+    amaranth_sim(dut, bench, timeout_clocks=200)
     assert out["n"] == crossbar_latency(cfg)
     for b, blk in enumerate(blocks):
         want = crossbar_mvm(x[blk.r0:blk.r1], blk.weights, cfg).tolist()
         assert out["y"][b * cfg.outputs:b * cfg.outputs + blk.n_out] == want
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 9])
-def test_adder_tree_levels(n):
+@pytest.mark.parametrize("n, levels", [(1, 0), (2, 1), (3, 2), (5, 3), (9, 4)])  # by hand: pairwise halving
+def test_adder_tree_levels(n, levels, amaranth_sim):
+    """The sum appears after ``levels`` clocks (measured), which is also the tree's and the
+    timing constant's figure."""
     m = Module()
     ins = [Signal(range(-1000, 1000), name=f"in{i}") for i in range(n)]
     tree = AdderTree(m, ins, 16, name="t")
     m.d.sync += Signal(name="keep_sync").eq(1)
-    assert tree.levels == adder_levels(n) == max(0, (n - 1).bit_length())
-    vals = list(range(-3 * n, 7 * n, 10))[:n] + [0] * max(0, n - len(range(-3 * n, 7 * n, 10)))
+    vals = [10 * i - 3 * n for i in range(n)]   # distinct, non-zero sum for every n here
+    seen = {}
 
     async def bench(ctx):
         for i, v in zip(ins, vals):
             ctx.set(i, v)
-        for _ in range(tree.levels):
+        for t in range(8):
+            if ctx.get(tree.out) == sum(vals):
+                seen["clocks"] = t
+                return
             await ctx.tick()
-        assert ctx.get(tree.out) == sum(vals)
 
-    _run(m, bench)
+    amaranth_sim(m, bench, timeout_clocks=20)
+    assert seen.get("clocks") == levels == tree.levels == adder_levels(n)
 
 
-def test_stage_timer_and_controller_schedule():
+def test_stage_timer_and_controller_schedule(amaranth_sim):
     """A controller with warm-up steps drives a 3-stage chain: step starts and completion
     times follow ``P + gaps``, ``sum(d)`` later."""
     m = Module()
@@ -206,10 +205,10 @@ def test_stage_timer_and_controller_schedule():
             t += 1
         events["start"] = last_load
 
-    _run(m, bench)
+    amaranth_sim(m, bench, timeout_clocks=300)
     gaps = [b - a for a, b in zip(events["go"], events["go"][1:])]
-    pattern = ([iwu] * wu + [ii] * cols) * rows
-    assert gaps == pattern[:-1]
+    # by hand, per row: 2 warm-up steps 2 clocks apart, then 3 output steps 5 apart
+    assert gaps == [2, 2, 5, 5, 5, 2, 2, 5, 5, 5][:-1]
     assert events["go"][0] == events["start"]
-    assert len(events["done"]) == rows * cols      # only the last stage's done of output steps counted
-    assert events["done"][-1] == events["go"][-1] + 5
+    assert len(events["done"]) == 6      # 2 rows x 3 output steps: warm-up steps do not count
+    assert events["done"][-1] == events["go"][-1] + 2 + 3   # the two stages' durations
