@@ -28,7 +28,6 @@ def test_map_json(capsys):
     assert rec["network"] == "resnet34" and rec["mapping"] == "novel"
     assert rec["params"] == pytest.approx(21.8e6, rel=0.01) and rec["macs"] == pytest.approx(3.6e9, rel=0.03)
     assert rec["total_clocks"] == sum(l["clocks"] for l in rec["layers"])          # layer by layer
-    assert rec["fps"] == pytest.approx(1e9 / rec["total_clocks"])
     for l in rec["layers"]:
         assert LAYER_KEYS <= set(l)
         if l["subarrays"]:

