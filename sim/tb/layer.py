@@ -2,7 +2,7 @@
 
 Arguments (``sim.runner.tb_args``, written by ``flow.layer_check``):
 ``spec``/``chip``/``mapping``/``duplication``/``raw`` (to rebuild the plan), ``params``
-(``w``, ``bias``, ``m``, ``s``), ``images`` (``[n][Cin][H][W]``), ``in_words`` (per image,
+(``gen.params.WeightParams.to_dict``), ``images`` (``[n][Cin][H][W]``), ``in_words`` (per image,
 the feature-map words), ``tiles`` (per tile: ``words`` per step, and the written steps:
 per replica of the tile ``[y, x]`` or ``null``), ``g``, ``value_bits``, ``signed``,
 ``predicted_clocks``, ``expected_reads`` (per image), ``gap_prob``, ``ready_prob``, ``seed``,
@@ -15,35 +15,30 @@ image: from the edge its first input word is accepted to the edge its last outpu
 """
 from __future__ import annotations
 
-import random
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from gen.config import ChipConfig
+from gen.intops import finish_weight_layer
 from gen.layerspec import LayerSpec, layer_plan
-from sim.golden import plan_layer_acc, requantize
-from sim.runner import tb_args, tb_report
-from sim.stream import CycleCounter, StreamDriver, StreamPort, StreamSink, unpack
+from gen.params import WeightParams
+from sim.golden import plan_layer_acc
+from sim.stream import unpack
+from sim.testbench import TB
 
 
 def golden_outputs(a: dict) -> list[np.ndarray]:
     """``[Cout, Ho, Wo]`` expected outputs per image, from ``sim.golden``."""
     chip = ChipConfig.from_dict(a["chip"])
     _, lp = layer_plan(LayerSpec.from_dict(a["spec"]), chip, a["mapping"], a["duplication"], a["raw"])
-    p = {k: np.array(v, dtype=np.int64) if isinstance(v, list) else v for k, v in a["params"].items()}
+    p = WeightParams.from_dict(a["params"])
     out = []
     for img in a["images"]:
         x = np.array(img, dtype=np.int64)
         if lp.layer.kind == "fc":
             x = x.reshape(-1, 1, 1)
         acc = plan_layer_acc(lp, p, x, chip.crossbar)
-        if a["raw"]:
-            out.append(acc + p["bias"].reshape(-1, 1, 1))
-        else:
-            out.append(requantize(acc, int(p["m"]), int(p["s"]), p["bias"], chip.crossbar.a_bits))
+        out.append(finish_weight_layer(acc, p, a["raw"], chip.crossbar.a_bits))
     return out
 
 
@@ -85,32 +80,18 @@ def compare(a: dict, received: list[list[int]], expected: list[np.ndarray]):
 @cocotb.test()
 async def layer_matches_golden(dut):
     """Stream images in, collect the output words, compare with sim.golden, check clocks and reads."""
-    a = tb_args()
-    rng = random.Random(a.get("seed", 0))
+    tb = TB(dut)
+    a = tb.args
     n_img = len(a["images"])
-    n_tiles = len(a["tiles"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    for t in range(n_tiles):
-        getattr(dut, f"o{t}__ready").value = 0
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    counter = CycleCounter(dut.clk).start()
-    driver = StreamDriver(dut.clk, StreamPort.of(dut, "i"), counter, gap_prob=a.get("gap_prob", 0.0),
-                          rng=rng).start()
-    sinks = [StreamSink(dut.clk, StreamPort.of(dut, f"o{t}"), counter, ready_prob=a.get("ready_prob", 1.0),
-                        rng=random.Random(rng.random())).start() for t in range(n_tiles)]
+    driver = tb.driver("i", rng=tb.rng)
+    sinks = [tb.sink(tb.member("o", t)) for t in range(len(a["tiles"]))]
+    await tb.start()
     for words in a["in_words"]:
         driver.send(words)
     want = [tile["words"] * len(tile["steps"]) * n_img for tile in a["tiles"]]
-    timeout = 40 * (a["predicted_clocks"] + 100) * n_img
-    for _ in range(timeout):
-        await RisingEdge(dut.clk)
-        if all(len(s.received) >= w for s, w in zip(sinks, want)):
-            break
-    for _ in range(5):   # nothing extra may follow
-        await RisingEdge(dut.clk)
+    await tb.wait_for(lambda: all(len(s.received) >= w for s, w in zip(sinks, want)),
+                      timeout=40 * (a["predicted_clocks"] + 100) * n_img)
+    await tb.clocks(5)   # nothing extra may follow
     fm_reads = int(dut.fm_reads.value)
     received = [[p for _, p in s.received] for s in sinks]
     expected = golden_outputs(a)
@@ -131,7 +112,7 @@ async def layer_matches_golden(dut):
         if ends:
             measured.append(max(ends) - start)
     extra = [len(s.received) - w for s, w in zip(sinks, want)]
-    tb_report({
+    tb.report({
         "images": n_img, "mismatches": bad, "pixels_checked": checked, "first_mismatch": first,
         "measured_clocks": measured[0] if measured else None, "measured_per_image": measured,
         "predicted_clocks": a["predicted_clocks"], "fm_reads": fm_reads,
