@@ -1,6 +1,7 @@
 """Layer-engine building blocks in the Amaranth simulator: post-processing units (bit-exact
 vs sim.golden, under back-pressure), the PE, the adder tree, stage timers and the controller."""
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -178,8 +179,10 @@ def test_stage_timer_and_controller_schedule(amaranth_sim):
     times follow ``P + gaps``, ``sum(d)`` later."""
     m = Module()
     rows, cols, wu, ii, iwu, load = 2, 3, 2, 5, 2, 4
-    m.submodules.ctrl = ctrl = LayerController(load_words=load, rows=rows, cols=cols, interval=ii, warmup=wu,
-                                               interval_warmup=iwu)
+    # the fields of a gen.schedule.LayerSchedule the controller reads, set by hand
+    sched = SimpleNamespace(load_words=load, row_steps=cols + wu, steps=rows * (cols + wu), out_steps=rows * cols,
+                            warmup=wu, interval=ii, interval_warmup=iwu, prologue=0)
+    m.submodules.ctrl = ctrl = LayerController(sched)
     s1 = StageTimer(m, ctrl.step_go, 2, "a")
     s2 = StageTimer(m, s1.done, 3, "b")
     m.d.comb += ctrl.last_done.eq(s2.done)

@@ -10,7 +10,7 @@ from gen.config import ChipConfig, CrossbarConfig
 from gen.layerspec import LayerSpec, layer_plan, parse_layer_spec
 from gen.params import WeightParams
 from gen.quantize import random_weights
-from hw.layer import EngineInfo
+from gen.schedule import schedule_layer
 
 GEN = ["--crossbar", "16x16", "--cell-bits", "4", "--cols-per-adc", "4"]
 
@@ -49,14 +49,15 @@ def test_engine_refuses_unsupported_plans():
     spec = parse_layer_spec("conv Cin=40 Cout=16 K=3 H=4 W=4 pad=1")
     # conventional: 360 rows -> 23 row-blocks x 3 column-blocks = 69 crossbars > one tile of 9 PEs x 4
     _, lp = layer_plan(spec, _chip(), "conventional")
-    with pytest.raises(ValueError, match="spans 2 tiles; the layer engine supports one tile per replica"):
-        EngineInfo(lp, _chip())
+    assert "spans several tiles; the layer engine supports one tile per replica" in \
+        schedule_layer(lp, _chip()).engine_refusal()
+    with pytest.raises(ValueError, match="spans several tiles"):
+        LayerDesign(spec, _chip(), "conventional")
     # novel replicas must split rows, not columns
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1")
     _, lp = layer_plan(spec, _chip(), "novel", duplication=2)
     assert lp.grid == (1, 2)
-    with pytest.raises(ValueError, match="equal width"):
-        EngineInfo(lp, _chip())
+    assert "equal width" in schedule_layer(lp, _chip()).engine_refusal()
     # requantization parameters are required for a non-final layer (refused in gen, not by the engine)
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=4 W=4 pad=1")
     plan, lp = layer_plan(spec, _chip(), "conventional")

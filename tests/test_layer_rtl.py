@@ -9,6 +9,7 @@ import pytest
 from conftest import requires_icarus
 from gen.config import ChipConfig, CrossbarConfig
 from gen.layerspec import parse_layer_spec
+from gen.perf import layer_timing
 from flow.layer_check import LayerDesign, random_images, run_layer_check, tb_arguments
 
 # 16x16 crossbars, 4-bit cells: 2 columns per weight -> 7 outputs per crossbar; 4 columns per
@@ -35,6 +36,8 @@ def check(d, sim_cache, **kw):
     sc = d.sched
     per_img = rep["fm_reads"] // rep["images"]
     assert per_img == sc.fm_reads
+    # the feature-map traffic every report prints is what the fetch stages moved
+    assert layer_timing(d.lp, d.chip).traffic["global_in"] == per_img * sc.fm.word_bits
     c, h, w = sc.in_shape
     _, ho, wo = sc.out_shape
     s, k, pad = sc.stride, sc.k, sc.pad
@@ -94,6 +97,31 @@ def test_layer_3x3_novel_verilator(sim_cache):
     assert max(rep["measured_per_image"]) > rep["predicted_clocks"], "back-pressure never slowed the engine"
 
 
+def test_layer_novel_stride2_odd_size_verilator(sim_cache):
+    """Stride 2, pad 0, input wider and taller than the windows reach (the issue's shape,
+    reduced): the unused last column and row are never read (reads == schedule == brute
+    force, in check())."""
+    d = design("conv Cin=2 Cout=3 K=3 H=5 W=4 stride=2 pad=0", "novel")
+    assert d.lp.mapping == "novel" and d.sched.replicas[0].in_cols == (0, 3)
+    check(d, sim_cache, images=2, seed=2)
+
+
+def test_timing_constants_build_the_engine(sim_cache, monkeypatch):
+    """The post depth and the feature-map read latency are gen.timing's: patched, the RTL
+    grows by exactly what the schedule predicts (measured == predicted, bit-exact)."""
+    from gen import timing
+    base = design(SMALL, "conventional")
+    monkeypatch.setattr(timing, "POST_CLOCKS", timing.POST_CLOCKS + 1)
+    monkeypatch.setattr(timing, "FM_READ_LATENCY", timing.FM_READ_LATENCY + 1)
+    d = design(SMALL, "conventional")
+    # the MVM (37 clocks) sets the step interval, not the window fetch (10) or the post (3):
+    # each adds one clock to the fill only
+    assert d.sched.interval == base.sched.interval == d.sched.stages["mvm"]
+    assert d.predicted_clocks == base.predicted_clocks + 2
+    rep = check(d, sim_cache, seed=7)
+    assert rep["measured_clocks"] == d.predicted_clocks
+
+
 @requires_icarus
 @pytest.mark.parametrize("mapping", ["conventional", "novel"])
 def test_layer_icarus(mapping, sim_cache):
@@ -121,6 +149,7 @@ CASES = {
     "dup2": ("conv Cin=4 Cout=4 K=3 H=6 W=5 pad=1", CHIP, 2, False),
     "lossy-adc": (SMALL, LOSSY, 1, False),
     "raw-output": ("conv Cin=4 Cout=5 K=3 H=4 W=6 pad=0", CHIP, 1, True),
+    "s2-odd-issue": ("conv Cin=3 Cout=9 K=3 H=9 W=8 stride=2 pad=0", CHIP, 1, False),
 }
 
 

@@ -1,0 +1,113 @@
+"""gen.schedule: the one schedule of a layer, checked against independent counts.
+
+The feature-map read counts are recounted here by brute force over the data flow DESIGN.md
+§4 describes (conventional: every real pixel of every window; novel: every input pixel a
+replica's windows cover, once), over stride / padding / odd sizes / duplication; the RTL's
+read counter is checked against the same schedule in tests/test_layer_rtl.py.
+"""
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from gen import timing
+from gen.config import ChipConfig, CrossbarConfig
+from gen.layerspec import LayerSpec, layer_plan
+from gen.perf import layer_timing
+from gen.schedule import schedule_layer
+
+XB = CrossbarConfig(rows=16, cols=16, cell_bits=4, cols_per_adc=4)
+
+
+def chip(bus: int, ppt: int = 25) -> ChipConfig:
+    return ChipConfig(crossbar=XB, subarrays_per_pe=4, pes_per_tile=ppt, global_bus_bits=bus, tile_bus_bits=64,
+                      pe_bus_bits=32)
+
+
+def brute_reads(mapping, cin, k, h, w, s, pad, regions, bus, a=8):
+    wpp = -(-cin * a // min(bus, cin * a))
+    total = 0
+    for (y0, y1, x0, x1) in regions:
+        if mapping == "conventional":
+            total += wpp * sum(1 for y in range(y0, y1) for x in range(x0, x1) for i in range(k) for j in range(k)
+                               if 0 <= y * s + i - pad < h and 0 <= x * s + j - pad < w)
+        else:
+            pix = {(y * s + i - pad, x * s + j - pad) for y in range(y0, y1) for x in range(x0, x1)
+                   for i in range(k) for j in range(k)}
+            total += wpp * sum(1 for (yy, xx) in pix if 0 <= yy < h and 0 <= xx < w)
+    return total
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cin=st.integers(1, 20), cout=st.integers(1, 9), k=st.integers(1, 5), h=st.integers(1, 12),
+       w=st.integers(1, 12), stride=st.sampled_from([1, 2]), pad=st.integers(0, 2),
+       mapping=st.sampled_from(["conventional", "novel"]), dup=st.integers(1, 4),
+       bus=st.sampled_from([16, 32, 64]))
+def test_fm_reads_equal_an_independent_count(cin, cout, k, h, w, stride, pad, mapping, dup, bus):
+    if k > h + 2 * pad or k > w + 2 * pad or pad >= k:
+        return
+    spec = LayerSpec("conv", cin, cout, k, h, w, stride, pad)
+    _, lp = layer_plan(spec, chip(bus), mapping, dup)
+    sc = schedule_layer(lp, chip(bus))
+    assert sc.fm_reads == brute_reads(lp.mapping, cin, k, h, w, stride, pad, lp.regions, bus)
+    # the traffic the reports print is what the fetch stages move
+    lt = layer_timing(lp, chip(bus))
+    assert lt.traffic["global_in"] == sc.fm_reads * min(bus, cin * 8)
+    assert sc.steps == max(r.steps for r in sc.replicas)
+    if lp.mapping == "novel":
+        # every output row: the window's first columns enter in warm-up steps of s columns
+        assert sc.warmup * stride >= k - stride > (sc.warmup - 1) * stride
+
+
+def test_issue_shape_novel_stride2_odd_height():
+    """conv Cin=3 Cout=9 K=3 H=9 W=8 stride=2 pad=0: the last input column (7) is in no
+    window; the prologue used to read it (64 reads where 63 are needed)."""
+    spec = LayerSpec("conv", 3, 9, 3, 9, 8, 2, 0)
+    _, lp = layer_plan(spec, chip(64, 9), "novel")
+    sc = schedule_layer(lp, chip(64, 9))
+    assert lp.mapping == "novel"
+    assert sc.replicas[0].in_cols == (0, 7) and sc.replicas[0].in_rows == (0, 9)
+    assert sc.fm_reads == 9 * 7 == 63           # 9 rows x 7 columns, one 24-bit word per pixel
+
+
+def test_issue_traffic_figures():
+    """conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1, 64-bit bus: the reads the RTL counts (169 words
+    of 32 bits conventional, 25 novel) are the reported feature-map traffic."""
+    c = chip(64, 9)
+    spec = LayerSpec("conv", 4, 4, 3, 5, 5, 1, 1)
+    for mapping, reads in (("conventional", 169), ("novel", 25)):
+        _, lp = layer_plan(spec, c, mapping)
+        lt = layer_timing(lp, c)
+        assert lt.schedule.fm_reads == reads and lt.traffic["global_in"] == reads * 32
+
+
+def test_timing_constants_reach_the_schedule(monkeypatch):
+    c = chip(64, 9)
+    _, lp = layer_plan(LayerSpec("conv", 4, 4, 3, 5, 5, 1, 1), c, "novel")
+    base = schedule_layer(lp, c)
+    monkeypatch.setattr(timing, "POST_CLOCKS", timing.POST_CLOCKS + 2)
+    monkeypatch.setattr(timing, "FM_READ_LATENCY", timing.FM_READ_LATENCY + 1)
+    monkeypatch.setattr(timing, "CROSSBAR_PIPELINE_CLOCKS", timing.CROSSBAR_PIPELINE_CLOCKS + 1)
+    sc = schedule_layer(lp, c)
+    assert sc.stages["post"] == base.stages["post"] + 2
+    assert sc.stages["gbus_in"] == base.stages["gbus_in"] + 1
+    assert sc.stages["mvm"] == base.stages["mvm"] + 1
+    assert sc.prologue == base.prologue + 1
+
+
+def test_engine_refusals_come_from_the_schedule():
+    c = dataclasses.replace(chip(64, 9), crossbar=dataclasses.replace(XB, rows=8))
+    _, lp = layer_plan(LayerSpec("conv", 40, 4, 3, 5, 5, 1, 1), c, "novel")
+    sc = schedule_layer(lp, c)
+    assert lp.n_tiles > 1 and "spans several tiles" in sc.engine_refusal()
+    _, lp = layer_plan(LayerSpec("conv", 4, 4, 3, 5, 5, 1, 1), chip(64, 9), "novel", 2)
+    assert schedule_layer(lp, chip(64, 9)).engine_refusal() is None
+
+
+def test_schedule_rejects_weightless_layers():
+    from gen.mapping import map_network
+    from gen.network import zoo
+    plan = map_network(zoo("resnet20"), chip(64, 9))
+    pool = next(lp for lp in plan.layers if not lp.has_weights)
+    with pytest.raises(ValueError, match="no weights"):
+        schedule_layer(pool, chip(64, 9))
