@@ -317,10 +317,11 @@ class LayerSchedule:
             c, h, w = self.in_shape
             return (f"layer {self.name!r}: a linear layer engine needs a 1x1 input (got {c}x{h}x{w}); "
                     f"flatten the input to {c * h * w}x1x1")
-        multi = [r.index for r in self.replicas if sum(r.index in t.replicas for t in self.tiles) > 1]
+        spans = {r.index: sum(r.index in t.replicas for t in self.tiles) for r in self.replicas}
+        multi = [(r, n) for r, n in spans.items() if n > 1]
         if multi:
-            return (f"layer {self.name!r}: replica {multi[0]} spans several tiles; the layer engine supports one "
-                    f"tile per replica (use larger crossbars, more subarrays per PE or more PEs per tile)")
+            return (f"layer {self.name!r}: replica {multi[0][0]} spans {multi[0][1]} tiles; the layer engine supports "
+                    f"one tile per replica (use larger crossbars, more subarrays per PE or more PEs per tile)")
         if self.novel and any(len(t.replicas) != 1 for t in self.tiles):
             return f"layer {self.name!r}: novel mapping with several replicas in one tile is not supported"
         if self.novel and len({r.region[3] - r.region[2] for r in self.replicas}) > 1:

@@ -49,9 +49,9 @@ def test_engine_refuses_unsupported_plans():
     spec = parse_layer_spec("conv Cin=40 Cout=16 K=3 H=4 W=4 pad=1")
     # conventional: 360 rows -> 23 row-blocks x 3 column-blocks = 69 crossbars > one tile of 9 PEs x 4
     _, lp = layer_plan(spec, _chip(), "conventional")
-    assert "spans several tiles; the layer engine supports one tile per replica" in \
+    assert "spans 2 tiles; the layer engine supports one tile per replica" in \
         schedule_layer(lp, _chip()).engine_refusal()
-    with pytest.raises(ValueError, match="spans several tiles"):
+    with pytest.raises(ValueError, match="spans 2 tiles"):
         LayerDesign(spec, _chip(), "conventional")
     # novel replicas must split rows, not columns
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1")
@@ -76,7 +76,7 @@ def test_generate_writes_build(tmp_path, capsys):
     m = json.loads((out / "manifest.json").read_text())
     assert (out / "rtl" / "layer.v").read_text().startswith("/*") or "module layer" in (out / "rtl" / "layer.v").read_text()
     assert m["mapping"] == "novel" and m["subarrays"] == 9 and len(m["weights"]["crossbars"]) == 9
-    assert m["ports"]["i"]["words_per_image"] == 25 and m["ports"]["o0"]["bits"] == 64
+    assert m["ports"]["i"]["words_per_image"] == 25 and m["ports"]["o"]["bits"] == 64 and m["ports"]["o"]["array"] == 1
     assert m["chip"]["crossbar"]["rows"] == 16 and m["expected_fm_reads"] == 25
     hexes = list((out / "weights").glob("*.hex"))
     assert len(hexes) == 9 and len(hexes[0].read_text().split()) == 16
