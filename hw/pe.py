@@ -20,6 +20,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.config import CrossbarConfig
+from gen.timing import adder_tree_clocks as adder_levels
 from hw.crossbar import Crossbar
 
 __all__ = ["PEBlock", "PE", "AdderTree", "adder_levels"]
@@ -94,11 +95,6 @@ class PE(wiring.Component):
         for xb in self.xbars:
             m.d.comb += [xb.i.valid.eq(self.i.valid & all_ready), xb.o.ready.eq(self.o.ready & all_valid)]
         return m
-
-
-def adder_levels(n: int) -> int:
-    """Registered levels of a pairwise adder tree over ``n`` addends: ``ceil(log2 n)``."""
-    return max(0, (n - 1).bit_length())
 
 
 class AdderTree:

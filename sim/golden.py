@@ -157,14 +157,11 @@ def plan_layer_acc(lp, params: WeightParams, x, cfg: CrossbarConfig) -> np.ndarr
     from gen.network import Linear
     layer = lp.layer
     x = as_int(x, "x")
-    w = params.w
     if isinstance(layer, Linear):
         cols = x.reshape(1, 1, -1)                       # one "pixel", R = in_features
-        wmat = w.T
         xp = None
     else:
         cols = im2col(x, layer.k, layer.stride, layer.pad) if lp.mapping == "conventional" else None
-        wmat = unroll_weights(w) if lp.mapping == "conventional" else None
         xp = np.pad(x, ((0, 0), (layer.pad, layer.pad), (layer.pad, layer.pad)))
     cout, ho, wo = lp.out_shape
     out = np.zeros((ho, wo, cout), dtype=np.int64)
@@ -177,16 +174,14 @@ def plan_layer_acc(lp, params: WeightParams, x, cfg: CrossbarConfig) -> np.ndarr
         # column block -> tile -> pe -> [partial sums in subarray order]
         tree: dict[tuple[int, int], dict[int, dict[int, list]]] = {}
         for p in sorted(pls, key=lambda q: (q.tile, q.pe, q.subarray)):
-            (r0, r1), (c0, c1) = p.rows, p.cols
+            r0, r1 = p.rows
             if p.kpos is None:
                 xin = cols[y0:y1, x0:x1, r0:r1]
-                wblk = wmat[r0:r1, c0:c1]
             else:
                 i, j = p.kpos
                 xin = xp[r0:r1, y0 * s + i:(y1 - 1) * s + i + 1:s, x0 * s + j:(x1 - 1) * s + j + 1:s]
                 xin = xin.transpose(1, 2, 0)
-                wblk = w[c0:c1, r0:r1, i, j].T
-            psum = crossbar_mvm(xin, wblk, cfg)
+            psum = crossbar_mvm(xin, params.block(p), cfg)
             tree.setdefault(p.cols, {}).setdefault(p.tile, {}).setdefault(p.pe, []).append(psum)
         for (c0, c1), tiles in tree.items():
             tile_sums = [_adder_tree([_adder_tree(pe_ps) for _, pe_ps in sorted(pes.items())])
