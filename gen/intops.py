@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gen.network import Add, GlobalAvgPool, MaxPool
-from gen.params import AddParams, Requant, WeightParams
+from gen.params import AddParams, PoolParams, Requant, WeightParams
 
 __all__ = ["as_int", "check_range", "add_bias", "im2col", "unroll_weights", "conv2d_int", "linear", "round_shift",
-           "requantize", "maxpool2d", "global_avgpool", "residual_add", "weight_acc", "finish_weight_layer",
-           "apply_layer"]
+           "requantize", "maxpool2d", "avgpool2d", "global_avgpool", "residual_add", "concat", "weight_acc",
+           "finish_weight_layer", "apply_layer", "fold_zero_point"]
 
 
 def as_int(a, name: str) -> np.ndarray:
@@ -34,8 +33,17 @@ def check_range(a: np.ndarray, lo: int, hi: int, name: str) -> None:
 
 
 # --- convolution as a matrix product --------------------------------------------------
-def im2col(x: np.ndarray, k: int, stride: int = 1, pad: int = 0) -> np.ndarray:
-    """Unroll ``x[Cin,H,W]`` into windows ``[Ho, Wo, K*K*Cin]``.
+def _pads(pad) -> tuple[int, int, int, int]:
+    """``pad`` (an int, or ``(top, left, bottom, right)``) as four ints, each >= 0."""
+    p = (pad,) * 4 if isinstance(pad, (int, np.integer)) else tuple(pad)
+    if len(p) != 4 or any((not isinstance(v, (int, np.integer))) or v < 0 for v in p):
+        raise ValueError(f"pad={pad!r} is not allowed: pad must be an integer >= 0 or (top, left, bottom, right)")
+    return tuple(int(v) for v in p)
+
+
+def im2col(x: np.ndarray, k: int, stride: int = 1, pad=0, pad_value: int = 0) -> np.ndarray:
+    """Unroll ``x[Cin,H,W]`` into windows ``[Ho, Wo, K*K*Cin]``; padding pixels hold ``pad_value``
+    (the input's zero point, DESIGN.md §3). ``pad``: an int or ``(top, left, bottom, right)``.
 
     Row order inside a window is kernel-position major, ``(kh, kw, cin)``: the ``Cin``
     rows of kernel position ``(i, j)`` are contiguous, which is the row order of both
@@ -46,12 +54,11 @@ def im2col(x: np.ndarray, k: int, stride: int = 1, pad: int = 0) -> np.ndarray:
         raise ValueError(f"x must have shape [Cin, H, W], got {x.shape}")
     if stride not in (1, 2):
         raise ValueError(f"stride={stride} is not allowed: stride must be 1 or 2")
-    if pad < 0:
-        raise ValueError(f"pad={pad} is not allowed: pad must be >= 0")
+    pt, pl, pb, pr = _pads(pad)
     cin, h, w = x.shape
-    if k < 1 or k > h + 2 * pad or k > w + 2 * pad:
-        raise ValueError(f"kernel K={k} does not fit the padded input {h + 2 * pad}x{w + 2 * pad}")
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    if k < 1 or k > h + pt + pb or k > w + pl + pr:
+        raise ValueError(f"kernel K={k} does not fit the padded input {h + pt + pb}x{w + pl + pr}")
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
     win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::stride, ::stride]  # [Cin,Ho,Wo,K,K]
     ho, wo = win.shape[1], win.shape[2]
     return win.transpose(1, 2, 3, 4, 0).reshape(ho, wo, k * k * cin)
@@ -86,10 +93,11 @@ def conv_operands(x, w) -> tuple[np.ndarray, np.ndarray]:
     return x, w
 
 
-def conv2d_int(x, w, bias=None, stride: int = 1, pad: int = 0) -> np.ndarray:
-    """Plain integer convolution (cross-correlation): ``[Cout, Ho, Wo]`` int64."""
+def conv2d_int(x, w, bias=None, stride: int = 1, pad=0, pad_value: int = 0) -> np.ndarray:
+    """Plain integer convolution (cross-correlation): ``[Cout, Ho, Wo]`` int64; padding pixels
+    are ``pad_value`` (the input zero point)."""
     x, w = conv_operands(x, w)
-    cols = im2col(x, w.shape[2], stride, pad)
+    cols = im2col(x, w.shape[2], stride, pad, pad_value)
     acc = np.einsum("hwr,ro->ohw", cols, unroll_weights(w))
     return add_bias(acc, bias)
 
@@ -118,41 +126,91 @@ def round_shift(v, s: int):
     return (v + (1 << (s - 1))) >> s if s else v
 
 
-def requantize(acc, m: int, s: int, bias=None, a_bits: int = 8) -> np.ndarray:
-    """Bias, fixed-point scale and ReLU-clamp: ``clamp(((acc+bias)*M + 2**(s-1)) >> s, 0, 2**a_bits-1)``.
+def _zero_check(z: int, a_bits: int, name: str) -> None:
+    if not 0 <= z <= (1 << a_bits) - 1:
+        raise ValueError(f"{name}={z} is not allowed: a zero point must be an a_bits={a_bits} code "
+                         f"in [0, {(1 << a_bits) - 1}]")
 
-    ``bias`` (one value per output channel) broadcasts along axis 0 of ``acc``. ``m``/``s``
-    are checked by :class:`gen.params.Requant`.
+
+def requantize(acc, m: int, s: int, bias=None, a_bits: int = 8, z_out: int = 0, relu: bool = True) -> np.ndarray:
+    """Bias, fixed-point scale, output zero point and clamp:
+    ``clamp((((acc+bias)*M + 2**(s-1)) >> s) + z_out, lo, 2**a_bits-1)``, ``lo = z_out`` with ``relu``, else 0.
+
+    ``bias`` (one value per output channel) broadcasts along axis 0 of ``acc``. ``m``/``s``/
+    ``z_out`` are checked by :class:`gen.params.Requant`.
     """
-    rq = Requant(m, s)
+    rq = Requant(m, s, z_out, relu)
+    _zero_check(rq.z_out, a_bits, "z_out")
     v = add_bias(as_int(acc, "acc"), bias)
-    return np.clip(round_shift(v * rq.m, rq.s), 0, (1 << a_bits) - 1)
+    return np.clip(round_shift(v * rq.m, rq.s) + rq.z_out, rq.lo(), (1 << a_bits) - 1)
 
 
-def maxpool2d(x, k: int = 2) -> np.ndarray:
-    """k x k max-pool with stride k on ``x[C,H,W]`` (trailing rows/cols that do not fill a window are dropped)."""
+def maxpool2d(x, k: int = 2, stride: int | None = None, pad: int = 0) -> np.ndarray:
+    """k x k max-pool with stride ``stride`` [k] and padding ``pad`` [0] on ``x[C,H,W]`` (padded
+    positions never win; trailing rows/cols that do not fill a window are dropped)."""
     x = as_int(x, "x")
     c, h, w = x.shape
-    if k < 1 or k > h or k > w:
-        raise ValueError(f"pool size {k} does not fit a {h}x{w} feature map")
-    ho, wo = h // k, w // k
-    return x[:, :ho * k, :wo * k].reshape(c, ho, k, wo, k).max(axis=(2, 4))
+    st = stride or k
+    if k < 1 or k > h + 2 * pad or k > w + 2 * pad or pad >= max(k, 1) or st < 1:
+        raise ValueError(f"pool size {k} (stride {st}, pad {pad}) does not fit a {h}x{w} feature map")
+    if st == k and pad == 0:
+        ho, wo = h // k, w // k
+        return x[:, :ho * k, :wo * k].reshape(c, ho, k, wo, k).max(axis=(2, 4))
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=np.iinfo(np.int64).min)
+    return sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::st, ::st].max(axis=(3, 4))
 
 
-def global_avgpool(x, m: int, s: int, a_bits: int = 8) -> np.ndarray:
-    """Global average pool as ``(sum * M + 2**(s-1)) >> s`` per channel, clamped to ``a_bits``."""
-    rq = Requant(m, s)
+def _pool_requant(total, n_zero, p: PoolParams, a_bits: int) -> np.ndarray:
+    rq = p.requant
+    _zero_check(rq.z_out, a_bits, "z_out")
+    _zero_check(p.z_in, a_bits, "z_in")
+    return np.clip(round_shift((total - n_zero) * rq.m, rq.s) + rq.z_out, rq.lo(), (1 << a_bits) - 1)
+
+
+def global_avgpool(x, m: int, s: int, a_bits: int = 8, z_in: int = 0, z_out: int = 0,
+                   relu: bool = False) -> np.ndarray:
+    """Global average pool per channel: ``clamp(((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``."""
+    p = PoolParams(Requant(m, s, z_out, relu), z_in)
     x = as_int(x, "x")
-    return np.clip(round_shift(x.sum(axis=(1, 2)) * rq.m, rq.s), 0, (1 << a_bits) - 1)
+    return _pool_requant(x.sum(axis=(1, 2)), p.z_in * x.shape[1] * x.shape[2], p, a_bits)
 
 
-def residual_add(a, b, ma: int, mb: int, s: int, a_bits: int = 8) -> np.ndarray:
-    """Residual join: ``clamp((a*Ma + b*Mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``."""
-    p = AddParams(ma, mb, s)
+def avgpool2d(x, k: int, m: int, s: int, a_bits: int = 8, z_in: int = 0, z_out: int = 0,
+              relu: bool = False) -> np.ndarray:
+    """k x k, stride k average pool: per window ``clamp(((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out, lo, ...)``."""
+    p = PoolParams(Requant(m, s, z_out, relu), z_in)
+    x = as_int(x, "x")
+    c, h, w = x.shape
+    if k < 1 or h % k or w % k:
+        raise ValueError(f"pool size {k} must divide the {h}x{w} feature map")
+    total = x.reshape(c, h // k, k, w // k, k).sum(axis=(2, 4))
+    return _pool_requant(total, p.z_in * k * k, p, a_bits)
+
+
+def residual_add(a, b, ma: int, mb: int, s: int, a_bits: int = 8, za: int = 0, zb: int = 0, z_out: int = 0,
+                 relu: bool = True) -> np.ndarray:
+    """Residual join: ``clamp(((((a - za)*Ma + (b - zb)*Mb) + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``,
+    ``lo = z_out`` with ``relu``, else 0."""
+    p = AddParams(ma, mb, s, za, zb, z_out, relu)
+    for f_ in ("za", "zb", "z_out"):
+        _zero_check(getattr(p, f_), a_bits, f_)
     a, b = as_int(a, "a"), as_int(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"residual_add: shapes differ {a.shape} vs {b.shape}")
-    return np.clip(round_shift(a * p.ma + b * p.mb, p.s), 0, (1 << a_bits) - 1)
+    return np.clip(round_shift((a - p.za) * p.ma + (b - p.zb) * p.mb, p.s) + p.z_out, p.lo(), (1 << a_bits) - 1)
+
+
+def concat(xs) -> np.ndarray:
+    """Channel concatenation of codes ``[C_i, H, W]`` (the producers share one scale and zero point)."""
+    return np.concatenate([as_int(x, "x") for x in xs], axis=0)
+
+
+def fold_zero_point(bias, w, z_in: int) -> np.ndarray:
+    """``bias - z_in * Σ w[o]`` (Σ over the whole kernel of output ``o``): the compile-time fold
+    that lets the crossbars see unsigned codes of an input with zero point ``z_in``."""
+    w = as_int(w, "w")
+    b = np.zeros(w.shape[0], dtype=np.int64) if bias is None else as_int(bias, "bias")
+    return b - int(z_in) * w.reshape(w.shape[0], -1).sum(axis=1)
 
 
 # --- one layer of a network ---------------------------------------------------------------
@@ -161,7 +219,7 @@ def weight_acc(layer, p: WeightParams, x: np.ndarray) -> np.ndarray:
     :func:`linear`, shape ``[Cout, Ho, Wo]``."""
     if layer.kind == "fc":
         return linear(np.asarray(x).reshape(-1), p.w).reshape(-1, 1, 1)
-    return conv2d_int(x, p.w, None, layer.stride, layer.pad)
+    return conv2d_int(x, p.w, None, layer.stride, layer.pad, p.z_in)
 
 
 def finish_weight_layer(acc: np.ndarray, p: WeightParams, raw: bool, a_bits: int) -> np.ndarray:
@@ -170,7 +228,8 @@ def finish_weight_layer(acc: np.ndarray, p: WeightParams, raw: bool, a_bits: int
         return add_bias(acc, p.bias)
     if p.requant is None:
         raise ValueError("requant is None, but the layer requantizes (it is not a raw-output layer)")
-    return requantize(acc, p.requant.m, p.requant.s, p.bias, a_bits)
+    rq = p.requant
+    return requantize(acc, rq.m, rq.s, p.bias, a_bits, rq.z_out, rq.relu)
 
 
 def apply_layer(layer, p, ins: list[np.ndarray], *, raw: bool, a_bits: int, acc_fn=weight_acc) -> np.ndarray:
@@ -183,10 +242,17 @@ def apply_layer(layer, p, ins: list[np.ndarray], *, raw: bool, a_bits: int, acc_
     """
     if layer.has_weights:
         return finish_weight_layer(acc_fn(layer, p, ins[0]), p, raw, a_bits)
-    if isinstance(layer, MaxPool):
-        return maxpool2d(ins[0], layer.k)
-    if isinstance(layer, GlobalAvgPool):
-        return global_avgpool(ins[0], p.requant.m, p.requant.s, a_bits).reshape(-1, 1, 1)
-    if isinstance(layer, Add):
-        return residual_add(ins[0], ins[1], p.ma, p.mb, p.s, a_bits)
+    kind = layer.kind
+    if kind == "maxpool":
+        return maxpool2d(ins[0], layer.k, layer.stride, layer.pad)
+    if kind == "gap":
+        rq = p.requant
+        return global_avgpool(ins[0], rq.m, rq.s, a_bits, p.z_in, rq.z_out, rq.relu).reshape(-1, 1, 1)
+    if kind == "avgpool":
+        rq = p.requant
+        return avgpool2d(ins[0], layer.k, rq.m, rq.s, a_bits, p.z_in, rq.z_out, rq.relu)
+    if kind == "add":
+        return residual_add(ins[0], ins[1], p.ma, p.mb, p.s, a_bits, p.za, p.zb, p.z_out, p.relu)
+    if kind == "concat":
+        return concat(ins)
     raise ValueError(f"layer {layer.name!r}: unsupported kind {type(layer).__name__}")  # pragma: no cover

@@ -12,11 +12,19 @@ produces ``(out_features, 1, 1)``.
 
 Layers:
 
-* :class:`Conv2d` ``(cin, cout, k, stride, pad)`` — square kernels, stride 1 or 2, zero padding.
-* :class:`MaxPool` ``(k)`` — k×k, stride k (DESIGN.md §3; no padding).
+* :class:`Conv2d` ``(cin, cout, k, stride, pad, relu)`` — square kernels, stride 1 or 2, padding
+  with the input's zero point.
+* :class:`MaxPool` ``(k, stride, pad)`` — k×k, stride ``stride`` [k], padding ``pad`` [0] (padded
+  positions never win).
+* :class:`AvgPool` ``(k)`` — k×k, stride k, H and W divisible by k.
 * :class:`GlobalAvgPool` — average over H×W.
-* :class:`Linear` ``(in_features, out_features)``.
-* :class:`Add` — residual join of exactly two producers of equal shape.
+* :class:`Linear` ``(in_features, out_features, relu)``.
+* :class:`Add` ``(relu)`` — residual join of exactly two producers of equal shape.
+* :class:`Concat` — channel concatenation of two or more producers of equal H×W.
+
+``relu`` (default ``True``) says whether the layer's requantization clamps at the output zero
+point (DESIGN.md §3); ``False`` gives a signed tensor (e.g. a ResNet block's second conv,
+whose ReLU comes after the residual add). The last layer's raw output ignores it.
 """
 from __future__ import annotations
 
@@ -47,6 +55,7 @@ class Conv2d(Layer):
     k: int
     stride: int = 1
     pad: int = 0
+    relu: bool = True
 
     kind = "conv"
 
@@ -68,6 +77,7 @@ class Conv2d(Layer):
 class Linear(Layer):
     in_features: int
     out_features: int
+    relu: bool = True
 
     kind = "fc"
 
@@ -100,8 +110,22 @@ class Linear(Layer):
 @dataclass(frozen=True, kw_only=True)
 class MaxPool(Layer):
     k: int = 2
+    stride: int | None = None     # None: k
+    pad: int = 0
 
     kind = "maxpool"
+
+    @property
+    def step(self) -> int:
+        """The stride in use (``stride``, or ``k`` when it is None)."""
+        return self.stride or self.k
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool(Layer):
+    k: int = 2
+
+    kind = "avgpool"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +135,17 @@ class GlobalAvgPool(Layer):
 
 @dataclass(frozen=True, kw_only=True)
 class Add(Layer):
+    relu: bool = True
+
     kind = "add"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Concat(Layer):
+    kind = "concat"
+
+
+LAYER_TYPES: dict[str, type] = {t.__name__: t for t in (Conv2d, Linear, MaxPool, AvgPool, GlobalAvgPool, Add, Concat)}
 
 
 def _err(layer: Layer, msg: str) -> ValueError:
@@ -167,6 +201,15 @@ class Network:
     @staticmethod
     def infer_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
         """The output shape of ``layer`` fed ``in_shapes``; ``ValueError`` naming the layer if they do not fit."""
+        if getattr(layer, "relu", True) not in (True, False):
+            raise _err(layer, f"relu={layer.relu!r} must be True or False")
+        if isinstance(layer, Concat):
+            if len(in_shapes) < 2:
+                raise _err(layer, f"needs at least 2 inputs, got {len(in_shapes)}")
+            if len({s_[1:] for s_ in in_shapes}) != 1:
+                raise _err(layer, f"input sizes differ: {', '.join(f'{i!r} {s_}' for i, s_ in zip(layer.inputs, in_shapes))}"
+                                  f" (a concat joins channels of equal HxW)")
+            return (sum(s_[0] for s_ in in_shapes),) + tuple(in_shapes[0][1:])
         if isinstance(layer, Add):
             if len(in_shapes) != 2:
                 raise _err(layer, f"needs exactly 2 inputs, got {len(in_shapes)}")
@@ -201,8 +244,17 @@ class Network:
                                   f"of shape {(c, h, w)} ({c * h * w} values)")
             return (layer.out_features, 1, 1)
         if isinstance(layer, MaxPool):
-            if not isinstance(layer.k, int) or layer.k < 1 or layer.k > h or layer.k > w:
+            st, p = layer.step, layer.pad
+            if not isinstance(st, int) or st < 1 or not isinstance(p, int) or p < 0:
+                raise _err(layer, f"stride={layer.stride!r}, pad={layer.pad!r}: stride must be >= 1 and pad >= 0")
+            if not isinstance(layer.k, int) or layer.k < 1 or layer.k > h + 2 * p or layer.k > w + 2 * p:
                 raise _err(layer, f"pool size {layer.k!r} does not fit the {h}x{w} input")
+            if p >= layer.k:
+                raise _err(layer, f"pad={p} must be smaller than the pool size {layer.k}")
+            return (c, (h + 2 * p - layer.k) // st + 1, (w + 2 * p - layer.k) // st + 1)
+        if isinstance(layer, AvgPool):
+            if not isinstance(layer.k, int) or layer.k < 1 or h % layer.k or w % layer.k:
+                raise _err(layer, f"pool size {layer.k!r} must divide the {h}x{w} input (k x k, stride k)")
             return (c, h // layer.k, w // layer.k)
         if isinstance(layer, GlobalAvgPool):
             return (c, 1, 1)
@@ -267,6 +319,27 @@ class Network:
     @property
     def params(self) -> int:
         return sum(self.layer_params(l) for l in self.layers)
+
+    # --- serialisation ----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-able description (:meth:`from_dict` inverts it)."""
+        import dataclasses
+        return {"name": self.name, "input_shape": list(self.input_shape), "description": self.description,
+                "layers": [{"type": type(l).__name__,
+                            **{f.name: (list(v) if isinstance(v := getattr(l, f.name), tuple) else v)
+                               for f in dataclasses.fields(l)}} for l in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d) -> "Network":
+        layers = []
+        for ld in d["layers"]:
+            ld = dict(ld)
+            t = LAYER_TYPES.get(ld.pop("type", None))
+            if t is None:
+                raise ValueError(f"layer {ld.get('name')!r}: unknown layer type; known: {', '.join(LAYER_TYPES)}")
+            ld["inputs"] = tuple(ld.get("inputs", ()))
+            layers.append(t(**ld))
+        return cls(d["name"], tuple(d["input_shape"]), layers, d.get("description", ""))
 
     @property
     def macs(self) -> int:

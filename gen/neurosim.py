@@ -159,7 +159,8 @@ def neurosim_rows(net: Network) -> list[tuple[int, ...]]:
                              f"(it implies pad=(K-1)//2={(layer.k - 1) // 2})")
         c, h, w = net.in_shape(layer)
         cons = net.consumers(layer.name)
-        pool = int(len(cons) == 1 and isinstance(cons[0], MaxPool) and cons[0].k == 2)
+        pool = int(len(cons) == 1 and isinstance(cons[0], MaxPool) and cons[0].k == 2 and cons[0].step == 2
+                   and cons[0].pad == 0)
         rows.append((h, w, c, layer.k, layer.k, layer.cout, pool, layer.stride))
     return rows
 

@@ -1,12 +1,12 @@
 """Per-layer parameters as frozen dataclasses, validated once, here (DESIGN.md §2, §3).
 
-* :class:`Requant` — ``M`` (unsigned 16-bit) and ``s`` (``0..31``) of
-  ``clamp(((v * M + 2**(s-1)) >> s), 0, 2**a_bits - 1)``.
+* :class:`Requant` — ``M`` (unsigned 16-bit), ``s`` (``0..31``), ``z_out`` and ``relu`` of
+  ``clamp(((v * M + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)`` (``lo = z_out`` with ReLU, else 0).
 * :class:`WeightParams` — a ``Conv2d``/``Linear`` layer: weights, bias, requantization
   (``None`` for a layer that only ever outputs raw accumulators).
-* :class:`PoolParams` — a global average pool: its :class:`Requant`.
-* :class:`AddParams` — a residual join: ``Ma``, ``Mb``, ``s``.
-* :class:`NoParams` — a max pool.
+* :class:`PoolParams` — a (global) average pool: its :class:`Requant` and input zero point.
+* :class:`AddParams` — a residual join: ``Ma``, ``Mb``, ``s`` (and zero points, ReLU flag).
+* :class:`NoParams` — a max pool or a concat.
 * :class:`NetworkParams` — layer name -> one of the above, with a JSON form
   (:meth:`NetworkParams.to_json` / :meth:`NetworkParams.from_json`) for build folders.
 
@@ -14,9 +14,12 @@ This module is the one home of the ``M``/``s`` range check (:func:`check_multipl
 :func:`check_shift`): the golden model and the RTL generators take these objects (or their
 fields) and never re-check them. Pure numpy: no ``hw``, ``sim``, ``flow`` or amaranth.
 
-Zero points (DESIGN.md §3: ``z_out`` and a ReLU flag per requantization) are not
-implemented yet; :class:`Requant` already has the two fields with today's behaviour as
-their default and refuses any other value, so nothing can silently ignore them.
+Zero points (DESIGN.md §3): :class:`Requant` carries the output zero point ``z_out`` and a
+ReLU flag (``lo = z_out`` when set, ``0`` otherwise); :class:`WeightParams` and
+:class:`PoolParams` carry the input zero point ``z_in`` (the code padding pixels take; a
+weight layer's bias already has ``- z_in * Σw`` folded in), :class:`AddParams` the inputs'
+``za``, ``zb`` and its own ``z_out``/``relu``. All default to 0 / ReLU, today's arithmetic, and
+the JSON form omits them when they have their defaults (old parameter files load unchanged).
 """
 from __future__ import annotations
 
@@ -27,10 +30,11 @@ from typing import Any, Union
 
 import numpy as np
 
-__all__ = ["M_MAX", "S_MAX", "check_multiplier", "check_shift", "Requant", "WeightParams", "PoolParams",
+__all__ = ["M_MAX", "S_MAX", "Z_MAX", "check_multiplier", "check_shift", "check_zero_point", "Requant", "WeightParams", "PoolParams",
            "AddParams", "NoParams", "LayerParams", "NetworkParams", "layer_params_from_dict"]
 
 M_MAX = (1 << 16) - 1   # M (and Ma, Mb) is an unsigned 16-bit integer
+Z_MAX = (1 << 16) - 1   # a zero point is an activation code (< 2**a_bits; checked against a_bits where applied)
 S_MAX = 31              # 0 <= s <= 31
 JSON_VERSION = 1
 
@@ -57,6 +61,20 @@ def check_shift(name: str, value) -> int:
     return v
 
 
+def check_zero_point(name: str, value) -> int:
+    """``value`` as an ``int`` if it can be a zero point (an unsigned activation code)."""
+    v = _int(name, value)
+    if not 0 <= v <= Z_MAX:
+        raise ValueError(f"{name}={v} is not allowed: a zero point is an unsigned activation code in [0, {Z_MAX}]")
+    return v
+
+
+def _bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be True or False")
+    return bool(value)
+
+
 def _int_array(name: str, value) -> np.ndarray:
     a = np.asarray(value)
     if not np.issubdtype(a.dtype, np.integer):
@@ -72,11 +90,11 @@ def _set(obj, name: str, value) -> None:
 
 @dataclass(frozen=True)
 class Requant:
-    """Fixed-point requantization ``clamp(((v * m + 2**(s-1)) >> s), 0, 2**a_bits - 1)``
-    (no rounding term when ``s == 0``).
+    """Fixed-point requantization ``clamp(((v * m + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``
+    (no rounding term when ``s == 0``; ``lo = z_out`` when ``relu``, else ``0``).
 
-    ``z_out`` and ``relu`` are DESIGN.md §3's output zero point and ReLU flag; only their
-    defaults (``0``, ``True``: today's arithmetic) are accepted until zero points exist.
+    ``z_out`` and ``relu`` are DESIGN.md §3's output zero point and ReLU flag; their
+    defaults (``0``, ``True``) are the plain ReLU-clamped requantization.
     """
     m: int
     s: int
@@ -86,21 +104,25 @@ class Requant:
     def __post_init__(self):
         _set(self, "m", check_multiplier("m", self.m))
         _set(self, "s", check_shift("s", self.s))
-        if _int("z_out", self.z_out) != 0:
-            raise ValueError(f"z_out={self.z_out} is not allowed: output zero points are not supported yet, "
-                             f"z_out must be 0")
-        if self.relu is not True:
-            raise ValueError(f"relu={self.relu!r} is not allowed: requantization always clamps at 0 for now, "
-                             f"relu must be True")
-        _set(self, "z_out", 0)
+        _set(self, "z_out", check_zero_point("z_out", self.z_out))
+        _set(self, "relu", _bool("relu", self.relu))
 
     @property
     def scale(self) -> float:
         """The real factor ``m / 2**s``."""
         return self.m / (1 << self.s)
 
+    def lo(self) -> int:
+        """The lower clamp bound: ``z_out`` with ReLU, else 0."""
+        return self.z_out if self.relu else 0
+
     def to_dict(self) -> dict:
-        return {"m": self.m, "s": self.s}
+        d = {"m": self.m, "s": self.s}
+        if self.z_out:
+            d["z_out"] = self.z_out
+        if not self.relu:
+            d["relu"] = False
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Requant":
@@ -118,14 +140,17 @@ class WeightParams:
     """Parameters of a ``Conv2d`` (``w[Cout, Cin, K, K]``) or ``Linear`` (``w[out, in]``) layer.
 
     ``bias``: one integer per output (``None``: no bias). ``requant``: the layer's
-    requantization, ``None`` only for a layer that outputs raw accumulators. Arrays are
-    stored as read-only ``int64`` copies.
+    requantization, ``None`` only for a layer that outputs raw accumulators. ``z_in``: the
+    input's zero point, the code padding pixels take (``bias`` already holds
+    ``- z_in * Σw``, folded at compile time). Arrays are stored as read-only ``int64`` copies.
     """
     w: np.ndarray
     bias: np.ndarray | None = None
     requant: Requant | None = None
+    z_in: int = 0
 
     def __post_init__(self):
+        _set(self, "z_in", check_zero_point("z_in", self.z_in))
         w = _int_array("w", self.w)
         if not (w.ndim == 2 or (w.ndim == 4 and w.shape[2] == w.shape[3])):
             raise ValueError(f"w has shape {w.shape}: w must be [Cout, Cin, K, K] (conv) or [out, in] (linear)")
@@ -190,65 +215,91 @@ class WeightParams:
     def __eq__(self, other):
         if not isinstance(other, WeightParams):
             return NotImplemented
-        return (np.array_equal(self.w, other.w) and self.requant == other.requant
+        return (np.array_equal(self.w, other.w) and self.requant == other.requant and self.z_in == other.z_in
                 and (self.bias is None) == (other.bias is None)
                 and (self.bias is None or np.array_equal(self.bias, other.bias)))
 
     __hash__ = None
 
     def to_dict(self) -> dict:
-        return {"kind": "weights", "w": self.w.tolist(),
-                "bias": None if self.bias is None else self.bias.tolist(),
-                "requant": None if self.requant is None else self.requant.to_dict()}
+        d = {"kind": "weights", "w": self.w.tolist(),
+             "bias": None if self.bias is None else self.bias.tolist(),
+             "requant": None if self.requant is None else self.requant.to_dict()}
+        if self.z_in:
+            d["z_in"] = self.z_in
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "WeightParams":
         rq = d.get("requant")
         bias = d.get("bias")
         return cls(np.array(d["w"], dtype=np.int64), None if bias is None else np.array(bias, dtype=np.int64),
-                   None if rq is None else Requant.from_dict(rq))
+                   None if rq is None else Requant.from_dict(rq), d.get("z_in", 0))
 
 
 @dataclass(frozen=True)
 class PoolParams:
-    """A global average pool: ``clamp((Σ * m + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` per channel."""
+    """An average pool (global or k×k): ``clamp(((Σ (x - z_in)) * m + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``
+    per channel and window (``m``, ``s``, ``z_out``, ``lo``: ``requant``)."""
     requant: Requant
+    z_in: int = 0
 
     def __post_init__(self):
         if not isinstance(self.requant, Requant):
             raise ValueError(f"requant={self.requant!r} is not allowed: requant must be a Requant")
+        _set(self, "z_in", check_zero_point("z_in", self.z_in))
 
     def to_dict(self) -> dict:
-        return {"kind": "pool", "requant": self.requant.to_dict()}
+        d = {"kind": "pool", "requant": self.requant.to_dict()}
+        if self.z_in:
+            d["z_in"] = self.z_in
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "PoolParams":
-        return cls(Requant.from_dict(d["requant"]))
+        return cls(Requant.from_dict(d["requant"]), d.get("z_in", 0))
 
 
 @dataclass(frozen=True)
 class AddParams:
-    """A residual join: ``clamp((a*ma + b*mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``."""
+    """A residual join: ``clamp((((a - za)*ma + (b - zb)*mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``,
+    ``lo = z_out`` when ``relu``, else 0 (defaults: ``clamp((a*ma + b*mb + 2**(s-1)) >> s, 0, ...)``)."""
     ma: int
     mb: int
     s: int
+    za: int = 0
+    zb: int = 0
+    z_out: int = 0
+    relu: bool = True
 
     def __post_init__(self):
         _set(self, "ma", check_multiplier("ma", self.ma))
         _set(self, "mb", check_multiplier("mb", self.mb))
         _set(self, "s", check_shift("s", self.s))
+        for f_ in ("za", "zb", "z_out"):
+            _set(self, f_, check_zero_point(f_, getattr(self, f_)))
+        _set(self, "relu", _bool("relu", self.relu))
+
+    def lo(self) -> int:
+        return self.z_out if self.relu else 0
 
     def to_dict(self) -> dict:
-        return {"kind": "add", "ma": self.ma, "mb": self.mb, "s": self.s}
+        d = {"kind": "add", "ma": self.ma, "mb": self.mb, "s": self.s}
+        for f_ in ("za", "zb", "z_out"):
+            if getattr(self, f_):
+                d[f_] = getattr(self, f_)
+        if not self.relu:
+            d["relu"] = False
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "AddParams":
-        return cls(d["ma"], d["mb"], d["s"])
+        return cls(d["ma"], d["mb"], d["s"], d.get("za", 0), d.get("zb", 0), d.get("z_out", 0), d.get("relu", True))
 
 
 @dataclass(frozen=True)
 class NoParams:
-    """A layer without parameters (max pool)."""
+    """A layer without parameters (max pool, concat)."""
 
     def to_dict(self) -> dict:
         return {"kind": "none"}
@@ -274,7 +325,8 @@ def layer_params_from_dict(d: Mapping) -> LayerParams:
 def _expected_type(layer) -> type:
     if layer.has_weights:
         return WeightParams
-    return {"GlobalAvgPool": PoolParams, "Add": AddParams, "MaxPool": NoParams}[type(layer).__name__]
+    return {"GlobalAvgPool": PoolParams, "AvgPool": PoolParams, "Add": AddParams, "MaxPool": NoParams,
+            "Concat": NoParams}[type(layer).__name__]
 
 
 class NetworkParams(Mapping):
