@@ -1,13 +1,17 @@
 """Post-processing units, exactly DESIGN.md §3 (the same arithmetic as ``sim.golden``).
 
-* :func:`requant_expr` — bias, fixed-point scale, rounding shift, ReLU clamp:
-  ``clamp(((acc + bias) * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` (no rounding term for
+* :func:`requant_expr` — bias, fixed-point scale, rounding shift, output zero point, clamp:
+  ``clamp((((acc + bias) * M + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)`` (no rounding term for
   ``s == 0``; ``>>`` arithmetic; :func:`gen.intops.round_shift`, the golden model's own
-  expression). Used by the layer engine's post stage and by :class:`Requantize`.
+  expression; ``lo = z_out`` with ReLU, else 0). Used by the layer engine's post stage and by
+  :class:`Requantize`; :func:`requant_tail` is its part after the multiply.
 * :class:`Requantize` — a vector of accumulators in, activations out (or raw ``acc + bias``).
 * :class:`MaxPoolUnit` — k×k / stride k max-pool over a raster stream of pixels.
-* :class:`GlobalAvgPoolUnit` — ``(Σ * M + 2**(s-1)) >> s`` per channel, clamped to ``a_bits``.
-* :class:`ResidualAddUnit` — ``clamp((a*Ma + b*Mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``.
+* :class:`GlobalAvgPoolUnit` — ``((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out`` per channel, clamped.
+* :class:`ResidualAddUnit` — ``clamp((((a-za)*Ma + (b-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``.
+
+With every zero point 0 (the defaults) each unit builds exactly the logic it built before
+zero points existed.
 
 Every unit has ``amaranth.lib.stream`` ports with flat ``unsigned`` payloads (element
 ``e`` in bits ``[e*w, (e+1)*w)``), a one-register output stage and full back-pressure:
@@ -26,20 +30,30 @@ from amaranth.lib.wiring import In, Out
 from gen.intops import round_shift
 from gen.params import AddParams, Requant
 
-__all__ = ["sext", "requant_expr", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
+__all__ = ["sext", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
            "ResidualAddUnit"]
 
 
-def clamp_unsigned(v, a_bits: int):
-    """``clamp(v, 0, 2**a_bits - 1)`` of a signed value, as ``a_bits`` unsigned."""
+def clamp_unsigned(v, a_bits: int, lo: int = 0):
+    """``clamp(v, lo, 2**a_bits - 1)`` of a signed value, as ``a_bits`` unsigned (``lo`` a constant code)."""
     hi = (1 << a_bits) - 1
-    return Mux(v < 0, 0, Mux(v > hi, hi, v[:a_bits]))[:a_bits]
+    return Mux(v < lo, lo, Mux(v > hi, hi, v[:a_bits]))[:a_bits]
+
+
+def requant_tail(v, rq: Requant, a_bits: int):
+    """``clamp((round_shift(v, s)) + z_out, lo, 2**a_bits - 1)`` of the signed product ``v``
+    (``(acc + bias) * M``): the part of :func:`requant_expr` after the multiplier."""
+    r = round_shift(v, rq.s)
+    if rq.z_out:
+        r = r + Const(rq.z_out, unsigned(rq.z_out.bit_length()))
+    return clamp_unsigned(r, a_bits, rq.lo())
 
 
 def requant_expr(acc, bias: int, rq: Requant, a_bits: int):
-    """DESIGN.md §3 requantization of one signed accumulator (constants ``bias`` and ``rq``'s ``M``, ``s``)."""
+    """DESIGN.md §3 requantization of one signed accumulator (constants ``bias`` and ``rq``'s ``M``, ``s``,
+    ``z_out``, ReLU flag)."""
     v = acc.as_signed() + Const(int(bias), signed(max(2, int(bias).bit_length() + 1)))
-    return clamp_unsigned(round_shift(v * Const(rq.m, unsigned(17)).as_signed(), rq.s), a_bits)
+    return requant_tail(v * Const(rq.m, unsigned(17)).as_signed(), rq, a_bits)
 
 
 def sext(v, width: int):
@@ -145,10 +159,11 @@ class MaxPoolUnit(wiring.Component):
 
 class GlobalAvgPoolUnit(wiring.Component):
     """Global average pool of an ``H x W`` map: after the last pixel, one vector
-    ``clamp((Σ * M + 2**(s-1)) >> s, 0, 2**a_bits - 1)`` per channel (``M``, ``s``: ``requant``)."""
+    ``clamp(((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)`` per channel
+    (``M``, ``s``, ``z_out``, ``lo``: ``requant``; ``Σ (x - z_in) = Σ x - H·W·z_in``)."""
 
-    def __init__(self, c: int, h: int, w: int, requant: Requant, a_bits: int = 8):
-        self.c, self.n, self.requant, self.a_bits = c, h * w, requant, a_bits
+    def __init__(self, c: int, h: int, w: int, requant: Requant, a_bits: int = 8, *, z_in: int = 0):
+        self.c, self.n, self.requant, self.a_bits, self.z_in = c, h * w, requant, a_bits, int(z_in)
         super().__init__({
             "i": In(stream.Signature(unsigned(c * a_bits))),
             "o": Out(stream.Signature(unsigned(c * a_bits))),
@@ -167,8 +182,14 @@ class GlobalAvgPoolUnit(wiring.Component):
             new = [sums[e] + _flat(self.i.payload, a, e) for e in range(c)]
             with m.If(cnt == self.n - 1):
                 m.d.sync += [cnt.eq(0), self.o.valid.eq(1)] + [s_.eq(0) for s_ in sums]
-                m.d.sync += [_flat(self.o.payload, a, e).eq(clamp_unsigned(
-                    round_shift(new[e] * Const(self.requant.m, unsigned(16)), self.requant.s), a)) for e in range(c)]
+                rq, off = self.requant, self.n * self.z_in
+                tot = [(v - Const(off, unsigned(off.bit_length()))) if off else v for v in new]
+                if off or rq.z_out or not rq.relu:
+                    m.d.sync += [_flat(self.o.payload, a, e).eq(requant_tail(
+                        tot[e] * Const(rq.m, unsigned(17)).as_signed(), rq, a)) for e in range(c)]
+                else:   # the unit as built before zero points
+                    m.d.sync += [_flat(self.o.payload, a, e).eq(clamp_unsigned(
+                        round_shift(new[e] * Const(rq.m, unsigned(16)), rq.s), a)) for e in range(c)]
             with m.Else():
                 m.d.sync += [cnt.eq(cnt + 1)] + [s_.eq(v) for s_, v in zip(sums, new)]
         return m
@@ -176,8 +197,9 @@ class GlobalAvgPoolUnit(wiring.Component):
 
 class ResidualAddUnit(wiring.Component):
     """Residual join of two pixel streams ``a`` and ``b`` (``C`` channels each):
-    ``clamp((a*Ma + b*Mb + 2**(s-1)) >> s, 0, 2**a_bits - 1)``. A beat is taken from both
-    inputs together (when both are valid). ``Ma``, ``Mb``, ``s``: ``params``."""
+    ``clamp((((a-za)*Ma + (b-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``. A beat is
+    taken from both inputs together (when both are valid). ``Ma``, ``Mb``, ``s``, zero points,
+    ReLU flag: ``params``."""
 
     def __init__(self, c: int, params: AddParams, a_bits: int = 8):
         self.c, self.params, self.a_bits = c, params, a_bits
@@ -198,7 +220,15 @@ class ResidualAddUnit(wiring.Component):
         with m.If(take):
             m.d.sync += self.o.valid.eq(1)
             for e in range(c):
-                v = (_flat(self.a.payload, a, e) * Const(self.params.ma, unsigned(16))
-                     + _flat(self.b.payload, a, e) * Const(self.params.mb, unsigned(16)))
-                m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(round_shift(v, self.params.s), a))
+                p = self.params
+                xa, xb = _flat(self.a.payload, a, e), _flat(self.b.payload, a, e)
+                if p.za:
+                    xa = xa - Const(p.za, unsigned(a))
+                if p.zb:
+                    xb = xb - Const(p.zb, unsigned(a))
+                v = xa * Const(p.ma, unsigned(16)) + xb * Const(p.mb, unsigned(16))
+                r = round_shift(v, p.s)
+                if p.z_out:
+                    r = r + Const(p.z_out, unsigned(a))
+                m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(r, a, p.lo()))
         return m
