@@ -12,7 +12,7 @@ import sys
 
 from gen.errors import ToolError
 
-COMMANDS = ["crossbar", "map", "compare", "topology", "generate", "simulate", "synth", "demo"]
+COMMANDS = ["crossbar", "map", "compare", "topology", "generate", "simulate", "synth", "demo", "quantize", "accuracy"]
 
 
 def build_parser() -> argparse.ArgumentParser:
