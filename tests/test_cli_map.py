@@ -66,6 +66,7 @@ def test_map_neurosim_csv_round_trip(tmp_path, capsys):
     (["map", "digits", "--pes-per-tile", "0"], "pes_per_tile=0"),
     (["map", "digits", "--duplication", "many"], "--duplication 'many'"),
     (["compare", "digits", "--preset", "nope"], "unknown preset"),
+    (["compare", "digits", "--energy-table", "/nonexistent.toml"], "does not exist"),
 ])
 def test_errors_exit_2_with_one_line(argv, msg, capsys):
     assert main(argv) == 2
@@ -107,3 +108,35 @@ def test_compare_subprocess(name):
     r = subprocess.run(PIMGEN + ["compare", name], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "novel speed-up" in r.stdout
+
+
+def test_compare_three_accountings_and_energy_json(capsys):
+    assert main(["compare", "resnet34", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    acc = rec["accountings"]
+    names = [r["name"] for r in acc["layers"]]
+    assert len(names) == 37 and names[0] == "conv1" and names[-1] == "fc"
+    for i in range(2):
+        assert acc["total"]["neurosim"][i] == sum(r["neurosim"][i] for r in acc["layers"]) + \
+            acc["post_layers_clocks"]["neurosim"][i]
+        assert acc["total"]["overlapped"][i] == sum(r["overlapped"][i] for r in acc["layers"]) + \
+            acc["post_layers_clocks"]["overlapped"][i]
+    assert acc["total"]["overlapped"] == [rec["layer_by_layer"]["conventional_clocks"],
+                                          rec["layer_by_layer"]["novel_clocks"]]
+    for r in acc["layers"]:
+        assert r["mechanism"]
+        if r["mapping"] == "novel" and r["copies"][0] == r["copies"][1]:
+            assert r["mvm_busy"][0] == r["mvm_busy"][1]       # equal MVM clocks at equal copies
+    assert acc["pipelined_bounding_layer"]["novel"]["layer"] in names
+    e = rec["energy"]
+    for mode in ("layer", "pipe"):
+        c, n = e[mode]["conventional"], e[mode]["novel"]
+        assert c["tops_per_w"] > 0 and n["area_mm2"] > 0
+        assert e[mode]["efficiency_gain"] == pytest.approx(n["tops_per_w"] / c["tops_per_w"])
+
+
+def test_compare_text_has_three_columns_and_mechanism(capsys):
+    assert main(["compare", "vgg16"]) == 0
+    out = capsys.readouterr().out
+    assert "pimgen, NeuroSim accounting" in out and "pimgen, overlapped (what the RTL does)" in out
+    assert "pipelined chip bounded by" in out and "TOPS/W" in out and "mechanism" in out
