@@ -194,3 +194,73 @@ def estimate(plan, overlap: bool = True) -> Estimate:
     net = plan.network
     return Estimate(net.name, plan.mapping, plan.pipeline, overlap, chip.clock_hz, layers, latency, interval,
                     plan.n_subarrays, plan.n_pes, plan.n_tiles, plan.utilization(), net.params, net.macs)
+
+
+@_dataclass
+class ChipTiming:
+    """Per-image timing of a chip (``hw.chip.Chip``) streaming ``len(first_word)`` images
+    back to back: ``first_word[n]`` the clock its first input word is accepted,
+    ``last_logit[n]`` the clock its last output word is delivered (clocks counted from the
+    first image's first word), ``latency[n] = last_logit[n] - first_word[n]``,
+    ``interval[n] = first_word[n+1] - first_word[n]``; ``steady_interval`` the interval once
+    the pipeline is full, ``bound`` the stage that sets it."""
+    first_word: list[int]
+    last_logit: list[int]
+    starts: list[list[int]]
+    steady_interval: int
+    bound: str
+
+    @property
+    def latency(self) -> list[int]:
+        return [o - i for i, o in zip(self.first_word, self.last_logit)]
+
+    @property
+    def interval(self) -> list[int]:
+        return [b - a for a, b in zip(self.first_word, self.first_word[1:])]
+
+    def to_dict(self) -> dict:
+        return {"first_word": self.first_word, "last_logit": self.last_logit, "latency": self.latency,
+                "interval": self.interval, "steady_interval": self.steady_interval, "bound": self.bound}
+
+
+def chip_timing(cp, images: int) -> ChipTiming:
+    """Cycle model of a :class:`gen.chipplan.ChipPlan`: a max-plus recurrence over stages
+    ``l`` and images ``n``, exactly the chip's handshakes (no back-pressure on the logits).
+
+    Every stage has two input banks. Stage 0's bank for image ``n`` is free once the stage
+    released image ``n-2``, and it takes one input word per clock:
+    ``I(n) = max(I(n-1) + load_0, Rel_0(n-2))``; the bank is full at ``A_0(n) = I(n) + load_0``.
+    Stage ``l`` starts image ``n`` at ``S_l(n) = max(A_l(n), Rel_l(n-1), Rel_{l+1}(n-2) + 1)``
+    — its input is in, it is idle, and its consumer has a free bank (a credit: the
+    consumer's release is seen a clock later) — delivers its last output word at
+    ``O_l(n) = S_l(n) + clocks_l`` (``LayerSchedule.clocks``) and releases its bank at
+    ``Rel_l(n) = O_l(n) + 1``. The consumer's bank is full at ``A_{l+1}(n) = O_l(n) +
+    delay_l + 1`` (``gen.chipplan.Link.delay``).
+    """
+    st = cp.stages
+    L = len(st)
+    load0 = st[0].load_words
+    clocks = [s.clocks for s in st]
+    delay = [ln.delay for ln in cp.links]
+    neg = -(1 << 60)
+    rel = [[neg] * L for _ in range(images)]
+    starts = [[0] * L for _ in range(images)]
+    first, last = [], []
+    for n in range(images):
+        i_n = 0 if n == 0 else max(first[n - 1] + load0, rel[n - 2][0] if n >= 2 else neg)
+        first.append(i_n)
+        arrive = i_n + load0
+        for l in range(L):
+            s = max(arrive, rel[n - 1][l] if n >= 1 else neg,
+                    rel[n - 2][l + 1] + 1 if (n >= 2 and l + 1 < L) else neg)
+            starts[n][l] = s
+            out = s + clocks[l]
+            rel[n][l] = out + 1
+            if l + 1 < L:
+                arrive = out + delay[l] + 1
+        last.append(starts[n][L - 1] + clocks[L - 1])
+    # once full, each stage is busy clocks + 1 per image; the slowest sets the interval
+    busy = [c + 1 for c in clocks]
+    steady = max(max(busy), load0)
+    bound = st[busy.index(max(busy))].name if max(busy) >= load0 else "input"
+    return ChipTiming(first, last, starts, steady, bound)

@@ -39,27 +39,32 @@ class FeatureMapBuffer(wiring.Component):
     """The layer's input feature map in one ``lib.memory.Memory`` (BRAM): a write stream
     ``w`` (one word per beat, addresses in arrival order, wrapping after ``depth`` words)
     and the read-port family ``rd`` (``n_read`` ports, data ``FM_READ_LATENCY`` clocks after
-    the address); ``reads`` counts the words read (all ports, since reset)."""
+    the address); ``reads`` counts the words read (all ports, since reset). With ``banks =
+    2`` the memory holds two maps (bank = the address's top bit): ``wr_bank`` selects where
+    ``w`` writes, ``rd_bank`` what the read ports see."""
 
-    def __init__(self, fm: FMLayout, n_read: int = 1):
-        self.fm, self.n_read = fm, n_read
+    def __init__(self, fm: FMLayout, n_read: int = 1, banks: int = 1):
+        self.fm, self.n_read, self.banks = fm, n_read, banks
         super().__init__({"w": In(stream.Signature(unsigned(fm.word_bits))),
-                          "rd": Out(read_port_signature(fm)).array(n_read), "reads": Out(32)})
+                          "rd": Out(read_port_signature(fm)).array(n_read), "reads": Out(32),
+                          "wr_bank": In(1), "rd_bank": In(1)})
 
     def elaborate(self, platform):
         m = Module()
         fm = self.fm
-        m.submodules.mem = mem = Memory(shape=unsigned(fm.word_bits), depth=fm.depth, init=[])
+        lo = _addr_bits(fm.depth)
+        two = self.banks == 2
+        m.submodules.mem = mem = Memory(shape=unsigned(fm.word_bits), depth=(2 << lo) if two else fm.depth, init=[])
         wp = mem.write_port()
         waddr = Signal(range(fm.depth))
-        m.d.comb += [self.w.ready.eq(1), wp.addr.eq(waddr), wp.data.eq(self.w.payload),
-                     wp.en.eq(self.w.valid)]
+        m.d.comb += [self.w.ready.eq(1), wp.addr.eq(Cat(waddr, self.wr_bank) if two else waddr),
+                     wp.data.eq(self.w.payload), wp.en.eq(self.w.valid)]
         with m.If(self.w.valid):
             m.d.sync += waddr.eq(Mux(waddr == fm.depth - 1, 0, waddr + 1))
         n = Const(0, 32)
         for k, port in enumerate(self.rd):
             rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en)]
+            m.d.comb += [rp.addr.eq(Cat(port.addr[:lo], self.rd_bank) if two else port.addr), rp.en.eq(port.en)]
             d = rp.data
             for i in range(timing.FM_READ_LATENCY - 1):       # the latency is the schedule's
                 q = Signal.like(d, name=f"rd{k}_data_q{i}")

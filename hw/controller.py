@@ -66,7 +66,7 @@ class StageTimer:
 
 
 class LayerController(wiring.Component):
-    """The FSM sequencing one layer: load → prologue → steps → drain → done.
+    """The FSM sequencing one layer: its input banks fill, then prologue → steps → done.
 
     Every number comes from the schedule ``sched``: steps come in ``rows`` rows of
     ``row_steps``, each ``warmup`` warm-up steps (novel mapping: the window's first columns
@@ -74,15 +74,26 @@ class LayerController(wiring.Component):
     starts ``interval`` clocks after it, the step after a warm-up step ``interval_warmup``
     clocks after it (a warm-up step only uses the input stages).
 
+    The input feature map has ``banks`` banks (1: a stand-alone engine, which takes its next
+    image only when idle; 2: a chip stage, which fills one bank while it computes on the
+    other). A full bank starts as soon as the engine is idle and ``start_ok`` is high (in a
+    chip: the consumer has a free bank for the outputs).
+
     Ports:
         load_beat: in, a feature-map word is written this cycle (input accepted).
         pro_done: in, pulse: the prologue (novel: line-buffer fill) has finished.
         last_done: in, pulse: the last stage finished an output step.
-        loading: out, accepting the input feature map.
+        start_ok: in, the engine may start an image.
+        loading: out, the write bank takes input words.
+        wr_bank, rd_bank: out, the bank being filled and the bank being computed on.
         pro_go: out, pulse starting the prologue.
         step_go: out, pulse starting a step (stage 0's ``go``).
         step: out, index of the step being started.
-        busy: out, an image is in flight (first input word .. last output step done).
+        started: out, pulse: an image starts (its first ``pro_go`` or ``step_go``).
+        finishing: out, pulse: the image's last output step finishes (no step starts now, so
+            per-image counters start over here).
+        released: out, pulse after an image's last output step left (its bank is free again).
+        busy: out, an image is in flight (first input word .. last output step done; 1 bank).
         done: out, pulse after the image's last output step has left the last stage.
         cycles: out, clocks of the current (or last) image, from the edge that takes its first
             input word to the edge after its last output step left the last stage — with the
@@ -90,12 +101,12 @@ class LayerController(wiring.Component):
             back-pressure stalls it.
     """
 
-    def __init__(self, sched: LayerSchedule):
-        self.sched = sched
+    def __init__(self, sched: LayerSchedule, banks: int = 1):
+        self.sched, self.banks = sched, banks
         super().__init__({
-            "load_beat": In(1), "pro_done": In(1), "last_done": In(1),
-            "loading": Out(1), "pro_go": Out(1), "step_go": Out(1),
-            "step": Out(range(sched.steps + 1)),
+            "load_beat": In(1), "pro_done": In(1), "last_done": In(1), "start_ok": In(1, init=1),
+            "loading": Out(1), "wr_bank": Out(1), "rd_bank": Out(1), "pro_go": Out(1), "step_go": Out(1),
+            "step": Out(range(sched.steps + 1)), "started": Out(1), "finishing": Out(1), "released": Out(1),
             "busy": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -109,10 +120,11 @@ class LayerController(wiring.Component):
         tr = Signal(range(max(2, per_row)))
         issued = Signal(range(n_steps + 1))
         finished = Signal(range(n_out + 1))
-        start = Signal()      # registered pulse: the cycle after the load ended (no prologue)
         go = Signal()
+        full = Signal(2)
+        two = self.banks == 2
         m.d.comb += [self.step.eq(issued), self.step_go.eq(go)]
-        m.d.sync += [self.done.eq(0), self.pro_go.eq(0), start.eq(0)]
+        m.d.sync += [self.done.eq(0), self.released.eq(0)]
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(go):
@@ -122,31 +134,43 @@ class LayerController(wiring.Component):
         with m.Elif(issued != 0):
             m.d.sync += tick.eq(tick + 1)
 
-        # state register (If chains rather than m.FSM: no incomplete case statements in the Verilog)
-        LOAD, PROLOGUE, RUN = 0, 1, 2
+        # --- write side: the input banks ------------------------------------------------------
+        m.d.comb += self.loading.eq(~full.bit_select(self.wr_bank, 1))
+        with m.If(self.load_beat):
+            m.d.sync += words.eq(words + 1)
+            with m.If((words == 0) & ~self.busy):
+                m.d.sync += [self.busy.eq(1), self.cycles.eq(0)]
+            with m.If(words == sc.load_words - 1):
+                m.d.sync += [words.eq(0), full.bit_select(self.wr_bank, 1).eq(1)]
+                if two:
+                    m.d.sync += self.wr_bank.eq(~self.wr_bank)
+
+        # --- run side (If chains rather than m.FSM: no incomplete case statements) ----------------
+        IDLE, PROLOGUE, RUN = 0, 1, 2
         state = Signal(range(3), name="layer_state")
-        with m.If(state == LOAD):
-            m.d.comb += self.loading.eq(1)
-            m.d.sync += [issued.eq(0), finished.eq(0), tr.eq(0)]
-            with m.If(self.load_beat):
-                m.d.sync += words.eq(words + 1)
-                with m.If(words == 0):
-                    m.d.sync += [self.busy.eq(1), self.cycles.eq(0)]
-                with m.If(words == sc.load_words - 1):
-                    m.d.sync += words.eq(0)
-                    if sc.prologue:
-                        m.d.sync += [self.pro_go.eq(1), state.eq(PROLOGUE)]
-                    else:
-                        m.d.sync += [start.eq(1), state.eq(RUN)]
+        with m.If(state == IDLE):
+            with m.If(full.bit_select(self.rd_bank, 1) & self.start_ok):
+                m.d.comb += self.started.eq(1)
+                if sc.prologue:
+                    m.d.comb += self.pro_go.eq(1)
+                    m.d.sync += state.eq(PROLOGUE)
+                else:
+                    m.d.comb += go.eq(1)
+                    m.d.sync += state.eq(RUN)
         with m.If(state == PROLOGUE):
             with m.If(self.pro_done):
                 m.d.comb += go.eq(1)
                 m.d.sync += state.eq(RUN)
         with m.If(state == RUN):
-            with m.If(start | ((issued != 0) & (issued < n_steps) & (tick == gap))):
+            with m.If((issued != 0) & (issued < n_steps) & (tick == gap)):
                 m.d.comb += go.eq(1)
             with m.If(self.last_done):
                 m.d.sync += finished.eq(finished + 1)
                 with m.If(finished == n_out - 1):
-                    m.d.sync += [self.done.eq(1), self.busy.eq(0), state.eq(LOAD)]
+                    m.d.comb += self.finishing.eq(1)
+                    # every step was issued: the counters are idle and start over here
+                    m.d.sync += [self.done.eq(1), self.released.eq(1), self.busy.eq(0), state.eq(IDLE),
+                                 full.bit_select(self.rd_bank, 1).eq(0), issued.eq(0), finished.eq(0), tr.eq(0)]
+                    if two:
+                        m.d.sync += self.rd_bank.eq(~self.rd_bank)
         return m

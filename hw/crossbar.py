@@ -29,6 +29,8 @@ structural minimum is refused at elaboration.
 """
 from __future__ import annotations
 
+import hashlib
+
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -95,13 +97,21 @@ class Crossbar(wiring.Component):
         self.cfg = cfg
         cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
         self.init_rows = list(cells.rows)
+        super().__init__(self.signature_of(cfg))
+
+    @staticmethod
+    def module_name(cfg: CrossbarConfig) -> str:
+        """The Verilog module name of an all-zero-weight crossbar of ``cfg`` (weights come
+        through ``w``): its configuration and pipeline depth (``hw.blackbox``)."""
+        key = repr((sorted(cfg.to_dict().items()), timing.CROSSBAR_PIPELINE_CLOCKS))
+        return f"pimgen_crossbar_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    @staticmethod
+    def signature_of(cfg: CrossbarConfig) -> wiring.Signature:
+        """The ports of a crossbar of ``cfg`` (what :func:`hw.blackbox.instantiate` connects)."""
         x_layout, y_layout, w_layout = crossbar_signature_layouts(cfg)
-        super().__init__({
-            "i": In(stream.Signature(x_layout)),
-            "o": Out(stream.Signature(y_layout)),
-            "w": In(stream.Signature(w_layout)),
-            "busy": Out(1),
-        })
+        return wiring.Signature({"i": In(stream.Signature(x_layout)), "o": Out(stream.Signature(y_layout)),
+                                 "w": In(stream.Signature(w_layout)), "busy": Out(1)})
 
     def elaborate(self, platform):
         cfg = self.cfg

@@ -44,7 +44,7 @@ from gen.params import WeightParams
 from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
 from hw.controller import LayerController, StageTimer
-from hw.pe import PE, AdderTree, PEBlock
+from hw.pe import PE, AdderTree, PEBlock, prog_layout
 from hw.post import clamp_unsigned, round_shift, sext
 
 __all__ = ["ConvLayerEngine", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH"]
@@ -75,8 +75,9 @@ class PEArray(Elaboratable):
     clock; ``done`` pulses after it.
     """
 
-    def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict):
+    def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict, prog=None):
         self.lp, self.sched, self.xb, self.params, self.inputs = lp, sched, xb, params, inputs
+        self.prog = prog            # (programming stream, first crossbar id, crossbars on the chip) or None
         self.go = Signal()
         self.go_next = Signal()
         self.done = Signal()
@@ -89,22 +90,23 @@ class PEArray(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         d, xb = self.sched.stages, self.xb
-        w = self.params.kernel
-        wmat = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])   # (kh, kw, cin) x cout
         pbus = StageTimer(m, self.go, d["pbus_in"], "pbus")
         pbus_last_next = self.go_next if d["pbus_in"] == 1 else pbus.run & (pbus.idx == d["pbus_in"] - 2)
         mvm = StageTimer(m, pbus.done, d["mvm"], "mvm")
         mvm_last_next = mvm.run & (mvm.idx == d["mvm"] - 2)
         m.d.comb += self.done.eq(mvm.done)
         taken: dict[tuple[int, tuple[int, int]], int] = {}
+        index = {p: n for n, p in enumerate(self.lp.placements)}
         for (tile, pe_i), pls in _pe_groups(self.lp).items():
             kpos, rep = pls[0].kpos, pls[0].replica
-            blocks = []
-            for p in pls:
-                (r0, r1), (c0, c1) = p.rows, p.cols
-                blocks.append(PEBlock(r0, wmat[r0:r1, c0:c1] if kpos is None else w[c0:c1, r0:r1, kpos[0], kpos[1]].T))
+            blocks = [PEBlock(p.rows[0], self.params.block(p)) for p in pls]
             src = self.inputs[(rep, kpos)]
-            pe = PE(xb, len(src) // xb.a_bits, blocks)
+            if self.prog is None:
+                pe = PE(xb, len(src) // xb.a_bits, blocks)
+            else:
+                stream_, base, n_xbars = self.prog
+                pe = PE(xb, len(src) // xb.a_bits, blocks, [base + index[p] for p in pls], n_xbars)
+                m.d.comb += [pe.prog.valid.eq(stream_.valid), pe.prog.payload.eq(stream_.payload)]
             m.submodules[f"pe_t{tile}_{pe_i}"] = pe
             pv = Signal(name=f"pvalid_t{tile}_{pe_i}")
             po = Signal(name=f"pready_t{tile}_{pe_i}")
@@ -238,9 +240,12 @@ class OutputStage(Elaboratable):
 class _Core(Elaboratable):
     """Everything but the output FIFOs; runs under the engine's global enable."""
 
-    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams):
-        self.lp, self.chip, self.sched, self.params = lp, chip, sched, params
+    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams, banks: int, prog):
+        self.lp, self.chip, self.sched, self.params, self.banks, self.prog = lp, chip, sched, params, banks, prog
         fm = sched.fm
+        self.start_ok = Signal(init=1)
+        self.started = Signal()
+        self.released = Signal()
         self.in_valid = Signal()
         self.in_payload = Signal(fm.word_bits)
         self.in_ready = Signal()
@@ -258,9 +263,11 @@ class _Core(Elaboratable):
         fm = sc.fm
 
         # --- feature-map buffer and controller ------------------------------------------
-        m.submodules.fmbuf = fmb = FeatureMapBuffer(fm, n_read=len(sc.tiles))
-        m.submodules.ctrl = ctrl = LayerController(sc)
+        m.submodules.fmbuf = fmb = FeatureMapBuffer(fm, n_read=len(sc.tiles), banks=self.banks)
+        m.submodules.ctrl = ctrl = LayerController(sc, banks=self.banks)
         beat = self.in_valid & ctrl.loading
+        m.d.comb += [fmb.wr_bank.eq(ctrl.wr_bank), fmb.rd_bank.eq(ctrl.rd_bank), ctrl.start_ok.eq(self.start_ok),
+                     self.started.eq(ctrl.started), self.released.eq(ctrl.released)]
         m.d.comb += [self.in_ready.eq(ctrl.loading), ctrl.load_beat.eq(beat), fmb.w.valid.eq(beat),
                      fmb.w.payload.eq(self.in_payload), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
                      self.cycles.eq(ctrl.cycles), self.fm_reads.eq(fmb.reads)]
@@ -275,7 +282,7 @@ class _Core(Elaboratable):
             y0, _, x0, _ = rep.region
             py = Signal(range(max(2, sc.out_shape[1] + 1)), name=f"py{r}", init=y0)
             pc = Signal(range(max(2, rep.row_steps + 1)), name=f"pc{r}")
-            with m.If(ctrl.loading):
+            with m.If(ctrl.finishing):         # the image's last step has left: start over
                 m.d.sync += [py.eq(y0), pc.eq(0)]
             with m.Elif(ctrl.step_go):
                 with m.If(pc == rep.row_steps - 1):
@@ -322,7 +329,7 @@ class _Core(Elaboratable):
 
         # --- PEs, adder trees, post, output ---------------------------------------------------
         xb = self.chip.crossbar
-        m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs)
+        m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs, self.prog)
         m.d.comb += [pes.go.eq(fetch_done), pes.go_next.eq(fetch_done_next)]
         m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits)
         m.d.comb += acc.go.eq(pes.done)
@@ -331,7 +338,7 @@ class _Core(Elaboratable):
         for t in range(len(sc.tiles)):
             out = OutputStage(sc, t, post.y)
             m.submodules[f"out{t}"] = out
-            m.d.comb += [out.go.eq(post.done), out.reset.eq(ctrl.loading),
+            m.d.comb += [out.go.eq(post.done), out.reset.eq(ctrl.finishing),
                          self.out_we[t].eq(out.we), self.out_data[t].eq(out.data)]
             if t == 0:
                 m.d.comb += ctrl.last_done.eq(out.done)
@@ -347,6 +354,9 @@ class ConvLayerEngine(wiring.Component):
         chip: the :class:`gen.config.ChipConfig` of the plan.
         params: the layer's :class:`gen.params.WeightParams` (checked in ``gen``:
             ``params.check_for(layer, raw=...)``).
+        chip_stage: ``None`` for a stand-alone engine (one input bank, weights as the
+            crossbars' initial contents), or ``(first crossbar id, crossbars on the chip)`` for
+            a stage of a chip: two input banks, crossbars programmed through ``prog``.
 
     Ports:
         i: stream in, the input feature map, ``sched.load_words`` words of
@@ -355,18 +365,27 @@ class ConvLayerEngine(wiring.Component):
         busy, done: an image is in flight / pulse when its last step has left the engine.
         cycles: clocks of the current/last image (first input word .. done).
         fm_reads: feature-map buffer words read since reset (all read ports).
+        prog, start_ok, started, released (chip stage): the programming stream
+           (``hw.pe.prog_layout``), may-start (the consumer has a free bank), and pulses when an
+           image starts and when its input bank is free again.
     """
 
-    def __init__(self, lp, chip: ChipConfig, params: WeightParams):
-        self.lp, self.chip, self.params = lp, chip, params
+    def __init__(self, lp, chip: ChipConfig, params: WeightParams, chip_stage: tuple[int, int] | None = None):
+        self.lp, self.chip, self.params, self.chip_stage = lp, chip, params, chip_stage
         self.sched = sched = schedule_layer(lp, chip)
-        super().__init__({"i": In(stream.Signature(unsigned(sched.fm.word_bits))),
-                          "o": Out(stream.Signature(unsigned(sched.bus_bits))).array(len(sched.tiles)),
-                          "busy": Out(1), "done": Out(1), "cycles": Out(32), "fm_reads": Out(32)})
+        ports = {"i": In(stream.Signature(unsigned(sched.fm.word_bits))),
+                 "o": Out(stream.Signature(unsigned(sched.bus_bits))).array(len(sched.tiles)),
+                 "busy": Out(1), "done": Out(1), "cycles": Out(32), "fm_reads": Out(32)}
+        if chip_stage is not None:
+            ports.update({"prog": In(stream.Signature(prog_layout(chip.crossbar, chip_stage[1]))),
+                          "start_ok": In(1), "started": Out(1), "released": Out(1)})
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        core = _Core(self.lp, self.chip, self.sched, self.params)
+        staged = self.chip_stage is not None
+        prog = (self.prog, self.chip_stage[0], self.chip_stage[1]) if staged else None
+        core = _Core(self.lp, self.chip, self.sched, self.params, 2 if staged else 1, prog)
         en = Signal()
         m.submodules.core = EnableInserter(en)(core)
         rdy = 1
@@ -381,4 +400,8 @@ class ConvLayerEngine(wiring.Component):
                      self.i.ready.eq(core.in_ready & en),
                      self.busy.eq(core.busy), self.done.eq(core.done), self.cycles.eq(core.cycles),
                      self.fm_reads.eq(core.fm_reads)]
+        if staged:
+            # pulses count once even while a full output FIFO holds the engine
+            m.d.comb += [self.prog.ready.eq(1), core.start_ok.eq(self.start_ok),
+                         self.started.eq(core.started & en), self.released.eq(core.released & en)]
         return m

@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from gen.config import CrossbarConfig
 from gen.timing import adder_tree_clocks as adder_levels
+from hw.blackbox import instantiate
 from hw.crossbar import Crossbar
 
-__all__ = ["PEBlock", "PE", "AdderTree", "adder_levels"]
+__all__ = ["PEBlock", "PE", "AdderTree", "adder_levels", "prog_layout"]
+
+
+def prog_layout(cfg: CrossbarConfig, n_xbars: int) -> data.StructLayout:
+    """One programming beat: crossbar ``xbar`` (chip-wide index), its row ``row`` and that
+    row's signed ``weights`` (what the crossbar's write port encodes into cells)."""
+    return data.StructLayout({"xbar": unsigned(max(1, ceil_log2(max(2, n_xbars)))),
+                              "row": unsigned(max(1, ceil_log2(cfg.rows))),
+                              "weights": data.ArrayLayout(signed(cfg.w_bits), cfg.outputs)})
 
 
 class PEBlock:
@@ -49,31 +59,39 @@ class PE(wiring.Component):
 
     ``i`` is taken when every crossbar can take it; ``o`` is offered when every crossbar
     has its result (they run in lockstep), and taken from all of them together.
+
+    With ``xbar_ids`` (a chip), the crossbars hold no weights of their own: each is one
+    instance of the shared crossbar module (``hw.blackbox``), programmed through ``prog``
+    (layout :func:`prog_layout`, broadcast; crossbar ``b`` takes the beats addressed to
+    ``xbar_ids[b]``, while idle, before any image).
     """
 
-    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock]):
-        if not blocks:
-            raise ValueError("a PE needs at least one weight block")
-        for b in blocks:
-            if b.r0 < 0 or b.r1 > n_in:
-                raise ValueError(f"block rows [{b.r0}, {b.r1}) outside the PE input of {n_in} values")
+    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], xbar_ids=None, n_xbars: int = 0):
         self.cfg, self.n_in, self.blocks = cfg, n_in, blocks
-        self.xbars = [Crossbar(cfg, b.weights) for b in blocks]
-        super().__init__({
-            "i": In(stream.Signature(unsigned(n_in * cfg.a_bits))),
-            "o": Out(stream.Signature(unsigned(len(blocks) * cfg.outputs * cfg.dot_bits))),
-        })
+        self.xbar_ids = xbar_ids
+        ports = {"i": In(stream.Signature(unsigned(n_in * cfg.a_bits))),
+                 "o": Out(stream.Signature(unsigned(len(blocks) * cfg.outputs * cfg.dot_bits)))}
+        if xbar_ids is not None:
+            ports["prog"] = In(stream.Signature(prog_layout(cfg, n_xbars)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         cfg, a = self.cfg, self.cfg.a_bits
-        all_in = Signal()
-        all_out = Signal()
-        m.d.comb += [all_in.eq(1), all_out.eq(1)]
         ready_terms, valid_terms = [], []
-        for n, (b, xb) in enumerate(zip(self.blocks, self.xbars)):
-            m.submodules[f"xbar{n}"] = xb
-            m.d.comb += xb.w.valid.eq(0)
+        xbars = []
+        for n, b in enumerate(self.blocks):
+            if self.xbar_ids is None:       # stand-alone: the weights are initial cell contents
+                xb = Crossbar(cfg, b.weights)
+                m.submodules[f"xbar{n}"] = xb
+                m.d.comb += xb.w.valid.eq(0)
+            else:                           # programmed through `prog`: one module for all
+                xb = instantiate(m, f"xbar{n}", Crossbar.module_name(cfg), Crossbar.signature_of(cfg),
+                                 lambda: Crossbar(cfg))
+                p = self.prog
+                m.d.comb += [xb.w.valid.eq(p.valid & (p.payload.xbar == self.xbar_ids[n])),
+                             xb.w.payload.row.eq(p.payload.row), xb.w.payload.weights.eq(p.payload.weights)]
+            xbars.append(xb)
             for r in range(b.r1 - b.r0):
                 m.d.comb += xb.i.payload[r].eq(self.i.payload[(b.r0 + r) * a:(b.r0 + r + 1) * a])
             ready_terms.append(xb.i.ready)
@@ -82,6 +100,8 @@ class PE(wiring.Component):
             for o in range(cfg.outputs):
                 m.d.comb += self.o.payload[base + o * cfg.dot_bits:base + (o + 1) * cfg.dot_bits].eq(
                     xb.o.payload[o])
+        if self.xbar_ids is not None:
+            m.d.comb += self.prog.ready.eq(1)     # programmed while idle: every crossbar takes it
         all_ready = Signal()
         all_valid = Signal()
         r = 1
@@ -92,7 +112,7 @@ class PE(wiring.Component):
             v = v & t
         m.d.comb += [all_ready.eq(r), all_valid.eq(v)]
         m.d.comb += [self.i.ready.eq(all_ready), self.o.valid.eq(all_valid)]
-        for xb in self.xbars:
+        for xb in xbars:
             m.d.comb += [xb.i.valid.eq(self.i.valid & all_ready), xb.o.ready.eq(self.o.ready & all_valid)]
         return m
 

@@ -1,0 +1,257 @@
+"""Build a whole-network chip, write its build folder, simulate it with cocotb and check it.
+
+* :class:`ChipDesign` — a network + its params + chip config + mapping: the
+  :class:`gen.chipplan.ChipPlan`, the RTL (``hw.chip.Chip``, one module per distinct
+  block), the programming image, the manifest.
+* :func:`write_build` / :func:`load_build` — ``build/<name>/``: ``rtl/chip.v``,
+  ``weights/params.json`` (the lowered network's :class:`gen.params.NetworkParams`) and
+  ``weights/program.hex`` (the programming beats, one packed payload per line),
+  ``manifest.json`` (schema version, pimgen version, ports, stages, expected clocks). Written
+  to a temporary folder and renamed at the end, so nothing half-written is ever left.
+* :func:`run_chip_check` — images through ``sim.tb.chip``: every logit against
+  ``sim.golden.run_plan`` on the chip's (lowered) plan, every stage's words against the
+  golden model's tensor of that layer, per-image latency and interval against
+  ``gen.perf.chip_timing``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen.chipplan import ChipPlan, plan_chip
+from gen.config import ChipConfig
+from gen.network import Network, zoo
+from gen.params import NetworkParams
+from gen.perf import chip_timing
+
+SCHEMA = 1
+TOP = "chip"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("pimgen")
+    except Exception:       # running from a checkout that is not installed
+        return "0+unknown"
+
+
+@dataclass
+class ChipDesign:
+    """A network on a chip (see the module docstring)."""
+    network: Network
+    params: NetworkParams
+    chip: ChipConfig
+    mapping: str = "novel"
+    source: str = ""
+    _verilog: str | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.params.check(self.network, w_bits=self.chip.crossbar.w_bits)
+        self.cp: ChipPlan = plan_chip(self.network, self.params, self.chip, self.mapping)
+
+    @property
+    def verilog(self) -> str:
+        if self._verilog is None:
+            from flow.emit import to_verilog
+            from hw.chip import Chip
+            self._verilog = to_verilog(Chip(self.cp), TOP)
+        return self._verilog
+
+    def program_words(self) -> list[int]:
+        """The programming beats packed as ``hw.pe.prog_layout`` payloads."""
+        from hw.pe import prog_layout
+        xb = self.chip.crossbar
+        lay = prog_layout(xb, self.cp.n_xbars)
+        fx, fr, fw = lay["xbar"].offset, lay["row"].offset, lay["weights"].offset
+        mask = (1 << xb.w_bits) - 1
+        out = []
+        for x, r, ws in self.cp.programming():
+            v = (x << fx) | (r << fr)
+            for k, wv in enumerate(ws):
+                v |= (wv & mask) << (fw + k * xb.w_bits)
+            out.append(v)
+        return out
+
+    def timing(self, images: int):
+        return chip_timing(self.cp, images)
+
+    def manifest(self) -> dict:
+        cp = self.cp
+        t = self.timing(4)
+        return {
+            "schema": SCHEMA, "pimgen": _version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
+            "network": self.network.name, "source": self.source, "mapping": self.mapping,
+            "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),
+            "ports": {"i": {"dir": "in", "kind": "stream", "bits": cp.input_layout.word_bits,
+                            "words_per_image": cp.input_layout.depth},
+                      "o": {"dir": "out", "kind": "stream", "bits": cp.stages[-1].bus_bits,
+                            "words_per_image": cp.stages[-1].out_words, "values": cp.logits, "value_bits": 32},
+                      "prog": {"dir": "in", "kind": "stream", "beats": len(cp.programming())},
+                      "cycles": {"dir": "out", "bits": 32}, "status": {"dir": "out", "bits": len(cp.stages)}},
+            "plan": cp.to_dict(), "crossbars": cp.n_xbars,
+            "expected": {"latency_first_images": t.latency, "interval_first_images": t.interval,
+                         "steady_interval": t.steady_interval, "bound": t.bound},
+            "weights": {"params": "weights/params.json", "program": "weights/program.hex"},
+        }
+
+
+def design_from_network(name_or_net, chip: ChipConfig, mapping: str = "novel", seed: int = 0) -> ChipDesign:
+    """A chip for a zoo name (``digits``: the trained model shipped with pimgen, others:
+    ``gen.quantize.random_weights``) or a ``(Network, NetworkParams)`` pair."""
+    if isinstance(name_or_net, tuple):
+        net, params = name_or_net
+        return ChipDesign(net, params, chip, mapping, source="given")
+    net = zoo(name_or_net)
+    trained = _trained(name_or_net)
+    if trained is not None:
+        return ChipDesign(net, trained, chip, mapping, source="trained")
+    from gen.quantize import random_weights
+    return ChipDesign(net, random_weights(net, seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
+                      chip, mapping, source=f"random_weights(seed={seed})")
+
+
+def _trained(name: str):
+    """The trained params pimgen ships for zoo network ``name``, or None."""
+    try:
+        from gen import models
+    except ImportError:
+        return None
+    get = getattr(models, f"{name}_params", None)
+    return get()[1] if get else None
+
+
+def write_build(design: ChipDesign, out: str | Path) -> Path:
+    """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder."""
+    out = Path(out)
+    verilog = design.verilog          # may raise: nothing written yet
+    manifest = design.manifest()
+    prog = design.program_words()
+    if out.exists() and not (out / "manifest.json").exists():
+        raise ValueError(f"{str(out)!r} exists and is not a pimgen build folder; choose another -o")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (tmp / "rtl").mkdir()
+        (tmp / "weights").mkdir()
+        (tmp / "rtl" / f"{TOP}.v").write_text(verilog)
+        (tmp / "weights" / "params.json").write_text(design.params.to_json())
+        (tmp / "weights" / "program.hex").write_text("".join(f"{v:x}\n" for v in prog))
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if out.exists():
+            old = out.with_name(f".{out.name}-old")
+            if old.exists():
+                shutil.rmtree(old)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_build(folder: str | Path) -> ChipDesign:
+    """Re-create the :class:`ChipDesign` of a chip build folder (Verilog from ``rtl/``)."""
+    folder = Path(folder)
+    mf = folder / "manifest.json"
+    if not mf.exists():
+        raise ValueError(f"{str(folder)!r} is not a build folder (no manifest.json); "
+                         f"create one with `pimgen build NETWORK -o {folder}`")
+    m = json.loads(mf.read_text())
+    if m.get("kind") != "chip":
+        raise ValueError(f"{str(mf)!r} is not a chip build")
+    if m.get("schema") != SCHEMA:
+        raise ValueError(f"{str(folder)!r} was built by another pimgen (manifest schema {m.get('schema')}, this "
+                         f"pimgen reads {SCHEMA}); rebuild it with `pimgen build`")
+    params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
+    d = ChipDesign(zoo(m["network"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"], m.get("source", ""))
+    d._verilog = (folder / m["rtl"]).read_text()
+    return d
+
+
+def golden(design: ChipDesign, x_codes: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Per image, every layer's tensor of the chip's (lowered) plan, crossbar-exact."""
+    from sim.golden import run_plan
+    return [run_plan(design.cp.plan, design.cp.params, x, return_all=True) for x in x_codes]
+
+
+def _words(t: np.ndarray, bits: int, g: int) -> list[int]:
+    """A ``[C, H, W]`` tensor as a stage sends it: per pixel in raster order, ``C`` values of
+    ``bits`` bits packed into ``g``-bit words."""
+    c = t.shape[0]
+    per = -(-c * bits // g)
+    mask = (1 << bits) - 1
+    out = []
+    for y in range(t.shape[1]):
+        for xx in range(t.shape[2]):
+            v = 0
+            for ch in range(c):
+                v |= (int(t[ch, y, xx]) & mask) << (ch * bits)
+            out += [(v >> (k * g)) & ((1 << g) - 1) for k in range(per)]
+    return out
+
+
+def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, ready_prob: float = 1.0,
+                 gap_prob: float = 0.0, corrupt: tuple[str, int] | None = None) -> dict[str, Any]:
+    cp = design.cp
+    gold = golden(design, x_codes)
+    t = design.timing(len(x_codes))
+    stages = []
+    for sc in cp.stages:
+        stages.append({"name": sc.name, "words": sc.out_words, "value_bits": sc.a_out, "signed": sc.raw,
+                       "expected": [_words(g[sc.name], sc.a_out, sc.bus_bits) for g in gold]})
+    last = cp.stages[-1].name
+    prog = design.program_words()
+    return {
+        "prog": prog, "in_words": [cp.input_layout.pack(x) for x in x_codes],
+        "logit_words": cp.stages[-1].out_words, "g": cp.stages[-1].bus_bits,
+        "expected_logits": [[int(v) for v in g[last].reshape(-1)] for g in gold],
+        "stages": stages, "predicted_latency": t.latency, "predicted_interval": t.interval,
+        "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
+        "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
+    }
+
+
+def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,
+                   sim: str = "verilator", waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
+                   cache_dir: Path | None = None, args_hook=None) -> dict[str, Any]:
+    """Simulate ``design`` on ``images`` (``[N, C, H, W]`` input codes); return the report
+    (``passed``, ``mismatches``, ``images``, ``measured_latency``, ``predicted_latency``,
+    ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...)."""
+    from sim.runner import run_testbench
+    x = np.asarray(images)
+    args = tb_arguments(design, x, seed=seed, ready_prob=ready_prob, gap_prob=gap_prob)
+    if args_hook is not None:
+        args = args_hook(args)
+    t0 = time.perf_counter()
+    res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
+                        seed=seed)
+    d = res.data
+    timing_ok = (not args["check_timing"]) or (d.get("measured_latency") == args["predicted_latency"]
+                                               and d.get("measured_interval") == args["predicted_interval"])
+    report = {
+        "passed": bool(res.passed and d.get("mismatches", 1) == 0 and d.get("diverged") is None and timing_ok),
+        "sim": sim, "network": design.network.name, "mapping": design.mapping, "images": len(x),
+        "mismatches": d.get("mismatches"), "diverged": d.get("diverged"), "first_mismatch": d.get("first_mismatch"),
+        "measured_latency": d.get("measured_latency"), "predicted_latency": args["predicted_latency"],
+        "measured_interval": d.get("measured_interval"), "predicted_interval": args["predicted_interval"],
+        "timing_checked": args["check_timing"], "programming_clocks": d.get("programming_clocks"),
+        "prog_beats": d.get("prog_beats"), "accuracy": None,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "log": str(res.log) if res.log else None, "waves": str(res.waves) if res.waves else None,
+    }
+    if labels is not None and d.get("logits"):
+        pred = [int(np.argmax(v)) if v is not None else -1 for v in d["logits"]]
+        report["predictions"] = pred
+        report["accuracy"] = float(np.mean(np.asarray(pred) == np.asarray(labels)[:len(pred)]))
+    return report
