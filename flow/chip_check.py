@@ -88,7 +88,8 @@ class ChipDesign:
         t = self.timing(4)
         return {
             "schema": SCHEMA, "pimgen": _version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
-            "network": self.network.name, "source": self.source, "mapping": self.mapping,
+            "network": self.network.name, "network_ir": self.network.to_dict(), "source": self.source,
+            "mapping": self.mapping,
             "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),
             "ports": {"i": {"dir": "in", "kind": "stream", "bits": cp.input_layout.word_bits,
                             "words_per_image": cp.input_layout.depth},
@@ -174,7 +175,8 @@ def load_build(folder: str | Path) -> ChipDesign:
         raise ValueError(f"{str(folder)!r} was built by another pimgen (manifest schema {m.get('schema')}, this "
                          f"pimgen reads {SCHEMA}); rebuild it with `pimgen build`")
     params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
-    d = ChipDesign(zoo(m["network"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"], m.get("source", ""))
+    d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
+                   m.get("source", ""))
     d._verilog = (folder / m["rtl"]).read_text()
     return d
 

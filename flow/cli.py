@@ -12,7 +12,8 @@ import sys
 
 from gen.errors import ToolError
 
-COMMANDS = ["crossbar", "map", "compare", "topology", "generate", "simulate", "synth", "demo", "quantize", "accuracy"]
+COMMANDS = ["build", "simulate", "crossbar", "map", "compare", "topology", "generate", "synth", "demo", "quantize",
+            "accuracy"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,13 +4,18 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "simulate a generated layer engine (cocotb) on random inputs: bit-exact vs sim.golden, clocks vs model"
+HELP = ("simulate a build folder under cocotb: a chip (`pimgen build`) on real or given images, or a layer engine "
+        "(`pimgen generate`); bit-exact vs sim.golden, clocks vs the cycle model")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("build", metavar="BUILD", help="build folder written by `pimgen generate`")
+    p.add_argument("build", metavar="BUILD", help="build folder written by `pimgen build` or `pimgen generate`")
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="simulator [verilator]")
-    p.add_argument("--images", type=int, default=1, help="random input images, streamed back to back [1]")
+    p.add_argument("--images", type=int, default=None,
+                   help="images streamed back to back [chip: 3, layer: 1]; a chip of the digits network takes real "
+                        "scikit-learn digits (held-out split), any other network random images")
+    p.add_argument("--dataset", metavar="NPY", help="chip: input images as uint8 codes [N,C,H,W] (.npy)")
+    p.add_argument("--labels", metavar="NPY", help="chip: labels [N] for --dataset, for the accuracy")
     p.add_argument("--seed", type=int, default=0, help="seed of the random images [0]")
     p.add_argument("--input", metavar="NPY", help="input images from a .npy file ([N,Cin,H,W] or [Cin,H,W])")
     p.add_argument("--backpressure", action="store_true",
@@ -19,11 +24,81 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _chip_images(design, args):
+    import numpy as np
+    n = 3 if args.images is None else args.images
+    if n < 1:
+        raise ValueError(f"--images {n} is not allowed: it must be >= 1")
+    if args.dataset:
+        try:
+            x = np.load(args.dataset)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--dataset {args.dataset!r} could not be read: {e}") from None
+        want = tuple(design.network.input_shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"--dataset has shape {x.shape}, the chip takes [N, {', '.join(map(str, want))}] codes")
+        labels = None
+        if args.labels:
+            labels = np.load(args.labels)
+            if labels.shape != (x.shape[0],):
+                raise ValueError(f"--labels has shape {labels.shape}, expected ({x.shape[0]},) for --dataset")
+            labels = labels[:n]
+        return x[:n], labels, args.dataset
+    if design.network.name == "digits" and tuple(design.network.input_shape) == (1, 8, 8):
+        from gen.models import digits_dataset
+        x, labels = digits_dataset("test")
+        return x[:n], labels[:n], "scikit-learn digits, held-out split"
+    rng = np.random.default_rng(args.seed + 7919)
+    return rng.integers(0, 1 << design.chip.crossbar.a_bits, (n,) + tuple(design.network.input_shape)), None, \
+        f"random (seed {args.seed})"
+
+
+def _run_chip(args) -> int:
+    from flow.chip_check import load_build, run_chip_check
+    design = load_build(args.build)
+    x, labels, source = _chip_images(design, args)
+    rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
+                         ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0)
+    rep["dataset"] = source
+    rep["rtl"] = str(design_path(args.build, "rtl/chip.v"))
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0 if rep["passed"] else 1
+    ok = rep["mismatches"] == 0 and rep["diverged"] is None
+    print(f"chip           {rep['network']} ({rep['mapping']} mapping), {rep['images']} image(s) from {source}")
+    print(f"simulator      {rep['sim']} ({rep['wall_seconds']} s); programming: {rep['prog_beats']} beats in "
+          f"{rep['programming_clocks']} clocks")
+    print(f"logits         {'bit-exact vs sim.golden.run_plan' if ok else 'MISMATCH'} "
+          f"({rep['mismatches']} of {rep['images']} images differ"
+          + (f"; first divergence in layer {rep['diverged']['layer']}" if rep['diverged'] else "") + ")")
+    timing = "not checked (back-pressure)" if not rep["timing_checked"] else (
+        "exact" if rep["measured_latency"] == rep["predicted_latency"]
+        and rep["measured_interval"] == rep["predicted_interval"] else "MISMATCH")
+    print(f"latency        measured {rep['measured_latency']}  predicted {rep['predicted_latency']}  {timing}")
+    print(f"interval       measured {rep['measured_interval']}  predicted {rep['predicted_interval']}")
+    if rep["accuracy"] is not None:
+        print(f"accuracy       {rep['accuracy'] * 100:.1f} % top-1 (predictions {rep['predictions']})")
+    print(f"rtl            {rep['rtl']}\nlog            {rep['log']}")
+    if rep.get("waves"):
+        print(f"waves          {rep['waves']}")
+    print("PASS" if rep["passed"] else "FAIL")
+    return 0 if rep["passed"] else 1
+
+
+def design_path(build, rel):
+    from pathlib import Path
+    return Path(build) / rel
+
+
 def run(args) -> int:
     import numpy as np
+    from pathlib import Path
+    mf = Path(args.build) / "manifest.json"
+    if mf.exists() and json.loads(mf.read_text()).get("kind") == "chip":
+        return _run_chip(args)
     from flow.layer_check import load_build, run_layer_check
     design, manifest = load_build(args.build)
-    images = args.images
+    images = 1 if args.images is None else args.images
     if args.input:
         try:
             x = np.load(args.input)

@@ -1,0 +1,65 @@
+"""``pimgen build NETWORK -o DIR``: the whole network as one chip (RTL, weights, manifest)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "build a whole network as one layer-pipelined chip: rtl/, weights/ (programming image), manifest.json"
+DESCRIPTION = (HELP + ". NETWORK is a zoo name (digits uses the trained model pimgen ships; the others random "
+               "weights) or a quantized model file from `pimgen quantize`. The chip is the 'small' preset unless "
+               "told otherwise. The folder is written whole or not at all.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from flow.commands.map import add_chip_args
+    p.add_argument("network", metavar="NETWORK", help="zoo name or a .pimgen quantized model")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="build folder (created or replaced)")
+    p.add_argument("--mapping", choices=["conventional", "novel"], default="novel", help="weight mapping [novel]")
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights (networks without trained ones) [0]")
+    p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
+    add_chip_args(p)
+    p.set_defaults(preset="small")
+
+
+def design_from_args(args):
+    from flow.chip_check import ChipDesign, design_from_network
+    from flow.commands.map import chip_from_args
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed} is not allowed: it must be >= 0")
+    chip = chip_from_args(args)
+    if args.network.endswith(".pimgen"):
+        from gen.quantize import QuantModel
+        qm = QuantModel.load(args.network)
+        return ChipDesign(qm.net, qm.params, chip, args.mapping, source=args.network)
+    return design_from_network(args.network, chip, args.mapping, args.seed)
+
+
+def run(args) -> int:
+    from gen.chipplan import ChipError
+    from flow.chip_check import write_build
+    try:
+        d = design_from_args(args)
+    except ChipError as e:
+        raise ValueError(str(e)) from None
+    out = write_build(d, args.out)
+    m = json.loads((out / "manifest.json").read_text())
+    m["paths"] = {"rtl": str(out / m["rtl"]), "weights": str(out / "weights"), "manifest": str(out / "manifest.json")}
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    cp = d.cp
+    print(f"network    {d.network.name} ({d.source}), {d.mapping} mapping; {len(cp.stages)} layer engines, "
+          f"{cp.n_xbars} crossbars, {len(cp.links)} links ({sum(ln.pool is not None for ln in cp.links)} through "
+          f"max-pool units)")
+    for n, s in enumerate(cp.stages):
+        link = cp.links[n] if n < len(cp.links) else None
+        via = "" if link is None else (f" -> max-pool {link.pool}x{link.pool} ->" if link.pool else " ->")
+        print(f"  stage {n}  {s.name:8} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
+              f"{via}")
+    e = m["expected"]
+    print(f"expected   latency {e['latency_first_images'][0]} clocks (first image), interval {e['steady_interval']} "
+          f"clocks once full (bound: {e['bound']}) = {d.chip.clock_hz / e['steady_interval']:.0f} images/s at "
+          f"{d.chip.clock_mhz} MHz")
+    print(f"wrote      {m['paths']['rtl']}, {m['paths']['weights']}/ ({m['ports']['prog']['beats']} programming "
+          f"beats), {m['paths']['manifest']}")
+    return 0
