@@ -46,3 +46,30 @@ def test_bad_config_is_one_line_exit_2():
     assert r.stderr.strip() == "pimgen crossbar: error: cell_bits=3 is not allowed: cell_bits must be one of 1, 2, 4"
     r = subprocess.run(PIMGEN + ["crossbar", "--config", "/nonexistent.toml"], capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_build_writes_a_chip_folder(tmp_path):
+    out = tmp_path / "digits"
+    r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["kind"] == "chip" and m["schema"] == 1 and m["source"] == "trained" and m["pimgen"]
+    assert "module chip(" in (out / "rtl" / "chip.v").read_text()
+    assert len((out / "weights" / "program.hex").read_text().split()) == m["ports"]["prog"]["beats"]
+    assert m["paths"]["manifest"] == str(out / "manifest.json")
+    # the crossbar module is emitted once, whatever the number of crossbars
+    assert (out / "rtl" / "chip.v").read_text().count("module pimgen_crossbar_") == 1 < m["crossbars"]
+
+
+def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "r20"
+    r = subprocess.run(PIMGEN + ["build", "resnet20", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pimgen build: error: layer ")
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_simulate_refuses_a_foreign_schema(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "chip", "schema": 999}))
+    r = subprocess.run(PIMGEN + ["simulate", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "rebuild" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,131 @@
+"""The whole chip (hw.chip.Chip) under cocotb: real and random images streamed back to back,
+every logit and every stage's words bit-exact vs sim.golden.run_plan, every image's
+latency and interval == gen.perf.chip_timing; plus the chip plan in gen.
+
+Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (one Verilator build
+each; all its checks run on that build). Slow set: the trained digits chip, both mappings,
+with and without back-pressure.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gen.chipplan import ChipError, lower_for_chip, plan_chip
+from gen.config import ChipConfig
+from gen.network import Conv2d, Linear, MaxPool, Network, zoo
+from gen.quantize import random_weights
+from sim.golden import run_network, run_plan
+from flow.chip_check import ChipDesign, design_from_network, run_chip_check
+
+SMALL = ChipConfig.preset("small")
+
+
+def tiny() -> Network:
+    return Network("tiny", (2, 6, 6), [
+        Conv2d(name="c1", cin=2, cout=8, k=3, pad=1),
+        MaxPool(name="p1", k=2),
+        Conv2d(name="c2", cin=8, cout=6, k=3, pad=1),
+        Linear(name="fc", in_features=6 * 3 * 3, out_features=5),
+    ])
+
+
+def tiny_design(mapping: str, chip=SMALL, seed=3) -> ChipDesign:
+    net = tiny()
+    return ChipDesign(net, random_weights(net, seed), chip, mapping)
+
+
+# --- gen: the chip plan ----------------------------------------------------------------------
+def test_lowering_keeps_the_network():
+    """A linear layer on a map becomes the equivalent convolution: same logits."""
+    net = tiny()
+    p = random_weights(net, 1)
+    low, lp = lower_for_chip(net, p)
+    assert isinstance(low.layers[-1], Conv2d) and low.layers[-1].k == 3
+    x = np.random.default_rng(0).integers(0, 256, net.input_shape)
+    assert np.array_equal(run_network(net, p, x), run_network(low, lp, x))
+    cp = plan_chip(net, p, SMALL, "novel")
+    assert np.array_equal(run_plan(cp.plan, cp.params, x), run_network(net, p, x))   # lossless ADC
+
+
+def test_chip_plan_stages_and_programming():
+    cp = tiny_design("novel").cp
+    assert [s.name for s in cp.stages] == ["c1", "c2", "fc"]
+    assert [(ln.producer, ln.pool) for ln in cp.links] == [(0, 2), (1, None)]
+    assert cp.stages[1].mapping == "novel" and cp.stages[-1].raw
+    beats = cp.programming()
+    # every weight row of every placed block, once
+    assert len(beats) == sum(p.rows[1] - p.rows[0] for p in cp.plan.placements)
+    assert {b[0] for b in beats} == set(range(cp.n_xbars))
+
+
+@pytest.mark.parametrize("name, match", [("resnet20", "GlobalAvgPool|Add|fed by the one before"),
+                                         ("vgg16", "one tile")])
+def test_chip_refusals_name_the_layer(name, match):
+    net = zoo(name)
+    with pytest.raises(ChipError, match=match):
+        plan_chip(net, random_weights(net, 0, calibrate=False), SMALL, "novel")
+
+
+# --- RTL ------------------------------------------------------------------------------------------
+def _check(rep, n):
+    assert rep["mismatches"] == 0 and rep["diverged"] is None, rep
+    if rep["timing_checked"]:
+        assert rep["measured_latency"] == rep["predicted_latency"], rep
+        assert rep["measured_interval"] == rep["predicted_interval"], rep
+        assert len(rep["measured_latency"]) == n
+    assert rep["passed"], rep
+
+
+def test_tiny_chip_novel(sim_cache):
+    d = tiny_design("novel")
+    x = np.random.default_rng(5).integers(0, 256, (4, 2, 6, 6))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 4)
+    # random input gaps and output back-pressure: nothing lost, duplicated or reordered
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.4, cache_dir=sim_cache), 4)
+
+    # a wrong weight in one layer is caught, and the traces name that layer
+    def corrupt(args):
+        base = d.cp.xbar_base(1)
+        lay = __import__("hw.pe", fromlist=["prog_layout"]).prog_layout(d.chip.crossbar, d.cp.n_xbars)
+        for k, v in enumerate(args["prog"]):
+            if (v >> lay["xbar"].offset) & ((1 << lay["xbar"].shape.width) - 1) == base:
+                args["prog"][k] = v ^ (0x7F << lay["weights"].offset)     # flip a weight's low bits
+                break
+        return args
+
+    rep = run_chip_check(d, x[:2], seed=3, cache_dir=sim_cache, args_hook=corrupt)
+    assert not rep["passed"] and rep["diverged"]["layer"] == "c2", rep
+
+
+def test_tiny_chip_conventional(sim_cache):
+    d = tiny_design("conventional")
+    assert {s.mapping for s in d.cp.stages} == {"conventional"}
+    x = np.random.default_rng(6).integers(0, 256, (3, 2, 6, 6))
+    _check(run_chip_check(d, x, seed=4, cache_dir=sim_cache), 3)
+
+
+# --- slow set: the trained digits chip ---------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_digits_chip(mapping, sim_cache):
+    from gen.models import digits_dataset
+    d = design_from_network("digits", SMALL, mapping)
+    assert d.source == "trained"
+    x, labels = digits_dataset("test")
+    rep = run_chip_check(d, x[:6], labels=labels[:6], seed=1, cache_dir=sim_cache)
+    _check(rep, 6)
+    assert rep["accuracy"] >= 5 / 6
+    rep = run_chip_check(d, x[6:10], labels=labels[6:10], seed=2, ready_prob=0.4, cache_dir=sim_cache)
+    _check(rep, 4)
+
+
+@pytest.mark.slow
+def test_digits_chip_lossy_adc(sim_cache):
+    """A lossy ADC: the chip follows the crossbar-exact model, not the plain convolution."""
+    chip = dataclasses.replace(SMALL, crossbar=dataclasses.replace(SMALL.crossbar, adc_bits=6, adc_shift=1))
+    d = design_from_network("digits", chip, "novel")
+    x = np.random.default_rng(9).integers(0, 256, (3, 1, 8, 8))
+    gold = run_plan(d.cp.plan, d.cp.params, x[0])
+    assert not np.array_equal(gold, run_network(d.network, d.params, x[0]))
+    _check(run_chip_check(d, x, seed=5, cache_dir=sim_cache), 3)
