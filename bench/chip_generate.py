@@ -1,0 +1,90 @@
+"""Chip generation cost and simulation speed.
+
+    .venv/bin/python bench/chip_generate.py [--simulate] [--json]
+
+For each network (digits on the 'small' preset; resnet20, resnet18, resnet34 on the 'paper'
+preset, novel mapping) it plans the chip and generates its Verilog, printing seconds, peak
+MiB (this process's resident high-water mark), module bodies, crossbar instances and
+Verilog MiB — or the one-line reason the chip does not build that network yet. With
+``--simulate`` it also streams 10 real digits images through the digits chip on Verilator
+and prints the simulated clocks per wall-clock second of the run (the build is cached
+under build/sim_cache; the first run compiles it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gen.chipplan import ChipError  # noqa: E402
+from gen.config import ChipConfig  # noqa: E402
+from flow.chip_check import design_from_network, run_chip_check  # noqa: E402
+
+NETWORKS = [("digits", "small"), ("resnet20", "paper"), ("resnet18", "paper"), ("resnet34", "paper")]
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(name: str, preset: str) -> dict:
+    row = {"network": name, "preset": preset}
+    t0 = time.perf_counter()
+    try:
+        d = design_from_network(name, ChipConfig.preset(preset), "novel")
+        v = d.verilog
+    except ChipError as e:
+        row["refused"] = str(e)
+        return row
+    row.update({"seconds": round(time.perf_counter() - t0, 1), "peak_mib": round(_peak_mib()),
+                "module_bodies": v.count("\nmodule ") + v.startswith("module "),
+                "crossbar_instances": d.cp.n_xbars, "verilog_mib": round(len(v) / 2**20, 2)})
+    return row
+
+
+def simulate_digits(images: int = 10) -> dict:
+    from gen.models import digits_dataset
+    d = design_from_network("digits", ChipConfig.preset("small"), "novel")
+    x, labels = digits_dataset("test")
+    rep = run_chip_check(d, x[:images], labels=labels[:images])
+    t = d.timing(images)
+    clocks = t.last_logit[-1] - t.first_word[0]
+    return {"images": images, "passed": rep["passed"], "simulated_clocks": clocks,
+            "wall_seconds": rep["wall_seconds"], "clocks_per_second": round(clocks / rep["wall_seconds"])}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--simulate", action="store_true", help="also measure Verilator clocks/s on the digits chip")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    rows = []
+    for name, preset in NETWORKS:
+        print(f"  generating {name} ...", file=sys.stderr, flush=True)
+        rows.append(generate(name, preset))
+    sim = simulate_digits() if args.simulate else None
+    if args.json:
+        print(json.dumps({"generate": rows, "simulate": sim}, indent=2))
+        return 0
+    print("| network | preset | seconds | peak MiB | module bodies | crossbar instances | Verilog MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "refused" in r:
+            print(f"| {r['network']} | {r['preset']} | refused: {r['refused']} | | | | |")
+        else:
+            print(f"| {r['network']} | {r['preset']} | {r['seconds']} | {r['peak_mib']} | {r['module_bodies']} | "
+                  f"{r['crossbar_instances']} | {r['verilog_mib']} |")
+    if sim:
+        print(f"\ndigits chip on Verilator: {sim['simulated_clocks']} clocks for {sim['images']} images in "
+              f"{sim['wall_seconds']} s = {sim['clocks_per_second']} simulated clocks/s "
+              f"({'bit-exact, clocks exact' if sim['passed'] else 'FAILED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
