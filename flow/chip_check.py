@@ -30,17 +30,10 @@ from gen.config import ChipConfig
 from gen.network import Network, zoo
 from gen.params import NetworkParams
 from gen.perf import chip_timing
+from flow.cli import pimgen_version
 
 SCHEMA = 1
 TOP = "chip"
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("pimgen")
-    except Exception:       # running from a checkout that is not installed
-        return "0+unknown"
 
 
 @dataclass
@@ -87,7 +80,7 @@ class ChipDesign:
         cp = self.cp
         t = self.timing(4)
         return {
-            "schema": SCHEMA, "pimgen": _version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
+            "schema": SCHEMA, "pimgen": pimgen_version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
             "network": self.network.name, "network_ir": self.network.to_dict(), "source": self.source,
             "mapping": self.mapping,
             "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),

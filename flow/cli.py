@@ -16,10 +16,19 @@ COMMANDS = ["build", "simulate", "crossbar", "map", "compare", "topology", "gene
             "accuracy"]
 
 
+def pimgen_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("pimgen")
+    except Exception:       # a checkout that is not installed
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pimgen",
         description="Generate, simulate and evaluate RRAM processing-in-memory CNN accelerators.")
+    parser.add_argument("--version", action="version", version=f"pimgen {pimgen_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:

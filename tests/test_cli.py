@@ -73,3 +73,8 @@ def test_simulate_refuses_a_foreign_schema(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "chip", "schema": 999}))
     r = subprocess.run(PIMGEN + ["simulate", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "rebuild" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_version():
+    r = subprocess.run(PIMGEN + ["--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("pimgen ")
