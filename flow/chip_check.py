@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from gen.config import ChipConfig
 from gen.network import Network, zoo
 from gen.params import NetworkParams
 from gen.perf import chip_timing
+from flow.buildfolder import write_folder
 from flow.cli import pimgen_version
 
 SCHEMA = 1
@@ -128,30 +127,9 @@ def write_build(design: ChipDesign, out: str | Path) -> Path:
     verilog = design.verilog          # may raise: nothing written yet
     manifest = design.manifest()
     prog = design.program_words()
-    if out.exists() and not (out / "manifest.json").exists():
-        raise ValueError(f"{str(out)!r} exists and is not a pimgen build folder; choose another -o")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        (tmp / "rtl").mkdir()
-        (tmp / "weights").mkdir()
-        (tmp / "rtl" / f"{TOP}.v").write_text(verilog)
-        (tmp / "weights" / "params.json").write_text(design.params.to_json())
-        (tmp / "weights" / "program.hex").write_text("".join(f"{v:x}\n" for v in prog))
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            old = out.with_name(f".{out.name}-old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_folder(out, {
+        f"rtl/{TOP}.v": verilog, "weights/params.json": design.params.to_json(),
+        "weights/program.hex": "".join(f"{v:x}\n" for v in prog), "manifest.json": json.dumps(manifest, indent=2)})
 
 
 def load_build(folder: str | Path) -> ChipDesign:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from gen.config import ChipConfig
 from gen.layerspec import LayerSpec, layer_plan
 from gen.params import NetworkParams, WeightParams
 from gen.quantize import random_weights
+from flow.buildfolder import write_folder
 from gen.schedule import schedule_layer
 
 MANIFEST_VERSION = 1
@@ -121,29 +120,10 @@ def write_build(design: LayerDesign, out: str | Path) -> Path:
     out = Path(out)
     verilog = design.verilog          # may raise: nothing written yet
     manifest = design.manifest()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        (tmp / "rtl").mkdir()
-        (tmp / "weights").mkdir()
-        (tmp / "rtl" / f"{TOP}.v").write_text(verilog)
-        (tmp / "weights" / "params.json").write_text(NetworkParams({"L": design.params}).to_json())
-        for name, text in design._crossbar_files():
-            (tmp / "weights" / f"{name}.hex").write_text(text)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            old = out.with_name(f".{out.name}-old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    files = {f"rtl/{TOP}.v": verilog, "weights/params.json": NetworkParams({"L": design.params}).to_json(),
+             "manifest.json": json.dumps(manifest, indent=2)}
+    files.update({f"weights/{name}.hex": text for name, text in design._crossbar_files()})
+    return write_folder(out, files)
 
 
 def load_build(folder: str | Path) -> tuple[LayerDesign, dict]:
