@@ -1,6 +1,6 @@
 """The bit-plane (BLAS) crossbar-exact golden model is bit-identical to the previous
-element-by-element int64 implementation, kept below verbatim as the reference (from
-sim/golden.py at commit b68346b), on random configurations: cell_bits 1/2/4, dac_bits
+element-by-element int64 implementation, kept verbatim as the reference in
+bench/golden_old.py (from sim/golden.py at commit b68346b; the speed benchmark compares with it too), on random configurations: cell_bits 1/2/4, dac_bits
 1/2/4, lossless and lossy ADCs (adc_bits, adc_shift), cols_per_adc, row counts that do not
 divide the crossbar's, both mappings through plan_layer_acc/run_plan, duplication, and the
 float64 path (column sums beyond 2**24)."""
@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from gen.cells import cell_levels
 from gen.config import ChipConfig, CrossbarConfig
-from gen.intops import as_int, check_range, im2col, unroll_weights
+from gen.intops import im2col, unroll_weights
 from gen.mapping import map_network
 from gen.network import Conv2d, Linear, Network, zoo
 from gen.params import Requant, WeightParams
@@ -20,86 +20,25 @@ from gen.quantize import random_weights
 from sim import golden
 
 
-# --- the reference: the previous implementation, verbatim -----------------------------------
-def ref_adc(s, cfg):
-    return np.minimum(s >> cfg.adc_shift, cfg.adc_max_code) << cfg.adc_shift
+# --- the reference: the previous implementation, kept once in bench/golden_old.py -----------
+def _load_reference():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "bench" / "golden_old.py"
+    spec = importlib.util.spec_from_file_location("golden_old", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def ref_crossbar_mvm(x, w, cfg):
-    x, w = as_int(x, "x"), as_int(w, "w")
-    n_rows, n_out = w.shape
-    assert n_rows <= cfg.rows and n_out <= cfg.outputs and x.shape[-1] == n_rows
-    check_range(x, 0, (1 << cfg.a_bits) - 1, "x")
-    levels = cell_levels(w, cfg).reshape(n_rows, n_out * cfg.slices)
-    p = np.zeros(x.shape[:-1] + (n_out * cfg.slices,), dtype=np.int64)
-    p_ref = np.zeros(x.shape[:-1], dtype=np.int64)
-    for t in range(cfg.input_cycles):
-        xt = (x >> (t * cfg.dac_bits)) & cfg.max_dac
-        p += ref_adc(xt @ levels, cfg) << (t * cfg.dac_bits)
-        p_ref += ref_adc(xt.sum(axis=-1), cfg) << (t * cfg.dac_bits)
-    p = p.reshape(x.shape[:-1] + (n_out, cfg.slices))
-    slice_weight = np.int64(1) << (np.arange(cfg.slices, dtype=np.int64) * cfg.cell_bits)
-    return (p * slice_weight).sum(axis=-1) - cfg.weight_offset * p_ref[..., None]
-
-
-def ref_matmul_crossbar(x, wmat, cfg):
-    x, wmat = as_int(x, "x"), as_int(wmat, "wmat")
-    r, n = wmat.shape
-    out = np.zeros(x.shape[:-1] + (n,), dtype=np.int64)
-    for c0 in range(0, n, cfg.outputs):
-        c1 = min(n, c0 + cfg.outputs)
-        for r0 in range(0, r, cfg.rows):
-            r1 = min(r, r0 + cfg.rows)
-            out[..., c0:c1] += ref_crossbar_mvm(x[..., r0:r1], wmat[r0:r1, c0:c1], cfg)
-    return out
-
-
-def _ref_adder_tree(vals):
-    while len(vals) > 1:
-        vals = [vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i] for i in range(0, len(vals), 2)]
-    return vals[0]
-
-
-def ref_plan_layer_acc(lp, params, x, cfg):
-    layer = lp.layer
-    x = as_int(x, "x")
-    if isinstance(layer, Linear):
-        cols = x.reshape(1, 1, -1)
-        xp = None
-    else:
-        cols = im2col(x, layer.k, layer.stride, layer.pad) if lp.mapping == "conventional" else None
-        xp = np.pad(x, ((0, 0), (layer.pad, layer.pad), (layer.pad, layer.pad)))
-    cout, ho, wo = lp.out_shape
-    out = np.zeros((ho, wo, cout), dtype=np.int64)
-    s = getattr(layer, "stride", 1)
-    by_rep = {}
-    for p in lp.placements:
-        by_rep.setdefault(p.replica, []).append(p)
-    for rep, pls in sorted(by_rep.items()):
-        y0, y1, x0, x1 = lp.regions[rep]
-        tree = {}
-        for p in sorted(pls, key=lambda q: (q.tile, q.pe, q.subarray)):
-            r0, r1 = p.rows
-            if p.kpos is None:
-                xin = cols[y0:y1, x0:x1, r0:r1]
-            else:
-                i, j = p.kpos
-                xin = xp[r0:r1, y0 * s + i:(y1 - 1) * s + i + 1:s, x0 * s + j:(x1 - 1) * s + j + 1:s]
-                xin = xin.transpose(1, 2, 0)
-            psum = ref_crossbar_mvm(xin, params.block(p), cfg)
-            tree.setdefault(p.cols, {}).setdefault(p.tile, {}).setdefault(p.pe, []).append(psum)
-        for (c0, c1), tiles in tree.items():
-            tile_sums = [_ref_adder_tree([_ref_adder_tree(pe_ps) for _, pe_ps in sorted(pes.items())])
-                         for _, pes in sorted(tiles.items())]
-            out[y0:y1, x0:x1, c0:c1] = _ref_adder_tree(tile_sums)
-    return out.transpose(2, 0, 1)
+_OLD = _load_reference()
+ref_adc, ref_crossbar_mvm, ref_matmul_crossbar = _OLD.adc, _OLD.crossbar_mvm, _OLD.matmul_crossbar
+ref_plan_layer_acc = _OLD.plan_layer_acc
 
 
 def ref_run_plan(plan, params, x, monkeypatch):
     """The current network walk with the reference plan walk swapped in."""
-    with monkeypatch.context() as m:
-        m.setattr(golden, "plan_layer_acc", lambda lp, p, x, cfg, conductances=None: ref_plan_layer_acc(lp, p, x, cfg))
-        return golden.run_plan(plan, params, x, return_all=True)
+    return _OLD.run_plan(plan, params, x, return_all=True)
 
 
 # --- random configurations ----------------------------------------------------------------
