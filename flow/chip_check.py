@@ -197,7 +197,7 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
 
 def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,
                    sim: str = "verilator", waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
-                   cache_dir: Path | None = None, args_hook=None) -> dict[str, Any]:
+                   cache_dir: Path | None = None, args_hook=None, waves_dir: Path | None = None) -> dict[str, Any]:
     """Simulate ``design`` on ``images`` (``[N, C, H, W]`` input codes); return the report
     (``passed``, ``mismatches``, ``images``, ``measured_latency``, ``predicted_latency``,
     ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...)."""
@@ -208,7 +208,7 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
         args = args_hook(args)
     t0 = time.perf_counter()
     res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
-                        seed=seed)
+                        seed=seed, waves_dir=waves_dir)
     d = res.data
     timing_ok = (not args["check_timing"]) or (d.get("measured_latency") == args["predicted_latency"]
                                                and d.get("measured_interval") == args["predicted_interval"])

@@ -13,7 +13,7 @@ import sys
 from gen.errors import ToolError
 
 COMMANDS = ["build", "simulate", "crossbar", "map", "compare", "topology", "generate", "synth", "demo", "quantize",
-            "accuracy"]
+            "accuracy", "cache", "sweep"]
 
 
 def pimgen_version() -> str:

@@ -39,8 +39,10 @@ class CrossbarCheck:
             raise ValueError(f"reprogram_rows={self.reprogram_rows} is not allowed: it must be in [0, {self.cfg.rows}]")
 
 
-def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None) -> dict[str, Any]:
-    """Generate the crossbar RTL, run ``sim.tb.crossbar`` and return its report.
+def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None,
+                       waves_dir: Path | None = None) -> dict[str, Any]:
+    """Generate the crossbar RTL, run ``sim.tb.crossbar`` and return its report (the waveform, with
+    ``check.waves``, in ``waves_dir``; see ``sim.runner``).
 
     The report holds ``passed``, ``measured_clocks``, ``predicted_clocks``,
     ``mismatches``, the per-vector latencies and the wall time.
@@ -61,7 +63,7 @@ def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None) -> d
     t0 = time.perf_counter()
     verilog = to_verilog(Crossbar(cfg, weights), "crossbar")
     res = run_testbench(verilog, "crossbar", "sim.tb.crossbar", args, sim=check.sim, waves=check.waves,
-                        cache_dir=cache_dir, seed=check.seed)
+                        cache_dir=cache_dir, seed=check.seed, waves_dir=waves_dir)
     report = {
         "passed": res.passed and res.data.get("mismatches", 1) == 0,
         "sim": check.sim, "config": cfg.to_dict(),

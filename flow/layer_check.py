@@ -185,8 +185,9 @@ def random_images(design: LayerDesign, n: int, seed: int) -> np.ndarray:
 
 def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: int = 0, sim: str = "verilator",
                     waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
-                    cache_dir: Path | None = None) -> dict[str, Any]:
-    """Simulate ``design`` on random (or given ``[n, Cin, H, W]``) images; return the report."""
+                    cache_dir: Path | None = None, waves_dir: Path | None = None) -> dict[str, Any]:
+    """Simulate ``design`` on random (or given ``[n, Cin, H, W]``) images; return the report.
+    With ``waves``, the waveform goes to ``waves_dir`` (the build folder, say; see ``sim.runner``)."""
     from sim.runner import run_testbench
     if not 0 < ready_prob <= 1:
         raise ValueError(f"ready_prob={ready_prob} is not allowed: it must be in (0, 1]")
@@ -201,7 +202,8 @@ def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: 
     args = tb_arguments(design, imgs, seed=seed, ready_prob=ready_prob, gap_prob=gap_prob)
     t0 = time.perf_counter()
     verilog = icarus_fixup(design.verilog) if sim == "icarus" else design.verilog
-    res = run_testbench(verilog, TOP, "sim.tb.layer", args, sim=sim, waves=waves, cache_dir=cache_dir, seed=seed)
+    res = run_testbench(verilog, TOP, "sim.tb.layer", args, sim=sim, waves=waves, cache_dir=cache_dir, seed=seed,
+                        waves_dir=waves_dir)
     d = res.data
     timing_ok = (not args["check_timing"]) or (
         bool(d.get("measured_per_image")) and all(c == args["predicted_clocks"] for c in d["measured_per_image"]))

