@@ -55,7 +55,8 @@ __all__ = [
     "FlowError", "ToolMissing", "SynthesisError", "PlaceRouteError", "FitError",
 ]
 
-CONSTRAINTS_DIR = Path(__file__).resolve().parents[1] / "constraints"
+# shipped inside the package (package data) so a non-editable install finds them too
+CONSTRAINTS_DIR = Path(__file__).resolve().parent / "constraints"
 DEFAULT_BUILD_ROOT = Path("build") / "synth"
 INSTALL_HINT = "install with `pip install pimgen[fpga]`"
 TOP_NAME = "fpga_top"
@@ -107,7 +108,7 @@ class Target:
     yosys_script: tuple[str, ...]  # synthesis commands; {synth} {top} {opts} are filled in
     nextpnr: str
     nextpnr_args: tuple[str, ...]
-    constraint: str                # file in constraints/
+    constraint: str                # file in flow/constraints/
     constraint_flag: str           # --lpf / --pcf
     allow_unconstrained: str       # --lpf-allow-unconstrained / --pcf-allow-unconstrained
     bitstream_tool: str
@@ -254,7 +255,7 @@ def constraint_text(target: str, freq_mhz: float | None = None) -> tuple[str, fl
     rx = _FREQ_RE[t.constraint_flag]
     mt = rx.search(text)
     if mt is None:
-        raise FlowError(f"constraints/{t.constraint} has no clock constraint for port clk")
+        raise FlowError(f"flow/constraints/{t.constraint} has no clock constraint for port clk")
     if freq_mhz is None:
         return text, float(mt.group(2))
     if not freq_mhz > 0:
