@@ -55,6 +55,7 @@ class _T:
     shape: tuple
     flat: bool = False
     pad: tuple | None = None     # pending spatial zero padding (top, left, bottom, right) from a Pad node
+    q: object = None             # quantized graphs: what the tensor holds (_Q)
 
 
 def _attrs(node) -> dict:
@@ -63,16 +64,22 @@ def _attrs(node) -> dict:
 
 
 def load_onnx(path):
-    """Read a float ONNX CNN: a :class:`gen.floatmodel.FloatModel` (see the module docstring)."""
+    """Read an ONNX CNN: a :class:`gen.floatmodel.FloatModel` for a float graph, a
+    :class:`gen.quantize.QuantModel` for a quantized one (QDQ, QLinearConv/QLinearMatMul,
+    ConvInteger/MatMulInteger); see the module docstring. Refusals: ``ValueError``, one line."""
     import onnx
     try:
         model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
         raise ValueError(f"{path}: not an ONNX model ({type(e).__name__}: {e})") from None
-    return _Importer(model, str(path)).run()
+    importer = _QuantImporter if _is_quantized(model) else _Importer
+    return importer(model, str(path)).run()
 
 
 class _Importer:
+    SUPPORTED = SUPPORTED_OPS
+    PAD_CONSUMERS = ("Conv",)      # ops a pending spatial Pad may merge into
+
     def __init__(self, model, source: str):
         from onnx import numpy_helper
         self.g = model.graph
@@ -143,7 +150,7 @@ class _Importer:
             if name in self.consts:
                 self.refuse(node, f"input {name!r} is a constant where a feature map is expected")
             self.refuse(node, f"input {name!r} is not produced by any node nor a graph input (dangling input)")
-        if v.pad is not None and node.op_type != "Conv":
+        if v.pad is not None and node.op_type not in self.PAD_CONSUMERS:
             self.refuse(node, "a spatial Pad is only supported directly in front of a Conv")
         return v
 
@@ -160,6 +167,13 @@ class _Importer:
             raise ValueError(str(e).splitlines()[0]) from None
 
     def _run(self) -> FloatModel:
+        in_shape = self.start()
+        self.walk()
+        net = self.network(in_shape)
+        return FloatModel(net, self.weights, source=self.source, notes=self.notes)
+
+    def start(self) -> tuple:
+        """Check the graph's one input ``[N, C, H, W]`` and one output; bind the input. Returns ``(C, H, W)``."""
         inputs = [i for i in self.g.input if i.name not in self.consts]
         if len(inputs) != 1:
             raise ValueError(f"{self.source}: the graph must have exactly one (non-constant) input, it has "
@@ -169,24 +183,32 @@ class _Importer:
             raise ValueError(f"input {inputs[0].name!r} has shape {dims}: pimgen needs [N, C, H, W] with fixed C, H, W")
         in_shape = tuple(int(d) for d in dims[1:])
         self.shapes[INPUT] = in_shape
-        self.env[inputs[0].name] = _T(INPUT, in_shape)
+        self.env[inputs[0].name] = self.input_tensor(inputs[0], in_shape)
         if len(self.g.output) != 1:
             raise ValueError(f"{self.source}: the graph must have exactly one output, it has {len(self.g.output)}")
+        return in_shape
+
+    def input_tensor(self, vi, in_shape) -> _T:
+        """The graph input as a tensor of the walk."""
+        return _T(INPUT, in_shape)
+
+    def walk(self) -> None:
+        """Every node in order: constant folding or its ``op_<OpType>`` handler."""
         for node in self.g.node:
             op = node.op_type
             if node.domain not in ("", "ai.onnx"):
                 self.refuse(node, f"operator domain {node.domain!r} is not supported")
-            if op in QUANTIZED_OPS:
-                self.refuse(node, "quantized ONNX operators are not imported yet; import the float model and "
-                                  "quantize it with `pimgen quantize MODEL.onnx --calibration X.npy`")
             fn = getattr(self, f"op_{op}", None)
             if fn is None:
-                self.refuse(node, f"unsupported operator; supported: {', '.join(SUPPORTED_OPS)}")
+                self.refuse(node, f"unsupported operator; supported: {', '.join(self.SUPPORTED)}")
             if all((not i) or i in self.consts for i in node.input) and op not in ("Shape",) and \
                     op in _FOLDABLE:
                 self.fold(node)
                 continue
             fn(node)
+
+    def network(self, in_shape) -> Network:
+        """The IR, after checking the output is the last layer and no branch is dead."""
         out = self.g.output[0].name
         t = self.env.get(out)
         if not isinstance(t, _T) or t.src == INPUT:
@@ -204,9 +226,7 @@ class _Importer:
                 raise ValueError(f"node {self.origin[l.name][0]!r} ({self.origin[l.name][1]}): its output is "
                                  f"never used (dead branch)")
         name = self.g.name or "onnx_model"
-        net = Network(re.sub(r"\W", "_", name), in_shape, self.layers, f"imported from {self.source}")
-        fm = FloatModel(net, self.weights, source=self.source, notes=self.notes)
-        return fm
+        return Network(re.sub(r"\W", "_", name), in_shape, self.layers, f"imported from {self.source}")
 
     # --- constant folding ----------------------------------------------------------------------
     def fold(self, node):
@@ -293,17 +313,21 @@ class _Importer:
 
     def op_Conv(self, node):
         t = self.tensor(node)
-        at = _attrs(node)
         w = self.const(node, 1, "weight").astype(np.float64)
         b = self.const(node, 2, "bias").astype(np.float64) if len(node.input) > 2 and node.input[2] else \
             np.zeros(w.shape[0])
+        self.alias(node, self.add_layer(node, self.conv_layer(node, t, w.shape), (w, b)))
+
+    def conv_layer(self, node, t: _T, wshape) -> Conv2d:
+        """The ``Conv2d`` of a Conv-like node (attributes checked, a pending Pad merged) on ``t``."""
+        at = _attrs(node)
         if at.get("group", 1) != 1:
             self.refuse(node, f"group={at['group']}: only group=1 convolutions are supported")
         if any(d != 1 for d in at.get("dilations", [1, 1])):
             self.refuse(node, f"dilations={at['dilations']}: only dilation 1 is supported")
-        if w.ndim != 4 or w.shape[2] != w.shape[3]:
-            self.refuse(node, f"weight shape {list(w.shape)}: only square 2-D kernels are supported")
-        k = w.shape[2]
+        if len(wshape) != 4 or wshape[2] != wshape[3]:
+            self.refuse(node, f"weight shape {list(wshape)}: only square 2-D kernels are supported")
+        k = wshape[2]
         strides = at.get("strides", [1, 1])
         if len(set(strides)) != 1:
             self.refuse(node, f"strides={strides}: only equal strides in H and W are supported")
@@ -316,10 +340,8 @@ class _Importer:
                               f"all sides")
         if t.flat:
             self.refuse(node, "a Conv on a flattened tensor")
-        name = self.name_for(node)
-        layer = Conv2d(name=name, inputs=(t.src,), cin=int(w.shape[1]), cout=int(w.shape[0]), k=int(k), stride=s,
-                       pad=int(pads[0]), relu=False)
-        self.alias(node, self.add_layer(node, layer, (w, b)))
+        return Conv2d(name=self.name_for(node), inputs=(t.src,), cin=int(wshape[1]), cout=int(wshape[0]), k=int(k),
+                      stride=s, pad=int(pads[0]), relu=False)
 
     def conv_pads(self, node, at, shape, k, s):
         ap = at.get("auto_pad", b"NOTSET")
@@ -372,7 +394,7 @@ class _Importer:
         k = at.get("kernel_shape")
         if not k or len(set(k)) != 1:
             self.refuse(node, f"kernel_shape={k}: only square pools are supported")
-        strides = at.get("strides", k)
+        strides = at.get("strides", [1] * len(k))     # ONNX: strides default to 1, not to the kernel
         if len(set(strides)) != 1:
             self.refuse(node, f"strides={strides}: only equal strides are supported")
         pads = at.get("pads", [0, 0, 0, 0])
@@ -437,14 +459,17 @@ class _Importer:
             self.refuse(node, f"only a reshape to [N, {n}] (flatten) is supported, not {list(shp)}")
 
     def _linear(self, node, t, w, b):
+        self.alias(node, self.add_layer(node, self.linear_layer(node, t, w.shape), (w, b)))
+
+    def linear_layer(self, node, t: _T, wshape) -> Linear:
+        """The ``Linear`` of a Gemm/MatMul-like node with weights ``[out, in]`` on ``t``."""
         if t.shape[1:] != (1, 1) and not t.flat:
             self.refuse(node, f"input of shape {t.shape} must be flattened first")
         n = int(np.prod(t.shape))
-        if w.shape[1] != n:
-            self.refuse(node, f"weight has {w.shape[1]} inputs, its input has {n} values")
-        layer = Linear(name=self.name_for(node), inputs=(t.src,), in_features=n, out_features=int(w.shape[0]),
-                       relu=False)
-        self.alias(node, self.add_layer(node, layer, (w, b)))
+        if wshape[1] != n:
+            self.refuse(node, f"weight has {wshape[1]} inputs, its input has {n} values")
+        return Linear(name=self.name_for(node), inputs=(t.src,), in_features=n, out_features=int(wshape[0]),
+                      relu=False)
 
     def op_Gemm(self, node):
         t = self.tensor(node)
@@ -605,3 +630,492 @@ for _op in ("Constant", "Gather", "Unsqueeze", "Squeeze", "Cast", "ConstantOfSha
     if not hasattr(_Importer, f"op_{_op}"):
         setattr(_Importer, f"op_{_op}", lambda self, node: self.refuse(
             node, "only supported on constants (shape arithmetic), not on feature maps"))
+
+
+# --- quantized graphs (QDQ, QLinear*, *Integer) -> QuantModel --------------------------------------------
+@dataclass
+class _Pending:
+    """A layer whose output quantization is not known yet: a weight layer's accumulators (real value
+    ``scale * (acc + bias)``), or an Add / average pool waiting for the QuantizeLinear after it."""
+    layer: str
+    kind: str                    # "weight" | "add" | "pool"
+    scale: float = 1.0           # weight: the real value of one accumulator unit
+    relu: bool = False
+    ins: tuple = ()              # add: the inputs' TensorQuant; pool: (input TensorQuant, window size)
+    z_in: int = 0                # weight: the input's zero point (unsigned code)
+
+
+@dataclass
+class _Q:
+    """What a tensor of a quantized graph holds: ``codes`` (integers, real ``scale*(q - z)``), ``real``
+    (the same dequantized to float), ``pending`` (see :class:`_Pending`) or ``float`` (the graph input)."""
+    kind: str
+    tq: object = None            # TensorQuant for codes/real (zero point as an unsigned code)
+    pend: _Pending | None = None
+
+
+@dataclass
+class _QConst:
+    """A quantized constant (DequantizeLinear of an integer initializer): ``scale * (values - zp)``."""
+    values: np.ndarray           # the integers as stored (int8/uint8/int32)
+    scale: np.ndarray
+    zp: np.ndarray
+
+
+def _is_quantized(model) -> bool:
+    return any(n.op_type in QUANTIZED_OPS for n in model.graph.node)
+
+
+def _same_scale(a: float, b: float) -> bool:
+    """Scales equal up to float32 storage (ONNX scales are float32; products of them are computed in float)."""
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+
+class _QuantImporter(_Importer):
+    """Walks a quantized graph onto DESIGN.md §3's integers: weights ``w - w_zero_point`` (signed
+    ``w_bits``), int32 biases with ``- z_in·Σw`` folded, per-layer ``M``/``s`` from the real multiplier
+    (``gen.quantize.scale_to_requant``), activations as unsigned codes (an int8 tensor is offset by 128)."""
+    SUPPORTED = SUPPORTED_OPS + QUANTIZED_OPS + ("Mul",)
+    PAD_CONSUMERS = ("Conv", "QLinearConv", "ConvInteger")
+
+    def __init__(self, model, source: str, w_bits: int = 8, a_bits: int = 8):
+        super().__init__(model, source)
+        self.w_bits, self.a_bits = w_bits, a_bits
+        self.qconsts: dict[str, _QConst] = {}
+        self.params: dict = {}
+        self.acc_scale: dict[str, float] = {}
+        self.tq: dict = {}
+        self.input_tq = None
+        self.input_signed = False
+
+    # --- the graph input ---------------------------------------------------------------------------
+    def input_tensor(self, vi, in_shape) -> _T:
+        from gen.quantize import TensorQuant
+        et = vi.type.tensor_type.elem_type
+        from onnx import TensorProto
+        if et in (TensorProto.UINT8, TensorProto.INT8):
+            # integer input (ConvInteger/QLinear graphs): the codes themselves; the consumers' zero points apply
+            self.input_signed = et == TensorProto.INT8
+            self.input_tq = TensorQuant(1.0, 128 if self.input_signed else 0)
+            return _T(INPUT, in_shape, q=_Q("codes", self.input_tq))
+        return _T(INPUT, in_shape, q=_Q("float"))
+
+    # --- quantization parameters --------------------------------------------------------------------
+    def scale(self, node, i: int, what: str, weight: bool = False) -> float:
+        """A per-tensor scale (refused: per-axis activation scales, per-output-channel weight scales)."""
+        v = self.const(node, i, what).astype(np.float64).reshape(-1)
+        return self.one_scale(node, v, what, weight)
+
+    def one_scale(self, node, v: np.ndarray, what: str, weight: bool) -> float:
+        if np.any(v <= 0) or not np.all(np.isfinite(v)):
+            self.refuse(node, f"{what} must be positive and finite, got {v.tolist()[:4]}")
+        if v.size > 1 and not np.all(v == v[0]):
+            if weight:
+                self.refuse(node, f"{what} has per-output-channel values ({v.size} scales): pimgen's post units carry "
+                                  f"one M/s per layer (gen.params.Requant); quantize the weights per tensor")
+            self.refuse(node, f"{what} has {v.size} different values (per-axis quantization): pimgen's activations "
+                              f"take one scale and zero point per tensor")
+        return float(v[0])
+
+    def zero_point(self, node, i: int, what: str) -> tuple[int, bool]:
+        """``(zero point as an unsigned a_bits code, signed)``; absent: uint8 0."""
+        if i >= len(node.input) or not node.input[i]:
+            return 0, False
+        v = self.const(node, i, what).reshape(-1)
+        if v.dtype not in (np.uint8, np.int8):
+            self.refuse(node, f"{what} has type {v.dtype}: activations must be uint8 or int8")
+        if v.size > 1 and not np.all(v == v[0]):
+            self.refuse(node, f"{what} has {v.size} different values: one zero point per tensor is supported")
+        signed = v.dtype == np.int8
+        return int(v[0]) + (128 if signed else 0), signed
+
+    def tensor_quant(self, node, si: int, zi: int, what: str):
+        from gen.quantize import TensorQuant
+        s = self.scale(node, si, f"{what}_scale")
+        z, _ = self.zero_point(node, zi, f"{what}_zero_point")
+        return TensorQuant(s, z)
+
+    def int_weights(self, node, values, zp, what: str) -> np.ndarray:
+        """Integer weights ``values - zp`` as signed ``w_bits`` (refused when they do not fit)."""
+        zp = np.asarray(zp).reshape(-1)
+        if zp.size > 1 and not np.all(zp == zp[0]):
+            self.refuse(node, f"{what} has {zp.size} different zero points: one zero point per weight tensor")
+        w = values.astype(np.int64) - (int(zp[0]) if zp.size else 0)
+        lo, hi = -(1 << (self.w_bits - 1)), (1 << (self.w_bits - 1)) - 1
+        if w.min() < lo or w.max() > hi:
+            self.refuse(node, f"{what} minus its zero point spans [{w.min()}, {w.max()}]: pimgen's weights are "
+                              f"signed {self.w_bits}-bit [{lo}, {hi}]")
+        return w
+
+    def requant(self, node, r: float, z_out: int, relu: bool):
+        """``Requant(M, s)`` for the real multiplier ``r`` (``gen.quantize.scale_to_requant``)."""
+        from gen.params import M_MAX, Requant
+        from gen.quantize import scale_to_requant
+        if not r > 0 or r > M_MAX:
+            self.refuse(node, f"requantization multiplier {r:.6g} is outside (0, {M_MAX}]: pimgen's M is unsigned "
+                              f"16-bit with a right shift")
+        rq = scale_to_requant(r)
+        return Requant(rq.m, rq.s, z_out, relu)
+
+    # --- tensors -----------------------------------------------------------------------------------
+    def q(self, node, i: int, kinds: tuple, what: str = "input") -> _T:
+        t = self.tensor(node, i)
+        if t.q is None or t.q.kind not in kinds:
+            have = {"codes": "integer codes", "real": "a dequantized tensor", "pending": "an unrequantized "
+                    "Conv/Gemm/MatMul/Add/pool output", "float": "the float graph input"}[t.q.kind if t.q else "float"]
+            want = {"codes": "integer codes (QuantizeLinear / QLinear* output)", "real": "a DequantizeLinear output",
+                    "pending": "a Conv/Gemm/MatMul/ConvInteger/MatMulInteger output",
+                    "float": "the float graph input"}
+            self.refuse(node, f"{what} {node.input[i]!r} is {have}; expected {' or '.join(want[k] for k in kinds)}")
+        return t
+
+    def set(self, node, t: _T, q: _Q) -> None:
+        if q.kind in ("codes", "real") and t.src != INPUT:
+            self.tq.setdefault(t.src, q.tq)
+        self.alias(node, replace(t, q=q))
+
+    def op_BatchNormalization(self, node):
+        self.refuse(node, "BatchNormalization in a quantized graph: fold it into the conv before quantizing")
+
+    def qconst(self, node, i: int, what: str) -> _QConst:
+        name = node.input[i] if i < len(node.input) else ""
+        if name in self.qconsts:
+            return self.qconsts[name]
+        if name in self.consts and np.issubdtype(self.consts[name].dtype, np.integer):
+            v = self.consts[name]
+            return _QConst(v, np.ones(1), np.zeros(1, dtype=np.int64))
+        self.refuse(node, f"{what} ({name!r}) must be quantized: a DequantizeLinear of an integer initializer")
+
+    # --- Q / DQ ------------------------------------------------------------------------------------------
+    def op_QuantizeLinear(self, node):
+        tq = self.tensor_quant(node, 1, 2, "y")
+        if node.input[0] in self.consts:              # a float constant quantized: fold it
+            _, signed = self.zero_point(node, 2, "y_zero_point")
+            v = self.consts[node.input[0]].astype(np.float64)
+            lo, hi = (-128, 127) if signed else (0, 255)
+            self.consts[node.output[0]] = np.clip(np.round(v / tq.scale) + tq.zero_point - (128 if signed else 0),
+                                                  lo, hi).astype(np.int8 if signed else np.uint8)
+            return
+        self.check_axis(node)
+        t = self.q(node, 0, ("float", "real", "pending"))
+        if t.q.kind == "float":
+            if self.input_tq is not None and self.input_tq != tq:
+                self.refuse(node, "the graph input is quantized twice with different scales/zero points")
+            self.input_tq = tq
+            self.set(node, t, _Q("codes", tq))
+        elif t.q.kind == "real":
+            if not (_same_scale(t.q.tq.scale, tq.scale) and t.q.tq.zero_point == tq.zero_point):
+                self.refuse(node, f"requantizes a tensor from scale {t.q.tq.scale:.6g}/zero point "
+                                  f"{t.q.tq.zero_point} to {tq.scale:.6g}/{tq.zero_point}: pimgen requantizes only "
+                                  f"in Conv/Gemm/MatMul, Add and average pools (give both the same scale)")
+            self.set(node, t, _Q("codes", tq))
+        else:
+            self.finish(node, t.q.pend, tq)
+            self.set(node, t, _Q("codes", tq))
+
+    def check_axis(self, node):
+        for i in (1, 2):
+            if i < len(node.input) and node.input[i] in self.consts and self.consts[node.input[i]].size > 1:
+                self.scale(node, 1, "scale") if i == 1 else self.zero_point(node, 2, "zero_point")
+
+    def op_DequantizeLinear(self, node):
+        if node.input[0] in self.consts:              # quantized weights / biases
+            v = self.consts[node.input[0]]
+            if not np.issubdtype(v.dtype, np.integer):
+                self.refuse(node, f"input has type {v.dtype}: DequantizeLinear takes integers")
+            s = self.const(node, 1, "x_scale").astype(np.float64).reshape(-1)
+            z = self.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1, np.int64)
+            if z is None:
+                self.refuse(node, f"x_zero_point ({node.input[2]!r}) must be a constant")
+            self.qconsts[node.output[0]] = _QConst(v, s, z.astype(np.int64).reshape(-1))
+            return
+        self.check_axis(node)
+        t = self.q(node, 0, ("codes",))
+        self.set(node, t, _Q("real", self.tensor_quant(node, 1, 2, "x")))
+
+    # --- weight layers -----------------------------------------------------------------------------------
+    def weight_layer(self, node, t: _T, w: np.ndarray, bias: np.ndarray, z_in: int, scale: float,
+                     conv: bool) -> _Pending:
+        """Add a Conv2d/Linear with integer weights ``w``, int32 ``bias`` (``- z_in·Σw`` folded here)."""
+        from gen.intops import fold_zero_point
+        layer = self.conv_layer(node, t, w.shape) if conv else self.linear_layer(node, t, w.shape)
+        b = fold_zero_point(bias, w, z_in)
+        self.add_layer(node, layer, (w, b))
+        self.params[layer.name] = (z_in,)
+        self.acc_scale[layer.name] = scale
+        return _Pending(layer.name, "weight", scale=scale, z_in=z_in)
+
+    def int_bias(self, node, i: int, cout: int, acc_scale: float) -> np.ndarray:
+        """The bias input ``i`` in accumulator units (its real value / ``acc_scale``, rounded; 0 when absent)."""
+        if i >= len(node.input) or not node.input[i]:
+            return np.zeros(cout, dtype=np.int64)
+        name = node.input[i]
+        if name in self.qconsts:
+            qc = self.qconsts[name]
+            real = (qc.values.astype(np.float64) - qc.zp) * qc.scale
+        elif name in self.consts:
+            real = self.consts[name].astype(np.float64)
+        else:
+            self.refuse(node, f"bias ({name!r}) must be a constant")
+        if real.size not in (1, cout):
+            self.refuse(node, f"bias of shape {list(real.shape)} does not match {cout} outputs")
+        b = np.broadcast_to(real.reshape(-1), (cout,)) / acc_scale
+        bi = np.round(b).astype(np.int64)
+        if np.abs(b - bi).max() > 1e-3:
+            self.notes.append(f"node {node.name!r}: bias rounded to the accumulator scale {acc_scale:.6g}")
+        return bi
+
+    def op_QLinearConv(self, node):
+        self.qlinear(node, conv=True)
+
+    def op_QLinearMatMul(self, node):
+        self.qlinear(node, conv=False)
+
+    def qlinear(self, node, conv: bool):
+        """QLinearConv ``(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, B])`` and QLinearMatMul (the
+        same inputs, no bias; ``b[in, out]``): one weight layer requantized by ``x_s·w_s / y_s``."""
+        t = self.q(node, 0, ("codes",))
+        tx = self.tensor_quant(node, 1, 2, "x" if conv else "a")
+        w = self.const(node, 3, "w" if conv else "b")
+        ws = self.scale(node, 4, "w_scale" if conv else "b_scale", weight=True)
+        wz = self.const(node, 5, "w_zero_point" if conv else "b_zero_point")
+        ty = self.tensor_quant(node, 6, 7, "y")
+        if not conv and w.ndim != 2:
+            self.refuse(node, f"b of shape {list(w.shape)}: a 2-D constant matrix is needed")
+        wi = self.int_weights(node, w, wz, "w" if conv else "b")
+        wi = wi if conv else wi.T
+        b = self.const(node, 8, "B").astype(np.int64) if conv and len(node.input) > 8 and node.input[8] else \
+            np.zeros(wi.shape[0], dtype=np.int64)
+        pend = self.weight_layer(node, t, wi, b, tx.zero_point, tx.scale * ws, conv=conv)
+        self.finish(node, pend, ty)
+        self.set(node, self.env_of(pend), _Q("codes", ty))
+
+    def op_ConvInteger(self, node):
+        t = self.q(node, 0, ("codes",))
+        zx, _ = self.zero_point(node, 2, "x_zero_point")
+        w = self.const(node, 1, "w")
+        wz = self.consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else np.zeros(1, np.int64)
+        wi = self.int_weights(node, w, wz, "w")
+        pend = self.weight_layer(node, t, wi, np.zeros(wi.shape[0], dtype=np.int64), zx, 1.0, conv=True)
+        self.set(node, self.env_of(pend), _Q("pending", pend=pend))
+
+    def op_MatMulInteger(self, node):
+        t = self.q(node, 0, ("codes",))
+        za, _ = self.zero_point(node, 2, "a_zero_point")
+        bq = self.const(node, 1, "B")
+        if bq.ndim != 2:
+            self.refuse(node, f"B of shape {list(bq.shape)}: a 2-D constant matrix is needed")
+        bz = self.consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else np.zeros(1, np.int64)
+        wi = self.int_weights(node, bq, bz, "B").T
+        pend = self.weight_layer(node, t, wi, np.zeros(wi.shape[0], dtype=np.int64), za, 1.0, conv=False)
+        self.set(node, self.env_of(pend), _Q("pending", pend=pend))
+
+    def env_of(self, pend: _Pending) -> _T:
+        return _T(pend.layer, self.shapes[pend.layer])
+
+    def float_weight_op(self, node, t: _T, wc: _QConst, conv: bool, w_t=lambda w: w, alpha: float = 1.0,
+                        bias_i: int | None = None):
+        """Conv/Gemm/MatMul on a dequantized input with dequantized integer weights (QDQ)."""
+        s_w = self.one_scale(node, wc.scale.reshape(-1), "the weight scale", weight=True)
+        wi = w_t(self.int_weights(node, wc.values, wc.zp, "the weight"))
+        scale = t.q.tq.scale * s_w * alpha
+        b = self.int_bias(node, bias_i, wi.shape[0], scale) if bias_i is not None else \
+            np.zeros(wi.shape[0], dtype=np.int64)
+        pend = self.weight_layer(node, t, wi, b, t.q.tq.zero_point, scale, conv)
+        self.set(node, self.env_of(pend), _Q("pending", pend=pend))
+
+    def op_Conv(self, node):
+        t = self.q(node, 0, ("real",))
+        self.float_weight_op(node, t, self.qconst(node, 1, "the weight"), True, bias_i=2)
+
+    def op_Gemm(self, node):
+        t = self.q(node, 0, ("real",))
+        at = _attrs(node)
+        if at.get("transA", 0):
+            self.refuse(node, "transA=1 is not supported")
+        if len(node.input) > 2 and node.input[2] and at.get("beta", 1.0) != 1.0:
+            self.refuse(node, f"beta={at['beta']}: only beta = 1 is supported in quantized graphs")
+        self.float_weight_op(node, t, self.qconst(node, 1, "B"), False,
+                             (lambda w: w) if at.get("transB", 0) else (lambda w: w.T), float(at.get("alpha", 1.0)),
+                             bias_i=2)
+
+    def op_MatMul(self, node):
+        t = self.q(node, 0, ("real",))
+        wc = self.qconst(node, 1, "the right operand")
+        if wc.values.ndim != 2:
+            self.refuse(node, f"right operand of shape {list(wc.values.shape)}: a 2-D constant matrix is needed")
+        self.float_weight_op(node, t, wc, False, lambda w: w.T)
+
+    # --- float glue on a weight layer's accumulators (Cast, Mul by a scale, Add of a bias) -----------------
+    def op_Cast(self, node):
+        t = self.q(node, 0, ("pending",))
+        self.set(node, t, t.q)
+
+    def op_Mul(self, node):
+        ci = 1 if node.input[1] in self.consts else 0
+        t = self.q(node, 1 - ci, ("pending",))
+        c = self.consts.get(node.input[ci])
+        if c is None or c.size != 1 or t.q.pend.kind != "weight" or not float(c.reshape(-1)[0]) > 0:
+            self.refuse(node, "only a positive scalar constant times a ConvInteger/MatMulInteger output (its scale) "
+                              "is supported")
+        pend = replace(t.q.pend, scale=t.q.pend.scale * float(c.reshape(-1)[0]))
+        self.acc_scale[pend.layer] = pend.scale
+        self.set(node, t, _Q("pending", pend=pend))
+
+    def op_Add(self, node):
+        ins = [i for i in node.input if i]
+        if len(ins) == 2 and (ins[0] in self.consts or ins[1] in self.consts or ins[0] in self.qconsts
+                              or ins[1] in self.qconsts):
+            ci = 1 if ins[1] in self.consts or ins[1] in self.qconsts else 0
+            t = self.q(node, 1 - ci, ("pending",))
+            pend = t.q.pend
+            if pend.kind != "weight":
+                self.refuse(node, "adding a constant is only supported as the bias of a Conv/Gemm/MatMul")
+            w, b = self.weights[pend.layer]
+            self.weights[pend.layer] = (w, b + self.int_bias(node, ci, len(b), pend.scale))
+            self.alias(node, t)
+            return
+        if len(ins) != 2:
+            self.refuse(node, f"{len(ins)} inputs: only joins of exactly two feature maps are supported")
+        a, b = self.q(node, 0, ("real",)), self.q(node, 1, ("real",))
+        if a.flat != b.flat:
+            self.refuse(node, "adds a flattened and an unflattened tensor")
+        out = self.add_layer(node, Add(name=self.name_for(node), inputs=(a.src, b.src), relu=False))
+        self.set(node, out, _Q("pending", pend=_Pending(out.src, "add", ins=(a.q.tq, b.q.tq))))
+
+    def op_Relu(self, node):
+        t = self.q(node, 0, ("pending", "real"))
+        if t.q.kind == "pending":
+            if t.q.pend.kind == "pool":
+                self.refuse(node, "a ReLU after an average pool is not supported")
+            self.update(t.q.pend.layer, relu=True)
+            self.set(node, t, _Q("pending", pend=replace(t.q.pend, relu=True)))
+            return
+        # after a DequantizeLinear: the real zero is the code z, so the producer's clamp moves up to z
+        p = self.params.get(t.src)
+        rq = getattr(p, "requant", None) if not isinstance(p, tuple) else None
+        if rq is None and hasattr(p, "relu"):
+            rq = p
+        if rq is None or rq.z_out != t.q.tq.zero_point or not self.single_use(t, node.input[0]):
+            self.refuse(node, "a ReLU on a dequantized tensor must follow a layer that requantizes to the same "
+                              "zero point and whose output nothing else uses (it is folded into its clamp)")
+        self.set_relu(t.src)
+        self.update(t.src, relu=True)
+        self.alias(node, t)
+
+    def set_relu(self, name: str) -> None:
+        p = self.params[name]
+        if hasattr(p, "requant"):
+            self.params[name] = replace(p, requant=replace(p.requant, relu=True))
+        else:
+            self.params[name] = replace(p, relu=True)
+
+    # --- pools, concat --------------------------------------------------------------------------------
+    def op_MaxPool(self, node):
+        t = self.q(node, 0, ("codes", "real"))
+        q = t.q
+        super().op_MaxPool(node)
+        self.set(node, self.env[node.output[0]], q)
+        self.params[self.env[node.output[0]].src] = self.no_params()
+
+    def no_params(self):
+        from gen.params import NoParams
+        return NoParams()
+
+    def op_AveragePool(self, node):
+        t = self.q(node, 0, ("real",))
+        super().op_AveragePool(node)
+        out = self.env[node.output[0]]
+        n = t.shape[1] * t.shape[2] if self.layers[-1].kind == "gap" else self.layers[-1].k ** 2
+        self.set(node, out, _Q("pending", pend=_Pending(out.src, "pool", ins=(t.q.tq, n))))
+
+    def op_GlobalAveragePool(self, node):
+        t = self.q(node, 0, ("real",))
+        super().op_GlobalAveragePool(node)
+        out = self.env[node.output[0]]
+        self.set(node, out, _Q("pending", pend=_Pending(out.src, "pool", ins=(t.q.tq, t.shape[1] * t.shape[2]))))
+
+    def op_Concat(self, node):
+        ts = [self.q(node, i, ("codes", "real")) for i in range(len(node.input))]
+        tq = ts[0].q.tq
+        for t in ts[1:]:
+            if not (_same_scale(t.q.tq.scale, tq.scale) and t.q.tq.zero_point == tq.zero_point):
+                self.refuse(node, f"its inputs have different scales/zero points ({tq.scale:.6g}/{tq.zero_point} "
+                                  f"vs {t.q.tq.scale:.6g}/{t.q.tq.zero_point}): pimgen's concat does no arithmetic, "
+                                  f"quantize its producers to one scale and zero point")
+        super().op_Concat(node)
+        out = self.env[node.output[0]]
+        self.set(node, out, _Q("real" if any(t.q.kind == "real" for t in ts) else "codes", tq))
+        self.params[out.src] = self.no_params()
+
+    def op_Pad(self, node):
+        self.q(node, 0, ("real",))
+        super().op_Pad(node)
+        if self.layers and self.layers[-1].name in self.identity:
+            self.refuse(node, "channel padding is not supported in quantized graphs")
+
+    def op_Slice(self, node):
+        self.refuse(node, "Slice is not supported in quantized graphs (the float importer lowers it onto an "
+                          "identity convolution)")
+
+    # --- finishing layers -----------------------------------------------------------------------------
+    def finish(self, node, pend: _Pending, to) -> None:
+        """Give the pending layer its output quantization ``to`` (TensorQuant): its parameters."""
+        from gen.params import AddParams, PoolParams, WeightParams
+        from gen.quantize import add_multipliers
+        name = pend.layer
+        if name in self.params and not isinstance(self.params[name], tuple):
+            self.refuse(node, f"the output of {name!r} is requantized a second time; pimgen requantizes once")
+        if pend.kind == "weight":
+            w, b = self.weights[name]
+            self.params[name] = WeightParams(w, b, self.requant(node, pend.scale / to.scale, to.zero_point, pend.relu),
+                                             z_in=pend.z_in)
+        elif pend.kind == "add":
+            ta, tb = pend.ins
+            ma, mb, s = add_multipliers(ta.scale / to.scale, tb.scale / to.scale)
+            if min(ma, mb) < 1:
+                self.refuse(node, f"the Add's multipliers ({ta.scale / to.scale:.3g}, {tb.scale / to.scale:.3g}) do "
+                                  f"not fit pimgen's unsigned 16-bit Ma/Mb")
+            self.params[name] = AddParams(ma, mb, s, za=ta.zero_point, zb=tb.zero_point, z_out=to.zero_point,
+                                          relu=pend.relu)
+        else:
+            tin, n = pend.ins
+            self.params[name] = PoolParams(self.requant(node, tin.scale / (to.scale * n), to.zero_point, pend.relu),
+                                           z_in=tin.zero_point)
+        self.tq[name] = to
+
+    def _run(self):
+        from gen.params import NetworkParams, WeightParams
+        from gen.quantize import QuantModel, TensorQuant
+        in_shape = self.start()
+        self.walk()
+        net = self.network(in_shape)
+        out = self.env[self.g.output[0].name]
+        last = net[net.output]
+        origin = f"node {self.origin[last.name][0]!r} ({self.origin[last.name][1]})"
+        if not last.has_weights:
+            raise ValueError(f"{origin}: a quantized graph must end in a Conv/Gemm/MatMul (pimgen's last layer "
+                             f"outputs raw accumulators)")
+        output_requant = None
+        if out.q is not None and out.q.kind == "pending":
+            if out.q.pend.kind != "weight":
+                raise ValueError(f"{origin}: the graph output is not requantized")
+        else:
+            output_requant = self.params[last.name].requant
+        w, b = self.weights[last.name]
+        self.params[last.name] = WeightParams(w, b, None, z_in=self.params[last.name][0]
+                                              if isinstance(self.params[last.name], tuple) else
+                                              self.params[last.name].z_in)
+        for layer in net.layers:
+            if isinstance(self.params.get(layer.name), tuple) or layer.name not in self.params:
+                o = self.origin[layer.name]
+                raise ValueError(f"node {o[0]!r} ({o[1]}): its output is never requantized (no QuantizeLinear "
+                                 f"after it)")
+        if self.input_tq is None:
+            raise ValueError(f"{self.source}: the graph input is never quantized (no QuantizeLinear on it)")
+        nparams = NetworkParams(self.params)
+        nparams.check(net, w_bits=self.w_bits)
+        return QuantModel(net, nparams, self.input_tq, self.acc_scale[last.name], self.a_bits, self.w_bits,
+                          dict(self.tq), {"source": self.source, "imported": "quantized ONNX",
+                                          "input_dtype": "int8" if self.input_signed else "uint8",
+                                          "notes": self.notes}, output_requant)

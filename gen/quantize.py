@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.intops import apply_layer, finish_weight_layer, weight_acc
+from gen.intops import apply_layer, finish_weight_layer, requantize, weight_acc
 from gen.network import INPUT, Add, GlobalAvgPool, MaxPool, Network
 from gen.params import M_MAX, S_MAX, AddParams, NetworkParams, NoParams, PoolParams, Requant, WeightParams
 
-__all__ = ["scale_to_requant", "random_weights", "TensorQuant", "QuantModel", "quantize"]
+__all__ = ["scale_to_requant", "add_multipliers", "random_weights", "TensorQuant", "QuantModel", "quantize"]
 
 
 def scale_to_requant(scale: float) -> Requant:
@@ -105,7 +105,10 @@ class QuantModel:
     scale and zero point (:meth:`quantize_input`); ``output_scale``: real value of one unit
     of the last layer's raw accumulators (:meth:`dequantize_output`); ``tensors``: every
     activation tensor's scale and zero point (layer name -> :class:`TensorQuant`);
-    ``meta``: free-form facts (source, calibration, accuracies).
+    ``meta``: free-form facts (source, calibration, accuracies); ``output_requant``: for a model
+    imported from a quantized ONNX graph whose last layer requantizes (QLinearConv/QLinearMatMul,
+    or a QuantizeLinear after it), that requantization — pimgen's last layer outputs the raw
+    accumulators and :meth:`requantize_output` applies it, giving the graph's own output codes.
     """
     net: Network
     params: NetworkParams
@@ -115,6 +118,15 @@ class QuantModel:
     w_bits: int = 8
     tensors: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    output_requant: Requant | None = None
+
+    def requantize_output(self, acc) -> np.ndarray:
+        """The raw accumulators -> the quantized graph's output codes (``output_requant``; unsigned
+        ``a_bits`` codes, an ONNX int8 output is these minus 128)."""
+        if self.output_requant is None:
+            raise ValueError("this model has no output requantization (its graph outputs raw accumulators)")
+        rq = self.output_requant
+        return requantize(acc, rq.m, rq.s, None, self.a_bits, rq.z_out, rq.relu)
 
     def quantize_input(self, x) -> np.ndarray:
         """Float images ``[..., C, H, W]`` -> unsigned ``a_bits`` input codes (``uint8`` for 8 bits)."""
@@ -142,7 +154,7 @@ class QuantModel:
                 "input": {"scale": self.input.scale, "zero_point": self.input.zero_point},
                 "output_scale": self.output_scale,
                 "tensors": {k: [t.scale, t.zero_point] for k, t in self.tensors.items()},
-                "meta": self.meta}
+                "meta": self.meta} | ({"output_requant": self.output_requant.to_dict()} if self.output_requant else {})
 
     @classmethod
     def from_dict(cls, d) -> "QuantModel":
@@ -155,7 +167,8 @@ class QuantModel:
         return cls(net, params, TensorQuant(float(d["input"]["scale"]), int(d["input"]["zero_point"])),
                    float(d["output_scale"]), int(d["a_bits"]), int(d["w_bits"]),
                    {k: TensorQuant(float(s), int(z)) for k, (s, z) in d.get("tensors", {}).items()},
-                   dict(d.get("meta", {})))
+                   dict(d.get("meta", {})),
+                   Requant.from_dict(d["output_requant"]) if d.get("output_requant") else None)
 
     def save(self, path) -> None:
         """Write the model as one JSON file (``.pimgen``)."""
@@ -180,12 +193,12 @@ def _tensor_quant(lo: float, hi: float, a_bits: int, relu: bool) -> TensorQuant:
     return TensorQuant(scale, int(np.clip(round(-lo / scale), 0, qmax)))
 
 
-def _shared_shift(ratios: list[float]) -> int:
-    """The largest ``s <= 31`` with every ``round(r * 2**s) <= M_MAX``."""
-    r = max(ratios)
-    if r <= 0:
-        return 0
-    return int(np.clip(np.floor(np.log2(M_MAX / r)), 0, S_MAX))
+def add_multipliers(ra: float, rb: float) -> tuple[int, int, int]:
+    """``(Ma, Mb, s)`` of a residual add with ``Ma / 2**s ~= ra`` and ``Mb / 2**s ~= rb``: one shared
+    shift, the largest ``s <= 31`` that keeps both ``M <= 65535``."""
+    r = max(ra, rb)
+    s = 0 if r <= 0 else int(np.clip(np.floor(np.log2(M_MAX / r)), 0, S_MAX))
+    return min(M_MAX, round(ra * (1 << s))), min(M_MAX, round(rb * (1 << s))), s
 
 
 def _through_pools(net, name: str) -> str:
@@ -292,10 +305,8 @@ def quantize(model, calibration, *, a_bits: int = 8, w_bits: int = 8,
         elif kind == "add":
             ta, tb = q[layer.inputs[0]], q[layer.inputs[1]]
             to = out_q()
-            ra, rb = ta.scale / to.scale, tb.scale / to.scale
-            s = _shared_shift([ra, rb])
-            params[name] = AddParams(min(M_MAX, round(ra * (1 << s))), min(M_MAX, round(rb * (1 << s))), s,
-                                     za=ta.zero_point, zb=tb.zero_point, z_out=to.zero_point,
+            ma, mb, s = add_multipliers(ta.scale / to.scale, tb.scale / to.scale)
+            params[name] = AddParams(ma, mb, s, za=ta.zero_point, zb=tb.zero_point, z_out=to.zero_point,
                                      relu=bool(getattr(layer, "relu", True)))
             q[name] = to
         else:

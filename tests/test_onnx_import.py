@@ -172,7 +172,9 @@ def test_refusals_name_the_node(tmp_path):
     _refused(tmp_path, g, "sum", r"node 'join' \(Add\): input 'nowhere' .*dangling")
     g = G()
     q = g.op("QuantizeLinear", ["x", g.c(0.1), g.c(0, np.uint8)])
-    _refused(tmp_path, g, g.op("DequantizeLinear", [q, g.c(0.1), g.c(0, np.uint8)]), r"\(QuantizeLinear\): quantized")
+    x = g.op("DequantizeLinear", [q, g.c(0.1), g.c(0, np.uint8)])
+    # a quantized graph (imported as a QuantModel, tests/test_onnx_quant.py) with a float weight
+    _refused(tmp_path, g, g.conv(x, 3, 4), r"node 'conv\d+' \(Conv\): the weight .* must be quantized")
     g = G()
     _refused(tmp_path, g, g.op("Relu", ["x"]), r"\(Relu\): a ReLU must follow")
 

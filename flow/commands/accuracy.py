@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 HELP = "top-1 accuracy over a grid of ADC/cell/DAC bits (crossbar-exact golden model), vs float and int8"
-DESCRIPTION = (HELP + ". MODEL: 'digits' (the trained model in gen/models; its held-out split is the default "
-               "data set), a .pimgen file, or an ONNX file with --calibration. Device variation and stuck-at "
-               "faults plug into the grid when the device model lands (reliability issue).")
+DESCRIPTION = (HELP + ". NETWORK: 'digits' (the trained model in gen/models; its held-out split is the default "
+               "data set), a .pimgen file, a quantized ONNX file, or a float ONNX file with --calibration. Device "
+               "variation and stuck-at faults plug into the grid when the device model lands (reliability issue).")
 
 
 def _ints(s: str) -> list[int]:
@@ -18,11 +18,11 @@ def _ints(s: str) -> list[int]:
 
 
 def add_arguments(p):
-    p.add_argument("model", metavar="MODEL", help="digits | FILE.pimgen | FILE.onnx (with --calibration)")
+    from flow.network_input import add_network_args
+    add_network_args(p)
     p.add_argument("--dataset", metavar="X.npy", help="float images [N, C, H, W] (uint8 arrays are taken as input "
                                                        "codes) [digits: the held-out split]")
     p.add_argument("--labels", metavar="Y.npy", help="integer labels [N]")
-    p.add_argument("--calibration", metavar="X.npy", help="calibration images for an ONNX model")
     p.add_argument("--adc-bits", default="4,5,6,8", help="ADC bits to try; 0 = lossless [4,5,6,8]")
     p.add_argument("--cell-bits", default="1,2", help="bits per cell [1,2]")
     p.add_argument("--dac-bits", default="1", help="input bits per cycle [1]")
@@ -38,24 +38,18 @@ def add_arguments(p):
 def _load(args):
     import numpy as np
 
-    from gen.quantize import QuantModel
-    fm = None
-    if args.model == "digits":
+    from flow.network_input import network_input
+    ni = network_input(args, need_params=True)
+    qm, fm = ni.quant, ni.float_model
+    if ni.kind == "zoo" and ni.source == "digits":
         from gen.models import digits_dataset, digits_float, digits_model
         qm, fm = digits_model(), digits_float()
         if args.dataset is None:
             x, y = digits_dataset("test", codes=False)
             return qm, fm, x, y
-    elif args.model.endswith(".onnx"):
-        if not args.calibration:
-            raise ValueError(f"{args.model} is a float ONNX model: give --calibration X.npy to quantize it "
-                             f"(or quantize it once with `pimgen quantize`)")
-        from gen.onnx_import import load_onnx
-        from gen.quantize import quantize
-        fm = load_onnx(args.model)
-        qm = quantize(fm, np.load(args.calibration))
-    else:
-        qm = QuantModel.load(args.model)
+    elif qm is None:
+        raise ValueError(f"{ni.source}: no trained weights (accuracy needs a trained model: digits, an ONNX file "
+                         f"or a .pimgen file)")
     if not args.dataset or not args.labels:
         raise ValueError("give --dataset X.npy and --labels Y.npy")
     return qm, fm, np.load(args.dataset), np.load(args.labels)
@@ -80,7 +74,7 @@ def accuracy(args) -> dict:
     codes = x if x.dtype == np.uint8 else qm.quantize_input(x)
     if len(codes) != len(y):
         raise ValueError(f"{len(codes)} images but {len(y)} labels")
-    res = {"model": args.model, "images": int(len(y)), "mapping": args.mapping}
+    res = {"model": args.network or args.neurosim_csv, "images": int(len(y)), "mapping": args.mapping}
     if fm is not None and x.dtype != np.uint8:
         res["float"] = float((fm.predict(x) == y).mean())
     pred8 = np.array([run_network(qm.net, qm.params, c).reshape(-1).argmax() for c in codes])

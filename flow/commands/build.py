@@ -6,13 +6,15 @@ import json
 
 HELP = "build a whole network as one layer-pipelined chip: rtl/, weights/ (programming image), manifest.json"
 DESCRIPTION = (HELP + ". NETWORK is a zoo name (digits uses the trained model pimgen ships; the others random "
-               "weights) or a quantized model file from `pimgen quantize`. The chip is the 'small' preset unless "
+               "weights), a NeuroSim CSV (random weights), an ONNX file (float: with --calibration X.npy; "
+               "quantized: as is) or a .pimgen file from `pimgen quantize`. The chip is the 'small' preset unless "
                "told otherwise. The folder is written whole or not at all.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from flow.commands.map import add_chip_args
-    p.add_argument("network", metavar="NETWORK", help="zoo name or a .pimgen quantized model")
+    from flow.network_input import add_network_args
+    add_network_args(p)
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="build folder (created or replaced)")
     p.add_argument("--mapping", choices=["conventional", "novel"], default="novel", help="weight mapping [novel]")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (networks without trained ones) [0]")
@@ -26,12 +28,17 @@ def design_from_args(args):
     from flow.commands.map import chip_from_args
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed} is not allowed: it must be >= 0")
+    from flow.network_input import network_input
     chip = chip_from_args(args)
-    if args.network.endswith(".pimgen"):
-        from gen.quantize import QuantModel
-        qm = QuantModel.load(args.network)
-        return ChipDesign(qm.net, qm.params, chip, args.mapping, source=args.network)
-    return design_from_network(args.network, chip, args.mapping, args.seed)
+    ni = network_input(args, need_params=True)
+    if ni.quant is not None:
+        return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source)
+    if ni.kind == "zoo":
+        return design_from_network(ni.source, chip, args.mapping, args.seed)
+    # a NeuroSim CSV: the architecture only, random weights as for the zoo networks
+    from gen.quantize import random_weights
+    return ChipDesign(ni.net, random_weights(ni.net, args.seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
+                      chip, args.mapping, source=f"{ni.source}, random_weights(seed={args.seed})")
 
 
 def run(args) -> int:
@@ -39,9 +46,9 @@ def run(args) -> int:
     from flow.chip_check import write_build
     try:
         d = design_from_args(args)
-    except ChipError as e:
-        raise ValueError(str(e)) from None
-    out = write_build(d, args.out)
+        out = write_build(d, args.out)
+    except ChipError as e:      # the chip planner's refusal (a residual add, a concat, ...): one line
+        raise ValueError(str(e).splitlines()[0]) from None
     m = json.loads((out / "manifest.json").read_text())
     m["paths"] = {"rtl": str(out / m["rtl"]), "weights": str(out / "weights"), "manifest": str(out / "manifest.json")}
     if args.json:

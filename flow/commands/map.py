@@ -5,9 +5,13 @@ import argparse
 import json
 import sys
 
-HELP = "map a network (zoo name or NeuroSim CSV) onto the chip; per-layer table of the plan and clocks"
-DESCRIPTION = (HELP + ". Networks: digits, vgg8, vgg16, resnet18, resnet34, resnet20, resnet32 "
-               "(or --neurosim-csv FILE). The chip is the 'paper' preset unless told otherwise.")
+# the network argument is shared by every command that takes one (sweep imports these names from here)
+from flow.network_input import add_network_args, network_from_args  # noqa: F401
+
+HELP = "map a network (zoo name, NeuroSim CSV, ONNX or .pimgen file) onto the chip; per-layer plan and clocks"
+DESCRIPTION = (HELP + ". Networks: digits, vgg8, vgg16, resnet18, resnet34, resnet20, resnet32, a NeuroSim CSV "
+               "(positional or --neurosim-csv FILE), an ONNX file (float or quantized; only the architecture is "
+               "used) or a .pimgen file. The chip is the 'paper' preset unless told otherwise.")
 
 _CHIP_FLAGS = [  # (flag, ChipConfig field, help)
     ("--subarrays-per-pe", "subarrays_per_pe", "subarrays per PE"),
@@ -20,11 +24,6 @@ _CHIP_FLAGS = [  # (flag, ChipConfig field, help)
 ]
 _XBAR_FLAGS = [("--rows", "rows"), ("--cols", "cols"), ("--cell-bits", "cell_bits"), ("--cols-per-adc", "cols_per_adc"),
                ("--dac-bits", "dac_bits")]
-
-
-def add_network_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("network", nargs="?", metavar="NAME", help="zoo network name")
-    p.add_argument("--neurosim-csv", metavar="FILE", help="read the network from a NeuroSim network CSV")
 
 
 def add_chip_args(p: argparse.ArgumentParser) -> None:
@@ -42,18 +41,6 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
                         "'balance' (in proportion to each layer's clocks)")
     g.add_argument("--serial", action="store_true",
                    help="cycle model without double-buffering (stages back to back, NeuroSim-style accounting)")
-
-
-def network_from_args(args):
-    from gen.network import zoo
-    from gen.neurosim import read_neurosim_csv
-    if args.neurosim_csv and args.network:
-        raise ValueError("give a network NAME or --neurosim-csv FILE, not both")
-    if args.neurosim_csv:
-        return read_neurosim_csv(args.neurosim_csv)
-    if not args.network:
-        raise ValueError(f"no network: give a NAME ({', '.join(zoo())}) or --neurosim-csv FILE")
-    return zoo(args.network)
 
 
 def chip_from_args(args):

@@ -27,12 +27,15 @@ def quantize_file(model: str, calibration: str, output: str | None = None, *, pe
     import numpy as np
 
     from gen.onnx_import import load_onnx
-    from gen.quantize import quantize
+    from gen.quantize import QuantModel, quantize
     try:
         calib = np.load(calibration)
     except (OSError, ValueError) as e:
         raise ValueError(f"--calibration {calibration}: cannot read a .npy array ({e})") from None
     fm = load_onnx(model)
+    if isinstance(fm, QuantModel):
+        raise ValueError(f"{model} is already a quantized ONNX model: map, compare, topology, build and accuracy "
+                         f"take it as it is, without --calibration")
     qm = quantize(fm, calib, a_bits=a_bits, w_bits=w_bits, percentile=percentile)
     out = Path(output) if output else Path(model).with_suffix(".pimgen")
     qm.save(out)

@@ -13,7 +13,8 @@ ALL = ["5pp", "mesh", "torus", "ring", "bus"]
 
 def add_arguments(p):
     from flow.commands._common import add_crossbar_args
-    p.add_argument("network", metavar="NAME", help="zoo network name (e.g. resnet32)")
+    from flow.network_input import add_network_args
+    add_network_args(p)
     p.add_argument("--topology", default="all", metavar="T",
                    help="5pp|mesh|torus|ring|bus|all, or a comma list; 3pp..8pp for other lane counts "
                         "(kpp = 3pp..8pp) [all]")
@@ -49,9 +50,10 @@ def parse_kinds(spec: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def evaluate(network: str, kinds: list[str], cfg=None, *, core_crossbars=None, psum_bits=32,
+def evaluate(network, kinds: list[str], cfg=None, *, core_crossbars=None, psum_bits=32,
              mapping="conventional"):
-    """Rows of the comparison (one dict per topology) and the placements, for the CLI and docs."""
+    """Rows of the comparison (one dict per topology) and the placements, for the CLI and docs.
+    ``network``: a zoo name or a :class:`gen.network.Network`."""
     from gen.commgraph import build_comm_graph
     from gen.topology import PlacementError, build, place
     cg = build_comm_graph(network, cfg, crossbars_per_core=core_crossbars, psum_bits=psum_bits, mapping=mapping)
@@ -161,11 +163,12 @@ def plot(placements, path: str) -> None:
 
 def run(args) -> int:
     from flow.commands._common import crossbar_from_args, print_json
+    from flow.network_input import network_from_args
     flags = [n for n in ("config", "rows", "cols", "cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits",
                          "adc_shift", "cols_per_adc") if getattr(args, n, None) is not None]
     cfg = crossbar_from_args(args) if flags else None  # None: the ChipConfig (paper) defaults
     kinds = parse_kinds(args.topology)
-    cg, rows, placements = evaluate(args.network, kinds, cfg, core_crossbars=args.core_crossbars,
+    cg, rows, placements = evaluate(network_from_args(args), kinds, cfg, core_crossbars=args.core_crossbars,
                                     psum_bits=args.psum_bits, mapping=args.mapping)
     if args.plot:
         plot(placements, args.plot)
