@@ -1,8 +1,12 @@
-"""ONNX import: float CNN graphs -> :class:`gen.floatmodel.FloatModel` (DESIGN.md §11).
+"""ONNX import (DESIGN.md §11): float CNN graphs -> :class:`gen.floatmodel.FloatModel`, quantized
+graphs -> :class:`gen.quantize.QuantModel`.
 
 ``load_onnx(path)`` reads a float ONNX model as PyTorch / TensorFlow / the model zoos export
 it and returns the network IR with float weights; ``gen.quantize.quantize`` then turns it
-into pimgen's integers. Supported (one graph input ``[N, C, H, W]``, one output):
+into pimgen's integers. A graph with quantized operators (QuantizeLinear/DequantizeLinear around
+Conv/Gemm/MatMul, QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger) is mapped straight onto
+§3's integers and returned as a ``QuantModel`` (``_QuantImporter``; docs/frontend.md has the
+table and where onnxruntime's rounding differs). Float graphs: one graph input ``[N, C, H, W]``, one output:
 
 * ``Conv`` — square kernels, ``pads`` (symmetric), ``auto_pad`` ``SAME_UPPER``/``SAME_LOWER``
   (when the total padding is even) / ``VALID`` / ``NOTSET``, strides 1 or 2, ``group = 1``,
@@ -22,8 +26,8 @@ into pimgen's integers. Supported (one graph input ``[N, C, H, W]``, one output)
   ``Concat``, ``Cast``, ``ConstantOfShape``, ``Reshape``/``Mul``/``Add``/``Div``/``Sub`` of constants.
 
 Anything else — an unsupported op or attribute, an inconsistent graph (shape mismatch at an
-``Add``, a dangling input), quantized operators (``QuantizeLinear``, ``QLinearConv``, ...: not
-imported yet) — raises ``ValueError`` with one line naming the node, its op type and why.
+``Add``, a dangling input), per-output-channel weight scales in a quantized graph (one ``M``/``s``
+per layer) — raises ``ValueError`` with one line naming the node, its op type and why.
 """
 from __future__ import annotations
 

@@ -109,8 +109,9 @@ def test_qlinear_network_against_onnxruntime(tmp_path, signed):
     got = qm.requantize_output(_pimgen_raw(qm, codes)).reshape(ref.shape)
     diff = np.abs(got - ref)
     # requantization rounds differently (onnxruntime: float product, half to even; pimgen: M*2^-s, half up):
-    # at most one LSB where the real product lies within ~1/65536 of a half, which these scales rarely hit
-    assert diff.max() <= 1 and (diff == 0).mean() >= 0.99
+    # one LSB where a real product lies within ~2^-16 of a half; through three layers such a step can grow
+    # (measured on 500 images: 98-99 % equal, at most 2 apart)
+    assert diff.max() <= 2 and (diff == 0).mean() >= 0.97
 
 
 def _single_conv(tmp_path, xs, ws, ys, xz=7, yz=3, k=3, cin=8, cout=16):
