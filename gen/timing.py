@@ -8,9 +8,11 @@ numbers, so a change here changes the RTL and the prediction together.
 from __future__ import annotations
 
 from gen.config import CrossbarConfig
+from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, EmulatedGeometry
 
 __all__ = ["CROSSBAR_PIPELINE_CLOCKS", "FM_READ_LATENCY", "POST_CLOCKS", "RAW_OUTPUT_BITS",
-           "adder_tree_clocks", "crossbar_latency", "transfer_clocks"]
+           "adder_tree_clocks", "crossbar_latency", "emulated_crossbar_host_clocks",
+           "transfer_clocks"]
 
 #: Pipeline registers a conversion passes through after its column is selected (see
 #: ``hw.crossbar.Crossbar``): products, partial row sums, ADC code, routed/shifted term,
@@ -33,6 +35,18 @@ def crossbar_latency(cfg: CrossbarConfig) -> int:
     ``CROSSBAR_PIPELINE_CLOCKS`` registers behind them. The crossbar takes its next
     vector on the edge it hands this one over, so this is also its initiation interval."""
     return cfg.conversion_clocks + CROSSBAR_PIPELINE_CLOCKS
+
+
+def emulated_crossbar_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> int:
+    """Host (FPGA) clocks from the edge ``hw.emu_crossbar.EmulatedCrossbar`` accepts an input
+    vector to the edge its result can be taken (also its initiation interval)::
+
+        (outputs·slices + 1) · ceil(rows / rows_per_word) + EMU_PIPELINE_CLOCKS
+
+    one block-RAM word (``rows_per_word`` cells of one column) read per clock, every stored
+    column once, all input cycles of a word at once (``gen.emulation``). A decoupled-clock
+    build still presents :func:`crossbar_latency` target clocks per MVM."""
+    return EmulatedGeometry(cfg, word_bits).reads + EMU_PIPELINE_CLOCKS
 
 
 def adder_tree_clocks(addends: int) -> int:

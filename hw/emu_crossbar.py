@@ -1,0 +1,236 @@
+"""FPGA-emulated RRAM crossbar: the cells in block RAM, column sums over several host clocks.
+
+A drop-in for :class:`hw.crossbar.Crossbar` (the same ports, :meth:`Crossbar.signature_of`,
+and the same DESIGN.md §3 arithmetic, bit for bit) whose cell array is an
+``amaranth.lib.memory.Memory`` instead of flip-flops, laid out column-major as
+:mod:`gen.emulation` describes: one word = ``rows_per_word`` cells of one column.
+
+An MVM reads the stored words one per clock, reference column first, then the data
+columns in order, each column's words (row groups) one after another. From each word it
+forms the partial column sum of every input cycle at once (``x_t[r] · level[r][c]`` summed
+over the word's rows, ``t = 0 .. input_cycles − 1``), adds the partial sums of the column's
+words, and converts each input cycle's full column sum with the ADC
+(``min(S >> adc_shift, 2**adc_bits − 1) << adc_shift``) -- the same per-column, per-input-cycle
+conversion as a shared ADC makes, only in another order (integer sums, so the result is the
+same). The shift-add follows: ``P[c] = Σ_t q_t[c] << t·dac_bits``, the reference column's
+``P`` is kept, and each output is ``Σ_k P[o·slices + k] << k·cell_bits − 2**(w_bits−1)·P[ref]``,
+accumulated slice by slice and shifted into the result registers.
+
+Timing (``gen.timing.emulated_crossbar_host_clocks``): accept on edge 0, reads on the
+``reads`` clocks that follow, ``EMU_PIPELINE_CLOCKS`` more to the edge the result is taken;
+the next input is taken on the edge this one is handed over, as with the flip-flop crossbar.
+
+Re-programming (``w``, one row): column-major storage makes it a read-modify-write of the
+row's word in every stored column, one column per clock (``columns + 1`` clocks, busy
+meanwhile). Like the flip-flop crossbar it is taken only while idle, ahead of a waiting input.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from gen.cells import CellArray
+from gen.config import CrossbarConfig
+from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, EmulatedGeometry
+from hw.crossbar import Crossbar
+
+__all__ = ["EmulatedCrossbar"]
+
+
+def _halving_sum(values):
+    """Sum of ``values`` split in halves recursively (a balanced adder tree, one clock)."""
+    if len(values) == 1:
+        return values[0]
+    return _halving_sum(values[:len(values) // 2]) + _halving_sum(values[len(values) // 2:])
+
+
+class EmulatedCrossbar(wiring.Component):
+    """A crossbar of ``cfg`` with its cells in block RAM (see the module docstring).
+
+    Args:
+        cfg: the crossbar configuration.
+        weights: initial cells, as for :class:`hw.crossbar.Crossbar` (a
+            :class:`gen.cells.CellArray`, a weight block, or ``None`` for all zero); they
+            become the memory's initial contents.
+        word_bits: block-RAM word width (``gen.emulation.EMU_WORD_BITS``).
+        ram_style: the Yosys ``ram_style`` attribute of the cell memory (``"block"``:
+            block RAM even where distributed RAM would be chosen; ``None``: Yosys decides).
+    """
+
+    def __init__(self, cfg: CrossbarConfig, weights=None, *, word_bits: int = EMU_WORD_BITS,
+                 ram_style: str | None = "block"):
+        self.cfg = cfg
+        self.geometry = EmulatedGeometry(cfg, word_bits)
+        cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
+        self.init_words = self.geometry.memory_words(cells)
+        self.ram_style = ram_style
+        super().__init__(Crossbar.signature_of(cfg))
+
+    @staticmethod
+    def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> str:
+        """The Verilog module name of an all-zero-weight emulated crossbar of ``cfg``."""
+        key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS))
+        return f"pimgen_emu_crossbar_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        cfg, geo = self.cfg, self.geometry
+        cb, cw, rpw, n_groups, n_reads = cfg.cell_bits, geo.cell_width, geo.rows_per_word, geo.groups, geo.reads
+        n_cols, n_t, dac = len(geo.column_order), cfg.input_cycles, cfg.dac_bits
+        frac, drop = geo.frac_bits, geo.frac_bits + cfg.adc_shift     # the ADC drops F + adc_shift bits
+        m = Module()
+
+        m.submodules.cells = mem = Memory(
+            shape=unsigned(rpw * cw), depth=n_reads, init=self.init_words,
+            attrs={"ram_style": self.ram_style} if self.ram_style else None)
+        rd, wr = mem.read_port(), mem.write_port()
+
+        # --- control ---------------------------------------------------------------------
+        running, done = Signal(), Signal()
+        writing, wr_pending = Signal(), Signal()
+        step = Signal(range(n_reads + EMU_PIPELINE_CLOCKS))
+        idle = ~running & ~done & ~writing & ~wr_pending
+        m.d.comb += [
+            self.busy.eq(~idle),
+            self.w.ready.eq(idle),
+            self.i.ready.eq((idle & ~self.w.valid) | (done & self.o.ready)),
+            self.o.valid.eq(done),
+        ]
+        accept = self.i.valid & self.i.ready
+
+        # --- read sequence: column j (reference first), slice k, row group g --------------
+        g = Signal(range(n_groups), name="group")
+        k = Signal(range(cfg.slices), name="slice")
+        is_ref = Signal()
+        first_g = (g == 0) if n_groups > 1 else Const(1)
+        last_g = (g == n_groups - 1) if n_groups > 1 else Const(1)
+        last_k = (k == cfg.slices - 1) if cfg.slices > 1 else Const(1)
+        issue = running & (step < n_reads)
+
+        # the input vector, padded to whole words; rotated one word of rows per read so that
+        # its low rows are the group being read (back where it started after each column)
+        x_word = rpw * cfg.a_bits
+        x = Signal(n_groups * x_word)
+        xg = Signal(x_word)     # the rows of the word arriving from the memory
+
+        # tag[i]: the read's position, aligned with the data leaving stage i + 1
+        head = [issue, first_g, last_g, is_ref, k]
+        tag = []
+        for i in range(EMU_PIPELINE_CLOCKS - 1):
+            regs = [Signal(name=f"v{i}"), Signal(name=f"first{i}"), Signal(name=f"last{i}"),
+                    Signal(name=f"ref{i}"), Signal.like(k, name=f"k{i}")]
+            m.d.sync += [dst.eq(src) for dst, src in zip(regs, tag[-1] if tag else head)]
+            tag.append(regs)
+
+        # --- stage 1: the word (synchronous read) and its rows' inputs ----------------------
+        m.d.sync += xg.eq(x[:x_word])
+        word = rd.data
+
+        # --- stage 2: products and partial sums of every input cycle -----------------------
+        col_max = cfg.rows * cfg.max_dac * geo.cell_max
+        ps = []
+        for t in range(n_t):
+            prods = [xg.word_select(p, cfg.a_bits)[t * dac:(t + 1) * dac] * word.word_select(p, cw)
+                     for p in range(rpw)]
+            s = Signal(range(rpw * cfg.max_dac * geo.cell_max + 1), name=f"ps{t}")
+            m.d.sync += s.eq(_halving_sum(prods))
+            ps.append(s)
+
+        # --- stage 3: column sums over the column's words ----------------------------------
+        cs = []
+        for t in range(n_t):
+            s = Signal(range(col_max + 1), name=f"cs{t}")
+            m.d.sync += s.eq(Mux(tag[1][1], 0, s) + ps[t] if n_groups > 1 else ps[t])
+            cs.append(s)
+
+        # --- stage 4: ADC --------------------------------------------------------------------
+        q = []
+        for t in range(n_t):
+            coarse = cs[t] >> drop
+            code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse) \
+                if col_max >> drop > cfg.adc_max_code else coarse
+            qt = Signal(cfg.adc_out_bits, name=f"q{t}")
+            m.d.sync += qt.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])
+            q.append(qt)
+
+        # --- stage 5: shift-add over the input cycles: P[c] ---------------------------------
+        term = Signal(cfg.adc_out_bits + cfg.a_bits, name="term")
+        m.d.sync += term.eq(_halving_sum([qt << (t * dac) for t, qt in enumerate(q)]))
+
+        # --- stage 6: reference kept; outputs accumulated slice by slice -------------------
+        v5, _, last5, ref5, k5 = tag[4]
+        acc_ref = Signal.like(term, name="acc_ref")  # non-ideal reference cells may read up to cell_max
+        cur = Signal(signed(cfg.dot_bits), name="cur")
+        out = [Signal(signed(cfg.dot_bits), name=f"out{o}") for o in range(cfg.outputs)]
+        base = Mux(k5 == 0, -(acc_ref << (cfg.w_bits - 1)), cur) if cfg.slices > 1 else -(acc_ref << (cfg.w_bits - 1))
+        nxt = Signal(signed(cfg.dot_bits), name="cur_next")
+        m.d.comb += nxt.eq(base + (term << (k5 * cb) if cfg.slices > 1 else term))
+        with m.If(v5 & last5):
+            with m.If(ref5):
+                m.d.sync += acc_ref.eq(term)
+            with m.Else():
+                m.d.sync += cur.eq(nxt)
+                with m.If((k5 == cfg.slices - 1) if cfg.slices > 1 else Const(1)):
+                    # results arrive in output order: shift them in from the top
+                    m.d.sync += [dst.eq(src) for dst, src in zip(out, [*out[1:], nxt])]
+        m.d.comb += [self.o.payload[o].eq(out[o]) for o in range(cfg.outputs)]
+
+        # --- re-programming: read-modify-write of the row's word in every column ------------
+        row_group = Signal(range(n_groups))
+        row_pos = Signal(range(rpw))
+        levels = Signal(n_cols * cw)           # the row's cells in memory-column order
+        waddr = Signal(range(n_reads + n_groups))
+        wcount = Signal(range(n_cols))
+        wr_addr, wr_level = Signal.like(rd.addr), Signal(cw)
+        # ideal cells, ``level << F``: the reference column at level 1, then each output's
+        # offset-binary weight (sign bit flipped), slices LSB first
+        enc = [Const(1 << frac, cw)]
+        for o in range(cfg.outputs):
+            u = self.w.payload.weights[o].as_unsigned() ^ Const(cfg.weight_offset, cfg.w_bits)
+            enc += [u[s * cb:(s + 1) * cb].shift_left(frac) for s in range(cfg.slices)]
+        row = self.w.payload.row
+        with m.If(self.w.valid & self.w.ready):
+            m.d.sync += [writing.eq(1), wcount.eq(0), levels.eq(Cat(*enc))]
+            if n_groups > 1:
+                shift = rpw.bit_length() - 1          # rows_per_word is a power of two here
+                m.d.sync += [row_group.eq(row >> shift), row_pos.eq(row[:shift]), waddr.eq(row >> shift)]
+            else:
+                m.d.sync += [row_pos.eq(row), waddr.eq(0)]
+        with m.Elif(writing):
+            m.d.sync += [waddr.eq(waddr + n_groups), levels.eq(levels >> cw), wcount.eq(wcount + 1)]
+            with m.If(wcount == n_cols - 1):
+                m.d.sync += writing.eq(0)
+        m.d.sync += [wr_pending.eq(writing), wr_addr.eq(waddr), wr_level.eq(levels[:cw])]
+        mask = Const((1 << cw) - 1, rpw * cw)
+        m.d.comb += [
+            rd.addr.eq(Mux(writing, waddr, step)),
+            wr.en.eq(wr_pending),
+            wr.addr.eq(wr_addr),
+            wr.data.eq((word & ~(mask << (row_pos * cw))) | (wr_level << (row_pos * cw))),
+        ]
+
+        # --- sequencing ------------------------------------------------------------------
+        with m.If(accept):
+            m.d.sync += [x.eq(self.i.payload.as_value()), running.eq(1), done.eq(0), step.eq(0),
+                         g.eq(0), k.eq(0), is_ref.eq(1)]
+        with m.Elif(running):
+            with m.If(step == n_reads + EMU_PIPELINE_CLOCKS - 2):
+                # the last column's result is accumulated on this edge
+                m.d.sync += [running.eq(0), done.eq(1)]
+            with m.Else():
+                m.d.sync += step.eq(step + 1)
+            with m.If(issue):
+                if n_groups > 1:
+                    m.d.sync += x.eq(Cat(x[x_word:], x[:x_word]))
+                    m.d.sync += g.eq(Mux(last_g, 0, g + 1))
+                with m.If(last_g):
+                    with m.If(is_ref):
+                        m.d.sync += is_ref.eq(0)
+                    if cfg.slices > 1:
+                        with m.Else():
+                            m.d.sync += k.eq(Mux(last_k, 0, k + 1))
+        with m.Elif(done & self.o.ready):
+            m.d.sync += done.eq(0)
+        return m
