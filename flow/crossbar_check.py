@@ -1,6 +1,7 @@
 """Generate a crossbar, simulate it with cocotb and check it against the golden model."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from gen.cells import CellArray, ideal_conductances
 from gen.config import CrossbarConfig
+from gen.devices import DeviceModel, crossbar_conductances
 from flow.emit import to_verilog
 from gen.timing import crossbar_latency
 from hw.crossbar import Crossbar
@@ -17,7 +20,9 @@ from sim.runner import run_testbench
 
 @dataclass(frozen=True)
 class CrossbarCheck:
-    """What to simulate: random weights and vectors from ``seed``, optional stress."""
+    """What to simulate: random weights and vectors from ``seed``, optional stress, and an
+    optional device model (``device``: the crossbar's cells are its conductance map, crossbar
+    index 0, as initial contents; the golden model gets the same map)."""
 
     cfg: CrossbarConfig
     vectors: int = 16
@@ -27,6 +32,7 @@ class CrossbarCheck:
     ready_prob: float = 1.0
     gap_prob: float = 0.0
     reprogram_rows: int = 0
+    device: DeviceModel | None = None
 
     def __post_init__(self):
         if self.vectors < 1:
@@ -37,6 +43,8 @@ class CrossbarCheck:
             raise ValueError(f"gap_prob={self.gap_prob} is not allowed: it must be in [0, 1)")
         if not 0 <= self.reprogram_rows <= self.cfg.rows:
             raise ValueError(f"reprogram_rows={self.reprogram_rows} is not allowed: it must be in [0, {self.cfg.rows}]")
+        if self.device is not None and not isinstance(self.device, DeviceModel):
+            raise ValueError(f"device={self.device!r} is not allowed: device must be a gen.devices.DeviceModel or None")
 
 
 def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None,
@@ -60,8 +68,14 @@ def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None,
         "check_timing": check.ready_prob >= 1.0,
         "reprogram": rows, "reprogram_weights": rng.integers(w_lo, w_hi, (len(rows), cfg.outputs)).tolist(),
     }
+    cells, faulty = CellArray.from_weights(weights, cfg), 0
+    if check.device is not None:
+        g = crossbar_conductances(weights, cfg, check.device, 0)
+        cells = CellArray.from_conductances(g, cfg)
+        faulty = int((g != ideal_conductances(weights, cfg)).sum())
+        args["conductances"] = g.tolist()
     t0 = time.perf_counter()
-    verilog = to_verilog(Crossbar(cfg, weights), "crossbar")
+    verilog = to_verilog(Crossbar(cfg, cells), "crossbar")
     res = run_testbench(verilog, "crossbar", "sim.tb.crossbar", args, sim=check.sim, waves=check.waves,
                         cache_dir=cache_dir, seed=check.seed, waves_dir=waves_dir)
     report = {
@@ -71,6 +85,8 @@ def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None,
         "predicted_clocks": crossbar_latency(cfg),
         "mismatches": res.data.get("mismatches"),
         "vectors": check.vectors, "delivered": res.data.get("delivered"),
+        "device": dataclasses.asdict(check.device) if check.device is not None else None,
+        "cells_off_ideal": faulty,
         "latencies": sorted(set(res.data.get("latencies", []))),
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "log": str(res.log) if res.log else None,

@@ -56,6 +56,10 @@ class CrossbarConfig:
         adc_bits: ADC resolution, ``None`` for the lossless width.
         adc_shift: coarse ADC step (``2**adc_shift``), 0 for unit steps.
         cols_per_adc: columns multiplexed onto one ADC, converted one after another.
+        g_frac_bits: fractional bits ``F`` of a cell's conductance (DESIGN.md §3 "Non-ideal
+            cells"): cells hold ``g`` in units of ``2**-F`` of one level, ``cell_bits + F``
+            bits each, and the ADC drops the ``F`` bits again. 0 (ideal levels) by default;
+            ``F > 0`` lets a device model express programming variation and drift.
     """
 
     rows: int = 32
@@ -67,6 +71,7 @@ class CrossbarConfig:
     adc_bits: int | None = None
     adc_shift: int = 0
     cols_per_adc: int = 8
+    g_frac_bits: int = 0
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 2, 4096)
@@ -88,6 +93,9 @@ class CrossbarConfig:
             _check_int("adc_bits", self.adc_bits, 1, 32, "None (lossless) or an integer in [1, 32]")
         _check_int("adc_shift", self.adc_shift, 0, 31)
         _check_int("cols_per_adc", self.cols_per_adc, 1, self.cols, f"an integer in [1, cols={self.cols}]")
+        # F <= 8 keeps a cell (cell_bits + F <= 12 bits) and every column sum small; finer
+        # steps than 1/256 of a level are far below any RRAM programming accuracy.
+        _check_int("g_frac_bits", self.g_frac_bits, 0, 8)
         if self.cols < self.slices + 1:
             raise ValueError(
                 f"cols={self.cols} is not allowed: a {self.w_bits}-bit weight in {self.cell_bits}-bit cells takes "
@@ -118,6 +126,16 @@ class CrossbarConfig:
     def max_level(self) -> int:
         return (1 << self.cell_bits) - 1
 
+    @property
+    def g_bits(self) -> int:
+        """Bits of one cell's conductance ``g``: ``cell_bits + g_frac_bits``."""
+        return self.cell_bits + self.g_frac_bits
+
+    @property
+    def g_max(self) -> int:
+        """Largest conductance a cell can hold: ``2**(cell_bits + g_frac_bits) - 1``."""
+        return (1 << self.g_bits) - 1
+
     # --- input side ------------------------------------------------------------------
     @property
     def input_cycles(self) -> int:
@@ -130,9 +148,20 @@ class CrossbarConfig:
 
     # --- ADC -------------------------------------------------------------------------
     @property
+    def column_sum_max(self) -> int:
+        """Largest column sum ``S`` (in units of ``2**-g_frac_bits``): every cell at ``g_max``, every input bit set."""
+        return self.rows * self.g_max * self.max_dac
+
+    @property
+    def column_max(self) -> int:
+        """Largest lossless converted value ``S >> g_frac_bits`` of one column (any cell contents)."""
+        return self.column_sum_max >> self.g_frac_bits
+
+    @property
     def column_sum_bits(self) -> int:
-        """Width of the largest possible column sum (the lossless ADC width)."""
-        return max(1, math.ceil(math.log2(self.rows * self.max_level * self.max_dac + 1)))
+        """Width of the largest ``S >> g_frac_bits`` (the lossless ADC width; with ``F = 0``
+        ``ceil(log2(rows·(2**cell_bits−1)·(2**dac_bits−1) + 1))``)."""
+        return max(1, self.column_max.bit_length())
 
     @property
     def lossless_adc_bits(self) -> int:
@@ -164,14 +193,20 @@ class CrossbarConfig:
 
     # --- results ---------------------------------------------------------------------
     @property
+    def column_acc_max(self) -> int:
+        """Largest shift-added value ``P[c]`` of one column, for any cell contents (a
+        stuck-at-1 or over-programmed cell reads up to ``g_max``, the reference column included)."""
+        return self.column_max * (((1 << self.a_bits) - 1) // self.max_dac)
+
+    @property
     def dot_min(self) -> int:
-        return -self.weight_offset * self.rows * ((1 << self.a_bits) - 1)
+        return -self.weight_offset * self.column_acc_max
 
     @property
     def dot_max(self) -> int:
-        # A lossy ADC can under-read the reference column, so bound by the full
-        # offset-binary sum rather than by the signed weight range.
-        return ((1 << self.w_bits) - 1) * self.rows * ((1 << self.a_bits) - 1)
+        # A lossy ADC can under-read the reference column and a device model can put any
+        # conductance in any cell, so bound by every slice column at its largest reading.
+        return self.column_acc_max * (((1 << self.w_bits) - 1) // self.max_level)
 
     @property
     def dot_bits(self) -> int:

@@ -4,10 +4,14 @@ The arithmetic is DESIGN.md §3, the same as ``sim.golden.crossbar_mvm``:
 
 * cells hold the offset-binary slices of the weights (``u = w + 2**(w_bits-1)``, which
   for two's complement is ``w`` with its sign bit flipped), LSB slice first, one column
-  per slice; the last column is the reference column, every cell at level 1;
+  per slice; the last column is the reference column, every cell at level 1. A cell is
+  ``g_bits = cell_bits + g_frac_bits`` wide and holds a conductance ``g`` in units of
+  ``2**-g_frac_bits`` of a level (an ideal cell ``level << g_frac_bits``; a device model's
+  map comes in as initial contents, ``gen.cells.CellArray.from_conductances``);
 * an MVM applies the input bit-serially, ``dac_bits`` per input cycle, LSB first;
 * ``cols_per_adc`` columns share one ADC and are converted one after another, so an
   input cycle takes ``cols_per_adc`` clocks and all ADCs work in parallel;
+* the ADC drops the ``g_frac_bits`` fraction with the coarse step: ``S >> (F + adc_shift)``;
 * each converted value ``q`` is shifted into its output's accumulator
   (``<< t*dac_bits + k*cell_bits``), the reference column into its own, and the result
   is ``acc - 2**(w_bits-1) * acc_ref``.
@@ -87,7 +91,7 @@ class Crossbar(wiring.Component):
     Args:
         cfg: the crossbar configuration.
         weights: the initial cell contents, a :class:`gen.cells.CellArray` (validated in
-            ``gen``), or a weight block ``[n_rows <= rows, n_out <= outputs]`` that
+            ``gen``; ``CellArray.from_conductances`` for non-ideal cells), or a weight block ``[n_rows <= rows, n_out <= outputs]`` that
             ``gen.cells.CellArray.from_weights`` encodes (missing rows and outputs hold
             ``w = 0``); ``None`` means all zero. The component checks nothing itself:
             a block that does not fit is refused by ``gen.cells``.
@@ -116,6 +120,7 @@ class Crossbar(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         cb, cpa, n_steps = cfg.cell_bits, cfg.cols_per_adc, cfg.conversion_clocks
+        gb, F = cfg.g_bits, cfg.g_frac_bits          # a cell's width and its fraction bits
         depth = timing.CROSSBAR_PIPELINE_CLOCKS     # read now, so the RTL follows the constant
         if depth < MIN_PIPELINE_CLOCKS:
             raise ValueError(
@@ -124,8 +129,8 @@ class Crossbar(wiring.Component):
         adc_delay = depth - MIN_PIPELINE_CLOCKS     # extra registers on the ADC codes
         m = Module()
 
-        # --- cell array: one register per row, cell_bits per column -----------------------
-        cells = [Signal(cfg.cols * cb, name=f"row{r}", init=self.init_rows[r]) for r in range(cfg.rows)]
+        # --- cell array: one register per row, g_bits per column ---------------------------
+        cells = [Signal(cfg.cols * gb, name=f"row{r}", init=self.init_rows[r]) for r in range(cfg.rows)]
 
         # --- control -------------------------------------------------------------------
         running = Signal()            # conversions and their pipeline in flight
@@ -149,12 +154,15 @@ class Crossbar(wiring.Component):
         accept = self.i.valid & self.i.ready
 
         # --- re-programming: one row, offset binary = sign bit flipped ------------------
-        enc = Signal(cfg.cols * cb)
+        # Ideal cells: each slice's level lands in the top cell_bits of its cell (<< F).
+        enc = Signal(cfg.cols * gb)
         for o in range(cfg.outputs):
-            wv = self.w.payload.weights[o].as_unsigned()
-            m.d.comb += enc[o * cfg.slices * cb:(o + 1) * cfg.slices * cb].eq(
-                wv ^ Const(cfg.weight_offset, cfg.w_bits))
-        m.d.comb += enc[cfg.ref_col * cb:(cfg.ref_col + 1) * cb].eq(1)
+            u = Signal(cfg.w_bits, name=f"u{o}")
+            m.d.comb += u.eq(self.w.payload.weights[o].as_unsigned() ^ Const(cfg.weight_offset, cfg.w_bits))
+            for k in range(cfg.slices):
+                c = o * cfg.slices + k
+                m.d.comb += enc[c * gb + F:(c + 1) * gb].eq(u[k * cb:(k + 1) * cb])
+        m.d.comb += enc[cfg.ref_col * gb:(cfg.ref_col + 1) * gb].eq(1 << F)
         with m.If(self.w.valid & self.w.ready):
             for r in range(cfg.rows):
                 with m.If(self.w.payload.row == r):
@@ -182,21 +190,21 @@ class Crossbar(wiring.Component):
         groups = [range(g, min(cfg.rows, g + PARTIAL_ROWS)) for g in range(0, cfg.rows, PARTIAL_ROWS)]
         q_reg = []
         for a in range(cfg.num_adcs):
-            lo, hi = a * cpa * cb, min(cfg.cols, (a + 1) * cpa) * cb
+            lo, hi = a * cpa * gb, min(cfg.cols, (a + 1) * cpa) * gb
             prods = []
             for r in range(cfg.rows):
                 g = cells[r][lo:hi]
-                level = g.word_select(mux, cb) if len(g) > cb else g      # (cpa == 1: always)
-                p = Signal(cfg.dac_bits + cb, name=f"p{a}_{r}")
-                m.d.sync += p.eq(xt[r] * level)                                  # stage 1
+                cell = g.word_select(mux, gb) if len(g) > gb else g       # (cpa == 1: always)
+                p = Signal(cfg.dac_bits + gb, name=f"p{a}_{r}")
+                m.d.sync += p.eq(xt[r] * cell)                                   # stage 1
                 prods.append(p)
             parts = []
             for gi, rows in enumerate(groups):
-                ps = Signal(range(len(rows) * cfg.max_dac * cfg.max_level + 1), name=f"ps{a}_{gi}")
+                ps = Signal(range(len(rows) * cfg.max_dac * cfg.g_max + 1), name=f"ps{a}_{gi}")
                 m.d.sync += ps.eq(_tree_sum(prods[r] for r in rows))             # stage 2
                 parts.append(ps)
-            coarse = _tree_sum(parts) >> cfg.adc_shift
-            if (cfg.rows * cfg.max_dac * cfg.max_level) >> cfg.adc_shift > cfg.adc_max_code:
+            coarse = _tree_sum(parts) >> (F + cfg.adc_shift)
+            if cfg.column_sum_max >> (F + cfg.adc_shift) > cfg.adc_max_code:
                 code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse)
             else:
                 code = coarse   # the ADC cannot saturate: no comparator
@@ -212,7 +220,8 @@ class Crossbar(wiring.Component):
         acc_bits = cfg.dot_max.bit_length()
         acc = [Signal(acc_bits, name=f"acc{o}") for o in range(cfg.outputs)]
         term = [Signal(acc_bits, name=f"term{o}") for o in range(cfg.outputs)]
-        ref_bits = (cfg.rows * ((1 << cfg.a_bits) - 1)).bit_length()
+        # the reference column's cells may read anything a device model gives them (up to g_max)
+        ref_bits = cfg.column_acc_max.bit_length()
         acc_ref = Signal(ref_bits, name="acc_ref")
         term_ref = Signal(ref_bits, name="term_ref")
         terms = {o: {mm: [] for mm in range(cpa)} for o in range(cfg.outputs)}

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from gen.cells import cell_levels
+from gen.cells import cell_levels, check_conductances
 from gen.config import CrossbarConfig
 from gen.intops import (add_bias, apply_layer, as_int, check_range, conv2d_int, conv_operands, global_avgpool,
                         im2col, linear, maxpool2d, requantize, residual_add, unroll_weights, weight_acc)
@@ -71,15 +71,10 @@ def crossbar_levels(w, cfg: CrossbarConfig) -> np.ndarray:
     return cell_levels(w, cfg)
 
 
-def _frac_bits(cfg: CrossbarConfig) -> int:
-    """``cfg.g_frac_bits`` (DESIGN.md §3 non-ideal cells), 0 for a config without the field."""
-    return int(getattr(cfg, "g_frac_bits", 0) or 0)
-
-
 def adc(s: np.ndarray, cfg: CrossbarConfig) -> np.ndarray:
     """Saturating, optionally coarse ADC on integer column sums:
     ``min(S >> (F + adc_shift), 2**adc_bits - 1) << adc_shift`` (``F = g_frac_bits``, 0 for ideal cells)."""
-    return np.minimum(s >> (_frac_bits(cfg) + cfg.adc_shift), cfg.adc_max_code) << cfg.adc_shift
+    return np.minimum(s >> (cfg.g_frac_bits + cfg.adc_shift), cfg.adc_max_code) << cfg.adc_shift
 
 
 def _exact_float(bound: int):
@@ -108,15 +103,16 @@ def _row_block_acc(x2d: np.ndarray, blocks, cfg: CrossbarConfig) -> np.ndarray:
     inputs). Returns int64 ``[P, sum n_out_i]``, the blocks' dot products side by side.
     """
     P, n = x2d.shape
-    T, dac, F, sl = cfg.input_cycles, cfg.dac_bits, _frac_bits(cfg), cfg.slices
+    T, dac, F, sl = cfg.input_cycles, cfg.dac_bits, cfg.g_frac_bits, cfg.slices
     n_tot = sum(b[0] for b in blocks)
     out = np.empty((P, n_tot), dtype=np.int64)
     if P == 0 or n_tot == 0:
         return out
-    parts = [cells for _, cells, _ in blocks]
+    # ideal levels become conductances level << F (DESIGN.md §3), so one ADC serves both kinds
+    parts = [cells if own else cells << F for _, cells, own in blocks]
     shared_ref = sum(p.shape[1] for p in parts)
     if not all(own for _, _, own in blocks):
-        parts.append(np.ones((n, 1), dtype=np.int64))
+        parts.append(np.full((n, 1), 1 << F, dtype=np.int64))
     cells = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     C = cells.shape[1]
     # the bounds (all partial sums are non-negative integers below them)
@@ -187,10 +183,7 @@ def _blas_single_thread():
 def _physical_cells(g, n_rows: int, n_out: int, cfg: CrossbarConfig) -> np.ndarray:
     """The used cells of a crossbar's conductances ``g[rows, cols]``: rows ``< n_rows``,
     the data columns ``o*slices + k`` of outputs ``o < n_out``, then the reference column."""
-    g = as_int(g, "conductances")
-    if g.shape != (cfg.rows, cfg.cols):
-        raise ValueError(f"conductances must have shape [rows, cols] = [{cfg.rows}, {cfg.cols}], got {g.shape}")
-    check_range(g, 0, (1 << (cfg.cell_bits + _frac_bits(cfg))) - 1, "conductances")
+    g = check_conductances(g, cfg)
     return np.concatenate([g[:n_rows, :n_out * cfg.slices], g[:n_rows, cfg.ref_col:]], axis=1)
 
 

@@ -23,6 +23,32 @@ def add_crossbar_args(p: argparse.ArgumentParser, *, defaults: CrossbarConfig | 
     g.add_argument("--adc-bits", type=int, help="ADC resolution [lossless]")
     g.add_argument("--adc-shift", type=int, help=f"coarse ADC step 2**S [{d.adc_shift}]")
     g.add_argument("--cols-per-adc", type=int, help=f"columns sharing one ADC [{d.cols_per_adc}]")
+    g.add_argument("--g-frac-bits", type=int, help=f"fraction bits F of a cell's conductance (non-ideal cells) "
+                                                   f"[{d.g_frac_bits}]")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """The device-model flags (``gen.devices.DeviceModel``); the draws use the command's ``--seed``."""
+    g = p.add_argument_group("device model (non-ideal cells, DESIGN.md §3)")
+    g.add_argument("--variation", type=float, metavar="SIGMA", help="programming variation sigma, in levels [0]")
+    g.add_argument("--stuck-at", type=float, metavar="RATE", help="fraction of cells stuck at 0 [0]")
+    g.add_argument("--stuck-at-1", type=float, metavar="RATE", help="fraction of cells stuck at the top level [0]")
+    g.add_argument("--drift", type=float, metavar="NU", help="drift exponent nu: g scales by (T / 1 s)**-nu [0]")
+    g.add_argument("--time", type=float, metavar="T", help="seconds since programming, for --drift [1]")
+    g.add_argument("--ideal-ref-column", action="store_true",
+                   help="keep the reference column's cells ideal (default: they get the same effects)")
+
+
+def device_from_args(args: argparse.Namespace, seed: int):
+    """The ``gen.devices.DeviceModel`` the flags ask for, or ``None`` when none is given."""
+    from gen.devices import DeviceModel
+    given = {k: getattr(args, a, None) for k, a in (("variation", "variation"), ("stuck_at_0", "stuck_at"),
+                                                    ("stuck_at_1", "stuck_at_1"), ("drift_nu", "drift"),
+                                                    ("time", "time"))}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given and not getattr(args, "ideal_ref_column", False):
+        return None
+    return DeviceModel(**given, ref_column=not getattr(args, "ideal_ref_column", False), seed=seed)
 
 
 def crossbar_from_args(args: argparse.Namespace) -> CrossbarConfig:

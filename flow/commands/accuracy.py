@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import sys
 
-HELP = "top-1 accuracy over a grid of ADC/cell/DAC bits (crossbar-exact golden model), vs float and int8"
+HELP = ("top-1 accuracy over a grid of ADC/cell/DAC bits and device faults (crossbar-exact golden model), "
+        "vs float and int8")
 DESCRIPTION = (HELP + ". NETWORK: 'digits' (the trained model in gen/models; its held-out split is the default "
                "data set), a .pimgen file, a quantized ONNX file, or a float ONNX file with --calibration. Device "
-               "variation and stuck-at faults plug into the grid when the device model lands (reliability issue).")
+               "axes (--variation, --stuck-at, --stuck-at-1, --g-frac-bits) run every faulty point with --seeds "
+               "device seeds (gen.devices.DeviceModel, one conductance map per crossbar) and report min/mean/max.")
 
 
-def _ints(s: str) -> list[int]:
+def _ints(s: str, flag: str = "") -> list[int]:
+    return _numbers(s, flag, int, "integers")
+
+
+def _floats(s: str, flag: str = "") -> list[float]:
+    return _numbers(s, flag, float, "numbers")
+
+
+def _numbers(s: str, flag: str, kind, what: str) -> list:
+    """A comma-separated list of ``kind``; a bad list is one line naming the flag."""
     try:
-        return [int(v) for v in s.split(",") if v.strip()]
+        vals = [kind(v) for v in s.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{s!r} is not a comma-separated list of integers") from None
+        vals = []
+    if not vals:
+        raise ValueError(f"{flag + ' ' if flag else ''}{s!r} is not a comma-separated list of {what}")
+    return vals
 
 
 def add_arguments(p):
@@ -27,9 +41,13 @@ def add_arguments(p):
     p.add_argument("--cell-bits", default="1,2", help="bits per cell [1,2]")
     p.add_argument("--dac-bits", default="1", help="input bits per cycle [1]")
     p.add_argument("--mapping", choices=["novel", "conventional"], default="novel", help="mapping [novel]")
-    p.add_argument("--variation", default="0", help="device variation sigmas (needs the device model; 0 only)")
-    p.add_argument("--stuck-at", default="0", help="stuck-at rates (needs the device model; 0 only)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per grid point (device draws) [1]")
+    p.add_argument("--variation", default="0", metavar="SIGMA,...",
+                   help="programming variation sigmas, in levels [0]")
+    p.add_argument("--stuck-at", default="0", metavar="RATE,...", help="stuck-at-0 cell rates [0]")
+    p.add_argument("--stuck-at-1", default="0", metavar="RATE,...", help="stuck-at-1 cell rates [0]")
+    p.add_argument("--g-frac-bits", default="0", metavar="F,...",
+                   help="conductance fraction bits (sub-level variation needs F > 0) [0]")
+    p.add_argument("--seeds", type=int, default=1, help="device seeds 0..N-1 per faulty grid point [1]")
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--plot", metavar="F.png", help="write a plot of accuracy vs ADC bits")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -62,11 +80,14 @@ def accuracy(args) -> dict:
     import numpy as np
 
     from gen.config import ChipConfig
+    from gen.devices import DeviceModel, plan_conductances
     from gen.mapping import map_network
     from sim.golden import run_network, run_plan
-    if any(float(v) for v in args.variation.split(",")) or any(float(v) for v in args.stuck_at.split(",")):
-        raise ValueError("--variation/--stuck-at need the device model (reliability issue), not built yet; "
-                         "only 0 is accepted")
+    if not isinstance(args.seeds, int) or args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds} is not allowed: it must be an integer >= 1")
+    devices = [DeviceModel(stuck_at_0=s0, stuck_at_1=s1, variation=v)      # validated before the long run
+               for s0 in _floats(args.stuck_at, "--stuck-at") for s1 in _floats(args.stuck_at_1, "--stuck-at-1")
+               for v in _floats(args.variation, "--variation")]
     qm, fm, x, y = _load(args)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
@@ -81,11 +102,14 @@ def accuracy(args) -> dict:
     res["int8"] = float((pred8 == y).mean())
     chip0 = ChipConfig()
     grid = []
-    points = [(cb, ab, db) for cb in _ints(args.cell_bits) for ab in _ints(args.adc_bits) for db in _ints(args.dac_bits)]
-    for n, (cb, ab, db) in enumerate(points, 1):
-        row = {"cell_bits": cb, "adc_bits": ab or None, "dac_bits": db}
+    points = [(cb, ab, db, f) for cb in _ints(args.cell_bits, "--cell-bits") for ab in _ints(args.adc_bits, "--adc-bits")
+              for db in _ints(args.dac_bits, "--dac-bits") for f in _ints(args.g_frac_bits, "--g-frac-bits")]
+    total = len(points) * len(devices)
+    for n, ((cb, ab, db, f), dev) in enumerate(((p, d) for p in points for d in devices), 1):
+        row = {"cell_bits": cb, "adc_bits": ab or None, "dac_bits": db, "g_frac_bits": f,
+               "stuck_at_0": dev.stuck_at_0, "stuck_at_1": dev.stuck_at_1, "variation": dev.variation}
         try:
-            xb = dataclasses.replace(chip0.crossbar, cell_bits=cb, dac_bits=db, adc_bits=None,
+            xb = dataclasses.replace(chip0.crossbar, cell_bits=cb, dac_bits=db, adc_bits=None, g_frac_bits=f,
                                      w_bits=qm.w_bits, a_bits=qm.a_bits)
             if ab:
                 xb = dataclasses.replace(xb, adc_bits=min(ab, xb.lossless_adc_bits))
@@ -94,15 +118,19 @@ def accuracy(args) -> dict:
             row["refused"] = str(e)
             grid.append(row)
             continue
+        # an ideal device gives the ideal maps whatever the seed: one run stands for all seeds
+        seeds = [0] if dev.is_ideal else list(range(args.seeds))
         accs = []
-        for _seed in range(args.seeds):     # device draws plug in here (identical without a device model)
-            pred = np.array([run_plan(plan, qm.params, c).reshape(-1).argmax() for c in codes])
+        for seed in seeds:
+            maps = None if dev.is_ideal else plan_conductances(plan, qm.params, dataclasses.replace(dev, seed=seed))
+            pred = np.array([run_plan(plan, qm.params, c, conductances=maps).reshape(-1).argmax() for c in codes])
             accs.append(float((pred == y).mean()))
-        row.update({"lossless": xb.is_lossless, "min": min(accs), "mean": float(np.mean(accs)), "max": max(accs)})
+        row.update({"lossless": xb.is_lossless, "seeds": len(seeds), "accuracies": accs,
+                    "min": min(accs), "mean": float(np.mean(accs)), "max": max(accs)})
         grid.append(row)
         if not args.json:
-            print(f"  [{n}/{len(points)}] cell {cb} adc {ab or 'lossless'} dac {db}: {row['mean']:.4f}",
-                  file=sys.stderr, flush=True)
+            print(f"  [{n}/{total}] cell {cb} adc {ab or 'lossless'} dac {db} F {f} {_device_label(row)}: "
+                  f"{row['mean']:.4f}", file=sys.stderr, flush=True)
     res["grid"] = grid
     return res
 
@@ -119,15 +147,23 @@ def run(args) -> int:
     if "float" in r:
         head += f"; float {r['float']:.4f}"
     print(head + f"; ideal int8 {r['int8']:.4f}")
-    print(f"{'cell':>4} {'adc':>8} {'dac':>3} {'min':>7} {'mean':>7} {'max':>7}")
+    print(f"{'cell':>4} {'adc':>8} {'dac':>3} {'F':>2} {'device':<26} {'seeds':>5} {'min':>7} {'mean':>7} {'max':>7}")
     for g in r["grid"]:
         adc = "lossless" if g["adc_bits"] is None else str(g["adc_bits"])
+        head = f"{g['cell_bits']:>4} {adc:>8} {g['dac_bits']:>3} {g['g_frac_bits']:>2} {_device_label(g):<26}"
         if "refused" in g:
-            print(f"{g['cell_bits']:>4} {adc:>8} {g['dac_bits']:>3}  refused: {g['refused']}")
+            print(f"{head}  refused: {g['refused']}")
         else:
-            print(f"{g['cell_bits']:>4} {adc:>8} {g['dac_bits']:>3} {g['min']:>7.4f} {g['mean']:>7.4f} {g['max']:>7.4f}"
+            print(f"{head} {g['seeds']:>5} {g['min']:>7.4f} {g['mean']:>7.4f} {g['max']:>7.4f}"
                   + ("  (lossless)" if g["lossless"] and g["adc_bits"] else ""))
     return 0
+
+
+def _device_label(g) -> str:
+    """``ideal`` or the row's non-zero device effects, e.g. ``sa0 2% var 0.1``."""
+    parts = [f"{k} {g[f]:.3g}{u}" if u != "%" else f"{k} {100 * g[f]:.3g}%" for k, f, u in
+             (("sa0", "stuck_at_0", "%"), ("sa1", "stuck_at_1", "%"), ("var", "variation", "")) if g[f]]
+    return " ".join(parts) or "ideal"
 
 
 def _plot(r, path):
@@ -135,13 +171,16 @@ def _plot(r, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for cb in sorted({g["cell_bits"] for g in r["grid"]}):
-        for db in sorted({g["dac_bits"] for g in r["grid"]}):
-            pts = [(g["adc_bits"] or 16, g["mean"]) for g in r["grid"]
-                   if g["cell_bits"] == cb and g["dac_bits"] == db and "mean" in g]
-            if pts:
-                pts.sort()
-                ax.plot(*zip(*pts), marker="o", label=f"{cb} bit/cell, {db} bit DAC")
+    # one line per cell/DAC/F/device point, accuracy (seed mean) over ADC bits
+    lines: dict[tuple, list] = {}
+    for g in r["grid"]:
+        if "mean" in g:
+            key = (g["cell_bits"], g["dac_bits"], g["g_frac_bits"], _device_label(g))
+            lines.setdefault(key, []).append((g["adc_bits"] or 16, g["mean"]))
+    for (cb, db, f, dev), pts in sorted(lines.items()):
+        pts.sort()
+        label = f"{cb} bit/cell, {db} bit DAC" + (f", F {f}" if f else "") + ("" if dev == "ideal" else f", {dev}")
+        ax.plot(*zip(*pts), marker="o", label=label)
     ax.axhline(r["int8"], color="k", ls="--", lw=1, label="ideal int8")
     if "float" in r:
         ax.axhline(r["float"], color="g", ls=":", lw=1, label="float")

@@ -3,7 +3,9 @@
 Arguments (``sim.runner.tb_args``): ``cfg`` (CrossbarConfig fields), ``weights``
 ``[rows][outputs]``, ``vectors`` ``[n][rows]``, ``reprogram`` (rows to re-write through
 the write port half-way, with fresh weights), ``gap_prob``, ``ready_prob``, ``seed``,
-``predicted_latency``. Every output is compared with ``sim.golden.crossbar_mvm`` using
+``predicted_latency``, ``conductances`` (optional ``[rows][cols]``: the crossbar's non-ideal
+cells, DESIGN.md §3, which it holds as initial contents; a re-programmed row becomes
+ideal again). Every output is compared with ``sim.golden.crossbar_mvm`` using
 the weights the crossbar holds at that moment; clocks are measured from the edge an
 input vector is accepted to the edge its result is taken.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
+from gen.cells import ideal_conductances
 from gen.config import CrossbarConfig
 from sim.golden import crossbar_mvm
 from sim.stream import pack, unpack
@@ -47,6 +50,7 @@ async def crossbar_matches_golden(dut):
     cfg = CrossbarConfig.from_dict(a["cfg"])
     weights = np.array(a["weights"], dtype=np.int64)
     vectors = np.array(a["vectors"], dtype=np.int64)
+    g = np.array(a["conductances"], dtype=np.int64) if a.get("conductances") is not None else None
     driver = tb.driver("i", rng=tb.rng)      # one generator for gaps and back-pressure
     sink = tb.sink("o", rng=tb.rng)
     wdrv = tb.driver("w", gap_prob=0.0)
@@ -55,14 +59,17 @@ async def crossbar_matches_golden(dut):
 
     half = len(vectors) // 2 if a.get("reprogram") else len(vectors)
     got = [await _run_batch(tb, cfg, driver, sink, vectors[:half], timeout)]
-    expected = [crossbar_mvm(vectors[:half], weights, cfg)]
+    expected = [crossbar_mvm(vectors[:half], weights, cfg, conductances=g)]
     if a.get("reprogram"):
         new = np.array(a["reprogram_weights"], dtype=np.int64)
         await _program(tb, cfg, wdrv, list(zip(a["reprogram"], new.tolist())), timeout)
         weights = weights.copy()
         weights[a["reprogram"]] = new
+        if g is not None:       # the write port programs ideal cells: those rows lose their faults
+            g = g.copy()
+            g[a["reprogram"]] = ideal_conductances(weights, cfg)[a["reprogram"]]
         got.append(await _run_batch(tb, cfg, driver, sink, vectors[half:], timeout))
-        expected.append(crossbar_mvm(vectors[half:], weights, cfg))
+        expected.append(crossbar_mvm(vectors[half:], weights, cfg, conductances=g))
     got_all, exp_all = np.concatenate(got), np.concatenate(expected)
 
     n_in, n_out = len(driver.accepted), len(sink.received)
