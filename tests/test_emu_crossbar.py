@@ -73,3 +73,16 @@ def test_emulated_crossbar_back_pressure():
     rep = run_emu_crossbar_check(CrossbarCheck(CrossbarConfig(rows=16, cols=9, cell_bits=2, cols_per_adc=2),
                                                 vectors=12, seed=5, gap_prob=0.3, ready_prob=0.5))
     assert rep["mismatches"] == 0 and rep["delivered"] == 12, rep
+
+
+@pytest.mark.slow
+def test_emulated_crossbar_non_ideal_cells():
+    """Non-ideal cells (DESIGN.md §3): g_frac_bits > 0, a device model's conductance map as the
+    memory's initial contents, stuck-at faults in the reference column too; re-programmed rows
+    become ideal again."""
+    devices = pytest.importorskip("gen.devices")
+    cfg = CrossbarConfig(rows=20, cols=10, cell_bits=2, cols_per_adc=3, g_frac_bits=2)
+    dev = devices.DeviceModel(stuck_at_0=0.05, stuck_at_1=0.05, variation=0.3, seed=7)
+    rep = run_emu_crossbar_check(CrossbarCheck(cfg, vectors=12, seed=2, reprogram_rows=2, device=dev))
+    assert rep["non_ideal_cells"], rep
+    _assert_pass(rep)
