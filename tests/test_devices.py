@@ -300,6 +300,16 @@ def test_rtl_faulty_cells_amaranth(cfg):
     np.testing.assert_array_equal(_amaranth_run(cfg, CellArray.from_conductances(g, cfg), x), want)
 
 
+def test_rtl_fraction_bits_lint_clean(verilator_lint):
+    from flow.emit import to_verilog
+    from hw.crossbar import Crossbar
+    cfg = CrossbarConfig(rows=8, cols=12, cell_bits=4, dac_bits=2, adc_bits=5, adc_shift=1, cols_per_adc=3,
+                         g_frac_bits=3)
+    w = np.random.default_rng(1).integers(-128, 128, (cfg.rows, cfg.outputs))
+    g = crossbar_conductances(w, cfg, DeviceModel(stuck_at_1=0.1, variation=0.3, seed=2), 0)
+    verilator_lint.clean(to_verilog(Crossbar(cfg, CellArray.from_conductances(g, cfg)), "crossbar"), "crossbar")
+
+
 # --- RTL: Verilator through the CLI (the representative check) ------------------------------
 def test_cli_faulty_crossbar_verilator(capsys, sim_cache, monkeypatch):
     """`pimgen crossbar --g-frac-bits 3 --variation 0.3 --stuck-at 0.05 --stuck-at-1 0.05 --drift ...`:
