@@ -26,7 +26,7 @@ from gen.config import ChipConfig
 from gen.layerspec import LayerSpec, layer_plan
 from gen.params import NetworkParams, WeightParams
 from gen.quantize import random_weights
-from flow.buildfolder import write_folder
+from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from gen.schedule import schedule_layer
 
 MANIFEST_VERSION = 1
@@ -115,32 +115,33 @@ class LayerDesign:
             yield (f"xbar_r{p.replica}_t{p.tile}_pe{p.pe}_s{p.subarray}{kp}", "\n".join(lines) + "\n")
 
 
-def write_build(design: LayerDesign, out: str | Path) -> Path:
-    """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder."""
-    out = Path(out)
+def write_build(design: LayerDesign, out: str | Path, *, force: bool = False) -> Path:
+    """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder. An existing ``out``
+    that is not a pimgen build is refused unless ``force`` (``flow.buildfolder``)."""
+    out = check_output(out, force=force)
     verilog = design.verilog          # may raise: nothing written yet
     manifest = design.manifest()
     files = {f"rtl/{TOP}.v": verilog, "weights/params.json": NetworkParams({"L": design.params}).to_json(),
              "manifest.json": json.dumps(manifest, indent=2)}
     files.update({f"weights/{name}.hex": text for name, text in design._crossbar_files()})
-    return write_folder(out, files)
+    return write_folder(out, files, force=force)
 
 
 def load_build(folder: str | Path) -> tuple[LayerDesign, dict]:
-    """Re-create the :class:`LayerDesign` of a build folder (Verilog from ``rtl/``)."""
+    """Re-create the :class:`LayerDesign` of a build folder (Verilog from ``rtl/``). A folder that
+    is not one, or a damaged one, is one ``ValueError`` line."""
     folder = Path(folder)
+    manifest = read_manifest(folder, hint=f"`pimgen generate --layer ... -o {folder}` or `pimgen build`")
     mf = folder / "manifest.json"
-    if not mf.exists():
-        raise ValueError(f"{str(folder)!r} is not a layer build folder (no manifest.json); "
-                         f"create one with `pimgen generate --layer ... -o {folder}`")
-    manifest = json.loads(mf.read_text())
     if manifest.get("top") != TOP:
-        raise ValueError(f"{str(mf)!r} is not a layer-engine manifest")
-    params = NetworkParams.from_json((folder / manifest["weights"]["params"]).read_text())["L"]
-    d = LayerDesign(LayerSpec.from_dict(manifest["spec"]), ChipConfig.from_dict(manifest["chip"]),
-                    manifest["requested_mapping"], manifest["requested_duplication"], manifest["raw_output"],
-                    manifest["seed"], params)
-    d._verilog = (folder / manifest["rtl"]).read_text()
+        raise ValueError(f"{str(mf)!r} is not a layer-engine manifest (top {manifest.get('top')!r}, expected "
+                         f"{TOP!r})")
+    with reading_build(folder, "layer engine", "`pimgen generate`"):
+        params = NetworkParams.from_json((folder / manifest["weights"]["params"]).read_text())["L"]
+        d = LayerDesign(LayerSpec.from_dict(manifest["spec"]), ChipConfig.from_dict(manifest["chip"]),
+                        manifest["requested_mapping"], manifest["requested_duplication"], manifest["raw_output"],
+                        manifest["seed"], params)
+        d._verilog = (folder / manifest["rtl"]).read_text()
     return d, manifest
 
 

@@ -28,8 +28,21 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {str(path)!r} is a folder, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {str(path)!r} is not a text (UTF-8 TOML) file") from None
+    except OSError as e:
+        raise ValueError(f"config file {str(path)!r} cannot be read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+
+
+def _table(d: Any, what: str) -> dict[str, Any]:
+    """``d`` as a mapping, or a ``ValueError`` saying a ``[what]`` table is expected."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} must be a table of key = value pairs ([{what}] in TOML), got {d!r}")
+    return d
 
 
 def _refuse_unknown(cls, d: dict[str, Any], what: str) -> None:
@@ -225,7 +238,7 @@ class CrossbarConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CrossbarConfig":
         """Build from a mapping; unknown keys are refused with the list of allowed ones."""
-        _refuse_unknown(cls, d, "crossbar")
+        _refuse_unknown(cls, _table(d, "crossbar"), "crossbar")
         return cls(**d)
 
     @classmethod
@@ -324,7 +337,7 @@ class ChipConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ChipConfig":
         """Build from a mapping (``crossbar`` a nested mapping); unknown keys are refused."""
-        d = dict(d)
+        d = dict(_table(d, "chip"))
         _refuse_unknown(cls, d, "chip")
         if isinstance(d.get("crossbar"), dict):
             d["crossbar"] = CrossbarConfig.from_dict(d["crossbar"])
@@ -334,7 +347,7 @@ class ChipConfig:
     def from_toml(cls, path: str | Path) -> "ChipConfig":
         """Load from TOML: a ``[chip]`` table (or the top level) plus a ``[crossbar]`` table."""
         data = _read_toml(path)
-        chip = dict(data.get("chip", {k: v for k, v in data.items() if k != "crossbar"}))
+        chip = dict(_table(data.get("chip", {k: v for k, v in data.items() if k != "crossbar"}), "chip"))
         if "crossbar" in data:
             chip["crossbar"] = data["crossbar"]
         return cls.from_dict(chip)
@@ -342,8 +355,9 @@ class ChipConfig:
     @classmethod
     def preset(cls, name: str) -> "ChipConfig":
         """A preset shipped in ``gen/presets/<name>.toml`` (``paper``: the seed paper's case study)."""
-        p = Path(__file__).parent / "presets" / f"{name}.toml"
-        if not p.exists():
-            avail = sorted(q.stem for q in p.parent.glob("*.toml"))
+        folder = Path(__file__).parent / "presets"
+        avail = sorted(q.stem for q in folder.glob("*.toml"))
+        p = folder / f"{name}.toml"
+        if name not in avail:
             raise ValueError(f"unknown preset {name!r}; available: {', '.join(avail) or 'none'}")
         return cls.from_toml(p)

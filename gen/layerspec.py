@@ -23,6 +23,8 @@ _KEYS = {
     "fc": {"in": "cin", "out": "cout", "cin": "cin", "cout": "cout"},
 }
 _REQUIRED = {"conv": ("cin", "cout", "k", "h", "w"), "fc": ("cin", "cout")}
+MAX_DIM = 1 << 16        # bound on every key's value
+MAX_WEIGHTS = 1 << 20    # bound on one engine's weights (K*K*Cin*Cout): RTL beyond is not a practical build
 _SHOWN = {"conv": "Cin, Cout, K, H, W, stride, pad", "fc": "in, out"}
 
 
@@ -76,10 +78,9 @@ def parse_layer_spec(text: str) -> LayerSpec:
         field = _KEYS[kind].get(key.lower())
         if field is None:
             raise ValueError(f"unknown key {key!r} in token {tok!r}; allowed keys for {kind}: {_SHOWN[kind]}")
-        try:
-            v = int(val)
-        except ValueError:
-            raise ValueError(f"token {tok!r}: {key} must be an integer") from None
+        if not (val.isascii() and val.lstrip("+-").isdigit()):
+            raise ValueError(f"token {tok!r}: {key} must be an integer (decimal digits)")
+        v = int(val)
         if field in vals:
             raise ValueError(f"token {tok!r}: {key} is given twice")
         vals[field] = v
@@ -93,7 +94,14 @@ def parse_layer_spec(text: str) -> LayerSpec:
         lo = 0 if f == "pad" else 1
         if v < lo:
             raise ValueError(f"{f}={v} is not allowed: it must be >= {lo}")
+        if v > MAX_DIM:
+            raise ValueError(f"{f}={v} is not allowed: it must be <= {MAX_DIM}")
     spec = LayerSpec(kind, **vals)
+    if spec.pad >= spec.k and spec.pad > 0:
+        raise ValueError(f"pad={spec.pad} is not allowed with K={spec.k}: pad must be in [0, K-1]")
+    n = spec.k * spec.k * spec.cin * spec.cout
+    if n > MAX_WEIGHTS:
+        raise ValueError(f"the layer has {n:,} weights (K*K*Cin*Cout); one layer engine takes at most {MAX_WEIGHTS:,}")
     spec.network()  # shape checks (stride 1|2, kernel fits the padded input)
     return spec
 

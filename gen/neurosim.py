@@ -21,9 +21,13 @@ Anything else is refused with the line number and the reason.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from gen.network import INPUT, Conv2d, GlobalAvgPool, Layer, Linear, MaxPool, Network
+
+MAX_VALUE = 1 << 20      # a bound on every field: a million rows, columns or channels
+MAX_WEIGHTS = 1 << 28    # a bound on one layer's weights (VGG-16's largest layer has 103 M)
 
 FIELDS = ("IFM rows", "IFM cols", "IFM channels", "kernel rows", "kernel cols", "OFM channels", "pooling",
           "stride")
@@ -48,13 +52,18 @@ def _parse_rows(text: str) -> list[tuple[int, list[int]]]:
                 v = float(p)
             except ValueError:
                 raise _bad(ln, f"{f} {p!r} is not a number") from None
-            if v != int(v):
+            if not math.isfinite(v) or v != int(v):
                 raise _bad(ln, f"{f} {p!r} is not an integer")
+            if abs(v) > MAX_VALUE:
+                raise _bad(ln, f"{f} {p!r} is out of range: at most {MAX_VALUE}")
             vals.append(int(v))
         h, w, c, kr, kc, cout, pool, stride = vals
         for f, v in zip(FIELDS[:6], vals[:6]):
             if v < 1:
                 raise _bad(ln, f"{f} must be >= 1, got {v}")
+        if kr * kc * c * cout > MAX_WEIGHTS:
+            raise _bad(ln, f"the layer has {kr * kc * c * cout:,} weights (kernel {kr}x{kc}, {c} -> {cout} channels); "
+                           f"at most {MAX_WEIGHTS:,} per layer")
         if kr != kc:
             raise _bad(ln, f"kernel {kr}x{kc} is not square (pimgen supports square kernels only)")
         if pool not in (0, 1):
@@ -138,6 +147,13 @@ def read_neurosim_csv(path: str | Path, name: str | None = None) -> Network:
         text = path.read_text()
     except FileNotFoundError:
         raise ValueError(f"NeuroSim CSV {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"NeuroSim CSV {str(path)!r} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"NeuroSim CSV {str(path)!r} is not a text file (expected rows of 8 comma-separated "
+                         f"integers: {', '.join(FIELDS)})") from None
+    except OSError as e:
+        raise ValueError(f"NeuroSim CSV {str(path)!r} cannot be read: {e.strerror}") from None
     stem = path.stem
     return parse_neurosim_csv(text, name or (stem[len("NetWork_"):] if stem.startswith("NetWork_") else stem))
 

@@ -62,9 +62,26 @@ class _T:
     q: object = None             # quantized graphs: what the tensor holds (_Q)
 
 
+_INTS = ("kernel_shape", "pads", "strides", "dilations", "perm", "output_padding")
+_INT = ("axis", "group", "transA", "transB", "ceil_mode", "keepdims", "count_include_pad", "storage_order", "to",
+        "allowzero", "block_size", "saturate")
+_FLOAT = ("alpha", "beta", "epsilon", "momentum")
+
+
 def _attrs(node) -> dict:
-    from onnx import helper
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    """The node's attributes; one of a known name but the wrong type (a float kernel_shape, say) is refused."""
+    from onnx import AttributeProto, helper
+    want = {**{n: (AttributeProto.INTS, "a list of integers") for n in _INTS},
+            **{n: (AttributeProto.INT, "an integer") for n in _INT},
+            **{n: (AttributeProto.FLOAT, "a float") for n in _FLOAT},
+            "auto_pad": (AttributeProto.STRING, "a string")}
+    out = {}
+    for a in node.attribute:
+        if a.name in want and a.type != want[a.name][0]:
+            raise _Refuse(f"node {node.name or '(unnamed)'!r} ({node.op_type}): attribute {a.name!r} must be "
+                          f"{want[a.name][1]}, got {AttributeProto.AttributeType.Name(a.type)}")
+        out[a.name] = helper.get_attribute_value(a)
+    return out
 
 
 def load_onnx(path):

@@ -161,14 +161,32 @@ class QuantModel:
         if not isinstance(d, dict) or d.get("format") != QUANT_FORMAT or d.get("version") != QUANT_VERSION:
             raise ValueError(f"not a {QUANT_FORMAT} version-{QUANT_VERSION} file (write it again with "
                              f"`pimgen quantize`)")
-        net = Network.from_dict(d["network"])
-        params = NetworkParams.from_dict(d["params"])
-        params.check(net, w_bits=d["w_bits"])
-        return cls(net, params, TensorQuant(float(d["input"]["scale"]), int(d["input"]["zero_point"])),
-                   float(d["output_scale"]), int(d["a_bits"]), int(d["w_bits"]),
-                   {k: TensorQuant(float(s), int(z)) for k, (s, z) in d.get("tensors", {}).items()},
-                   dict(d.get("meta", {})),
-                   Requant.from_dict(d["output_requant"]) if d.get("output_requant") else None)
+        try:
+            net = Network.from_dict(d["network"])
+            params = NetworkParams.from_dict(d["params"])
+            a_bits, w_bits = d["a_bits"], d["w_bits"]
+            for k, v, lo in (("a_bits", a_bits, 1), ("w_bits", w_bits, 2)):
+                if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= 16:
+                    raise ValueError(f"{k}={v!r} is not allowed: it must be an integer in [{lo}, 16]")
+            params.check(net, w_bits=w_bits)
+            qm = cls(net, params, TensorQuant(float(d["input"]["scale"]), int(d["input"]["zero_point"])),
+                     float(d["output_scale"]), a_bits, w_bits,
+                     {k: TensorQuant(float(s), int(z)) for k, (s, z) in d.get("tensors", {}).items()},
+                     dict(d.get("meta", {})),
+                     Requant.from_dict(d["output_requant"]) if d.get("output_requant") else None)
+        except KeyError as e:
+            raise ValueError(f"not a valid {QUANT_FORMAT} file: it misses the field {e}") from None
+        except (TypeError, AttributeError, IndexError, OverflowError) as e:
+            raise ValueError(f"not a valid {QUANT_FORMAT} file: a malformed field ({e})") from None
+        except ValueError as e:
+            raise ValueError(f"not a valid {QUANT_FORMAT} file: {str(e).splitlines()[0]}") from None
+        if not (np.isfinite(qm.input.scale) and qm.input.scale > 0 and np.isfinite(qm.output_scale)):
+            raise ValueError(f"not a valid {QUANT_FORMAT} file: input scale {qm.input.scale} / output scale "
+                             f"{qm.output_scale} must be finite (and the input scale > 0)")
+        if not 0 <= qm.input.zero_point < (1 << qm.a_bits):
+            raise ValueError(f"not a valid {QUANT_FORMAT} file: input zero point {qm.input.zero_point} is not an "
+                             f"{qm.a_bits}-bit code")
+        return qm
 
     def save(self, path) -> None:
         """Write the model as one JSON file (``.pimgen``)."""
@@ -180,7 +198,13 @@ class QuantModel:
             d = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: cannot read a quantized model ({e})") from None
-        return cls.from_dict(d)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a quantized model (a .pimgen file is JSON text, written by "
+                             f"`pimgen quantize`)") from None
+        try:
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 def _tensor_quant(lo: float, hi: float, a_bits: int, relu: bool) -> TensorQuant:

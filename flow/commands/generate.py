@@ -21,7 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='layer spec, e.g. "conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1" or "fc in=64 out=10"')
     p.add_argument("--mapping", choices=["conventional", "novel"], default="conventional",
                    help="weight mapping [conventional]; layers the novel mapping does not suit fall back")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="build folder (created or replaced)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR",
+                   help="build folder (created, or an earlier pimgen build replaced whole)")
+    p.add_argument("--force", action="store_true",
+                   help="replace DIR even if it is not a pimgen build (no manifest.json); its contents are deleted")
     p.add_argument("--dup", type=int, default=1, metavar="N", help="replicas of the layer (duplication) [1]")
     p.add_argument("--raw", action="store_true",
                    help="raw int32 outputs (last layer) instead of bias+requantize+ReLU to a_bits")
@@ -82,9 +85,13 @@ def design_from_args(args):
 
 
 def run(args) -> int:
+    from flow.buildfolder import check_output
     from flow.layer_check import write_build
+    check_output(args.out, force=args.force)        # before the work: a refusal costs nothing
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed} is not allowed: it must be >= 0")
     d = design_from_args(args)
-    out = write_build(d, args.out)
+    out = write_build(d, args.out, force=args.force)
     m = json.loads((out / "manifest.json").read_text())
     if args.json:
         print(json.dumps(m, indent=2))

@@ -46,6 +46,8 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
 def chip_from_args(args):
     import dataclasses
     from gen.config import ChipConfig
+    if getattr(args, "speedup", 1) is not None and getattr(args, "speedup", 1) < 1:
+        raise ValueError(f"--speedup {args.speedup} is not allowed: the speed-up degree must be an integer >= 1")
     chip = ChipConfig.from_toml(args.chip_config) if args.chip_config else ChipConfig.preset(args.preset)
     over = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _ in _CHIP_FLAGS}
     over = {k: v for k, v in over.items() if v is not None}

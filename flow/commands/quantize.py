@@ -16,18 +16,49 @@ def add_arguments(p):
                                                      "instead of min/max")
     p.add_argument("--a-bits", type=int, default=8, help="activation bits [8]")
     p.add_argument("--w-bits", type=int, default=8, help="weight bits [8]")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite OUT.pimgen even if it is not a pimgen quantized model")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def check_output_file(out, force: bool = False) -> None:
+    """Refuse an output that is a folder, or an existing file that is not a ``.pimgen`` model (the
+    input ONNX, a user's file), unless ``force``."""
+    import json
+    from pathlib import Path
+
+    from gen.quantize import QUANT_FORMAT
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"-o {str(out)!r} is a folder; give a file name such as model.pimgen")
+    if out.exists() and not force:
+        try:
+            ok = json.loads(out.read_text()).get("format") == QUANT_FORMAT
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"-o {str(out)!r} exists and is not a pimgen quantized model; choose another -o or "
+                             f"add --force to overwrite it")
+
+
 def quantize_file(model: str, calibration: str, output: str | None = None, *, percentile=None, a_bits=8,
-                  w_bits=8) -> dict:
-    """What ``pimgen quantize --json`` prints; writes the ``.pimgen`` file."""
+                  w_bits=8, force: bool = False) -> dict:
+    """What ``pimgen quantize --json`` prints; writes the ``.pimgen`` file (atomically: a temporary
+    file renamed into place, so an error or Ctrl-C leaves no half-written file)."""
     from pathlib import Path
 
     import numpy as np
 
+    from flow.buildfolder import write_file
     from gen.onnx_import import load_onnx
     from gen.quantize import QuantModel, quantize
+    out = Path(output) if output else Path(model).with_suffix(".pimgen")
+    check_output_file(out, force)
+    if percentile is not None and not 0 < percentile <= 100:
+        raise ValueError(f"--percentile {percentile:g} is not allowed: it must be in (0, 100]")
+    for flag, v in (("--a-bits", a_bits), ("--w-bits", w_bits)):
+        if not 2 <= v <= 16:
+            raise ValueError(f"{flag} {v} is not allowed: it must be an integer in [2, 16]")
     try:
         calib = np.load(calibration)
     except (OSError, ValueError) as e:
@@ -37,8 +68,7 @@ def quantize_file(model: str, calibration: str, output: str | None = None, *, pe
         raise ValueError(f"{model} is already a quantized ONNX model: map, compare, topology, build and accuracy "
                          f"take it as it is, without --calibration")
     qm = quantize(fm, calib, a_bits=a_bits, w_bits=w_bits, percentile=percentile)
-    out = Path(output) if output else Path(model).with_suffix(".pimgen")
-    qm.save(out)
+    write_file(out, writer=qm.save)
     return {"model": str(model), "output": str(out), "network": qm.net.name, "layers": len(qm.net.layers),
             "input": {"scale": qm.input.scale, "zero_point": qm.input.zero_point},
             "output_scale": qm.output_scale, "notes": fm.notes,
@@ -48,7 +78,7 @@ def quantize_file(model: str, calibration: str, output: str | None = None, *, pe
 def run(args) -> int:
     from flow.commands._common import print_json
     r = quantize_file(args.model, args.calibration, args.output, percentile=args.percentile, a_bits=args.a_bits,
-                      w_bits=args.w_bits)
+                      w_bits=args.w_bits, force=args.force)
     if args.json:
         print_json(r)
         return 0

@@ -39,7 +39,10 @@ def _chip_images(design, args):
             raise ValueError(f"--dataset has shape {x.shape}, the chip takes [N, {', '.join(map(str, want))}] codes")
         labels = None
         if args.labels:
-            labels = np.load(args.labels)
+            try:
+                labels = np.load(args.labels)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"--labels {args.labels!r} could not be read: {e}") from None
             if labels.shape != (x.shape[0],):
                 raise ValueError(f"--labels has shape {labels.shape}, expected ({x.shape[0]},) for --dataset")
             labels = labels[:n]
@@ -92,11 +95,14 @@ def design_path(build, rel):
 
 def run(args) -> int:
     import numpy as np
-    from pathlib import Path
-    mf = Path(args.build) / "manifest.json"
-    if mf.exists() and json.loads(mf.read_text()).get("kind") == "chip":
+    from flow.buildfolder import read_manifest
+    m = read_manifest(args.build)
+    if m.get("kind") == "chip":
         return _run_chip(args)
-    from flow.layer_check import load_build, run_layer_check
+    from flow.layer_check import TOP, load_build, run_layer_check
+    if m.get("top") != TOP:
+        raise ValueError(f"{args.build!r} is not a design pimgen can simulate: its manifest is neither a chip "
+                         f"(`pimgen build`) nor a layer engine (`pimgen generate`)")
     design, manifest = load_build(args.build)
     images = 1 if args.images is None else args.images
     if args.input:

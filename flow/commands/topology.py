@@ -168,6 +168,8 @@ def run(args) -> int:
                          "adc_shift", "cols_per_adc") if getattr(args, n, None) is not None]
     cfg = crossbar_from_args(args) if flags else None  # None: the ChipConfig (paper) defaults
     kinds = parse_kinds(args.topology)
+    if not 1 <= args.psum_bits <= 64:
+        raise ValueError(f"--psum-bits {args.psum_bits} is not allowed: it must be an integer in [1, 64]")
     cg, rows, placements = evaluate(network_from_args(args), kinds, cfg, core_crossbars=args.core_crossbars,
                                     psum_bits=args.psum_bits, mapping=args.mapping)
     if args.plot:
