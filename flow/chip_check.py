@@ -28,7 +28,7 @@ from gen.config import ChipConfig
 from gen.network import Network, zoo
 from gen.params import NetworkParams
 from gen.perf import chip_timing
-from flow.buildfolder import write_folder
+from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from flow.cli import pimgen_version
 
 SCHEMA = 1
@@ -121,34 +121,35 @@ def _trained(name: str):
     return get()[1] if get else None
 
 
-def write_build(design: ChipDesign, out: str | Path) -> Path:
-    """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder."""
-    out = Path(out)
+def write_build(design: ChipDesign, out: str | Path, *, force: bool = False) -> Path:
+    """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder. An existing ``out``
+    that is not a pimgen build is refused unless ``force`` (``flow.buildfolder``)."""
+    out = check_output(out, force=force)
     verilog = design.verilog          # may raise: nothing written yet
     manifest = design.manifest()
     prog = design.program_words()
     return write_folder(out, {
         f"rtl/{TOP}.v": verilog, "weights/params.json": design.params.to_json(),
-        "weights/program.hex": "".join(f"{v:x}\n" for v in prog), "manifest.json": json.dumps(manifest, indent=2)})
+        "weights/program.hex": "".join(f"{v:x}\n" for v in prog), "manifest.json": json.dumps(manifest, indent=2)},
+        force=force)
 
 
 def load_build(folder: str | Path) -> ChipDesign:
-    """Re-create the :class:`ChipDesign` of a chip build folder (Verilog from ``rtl/``)."""
+    """Re-create the :class:`ChipDesign` of a chip build folder (Verilog from ``rtl/``). A folder that
+    is not one, or a damaged one, is one ``ValueError`` line."""
     folder = Path(folder)
+    m = read_manifest(folder, hint=f"`pimgen build NETWORK -o {folder}`")
     mf = folder / "manifest.json"
-    if not mf.exists():
-        raise ValueError(f"{str(folder)!r} is not a build folder (no manifest.json); "
-                         f"create one with `pimgen build NETWORK -o {folder}`")
-    m = json.loads(mf.read_text())
     if m.get("kind") != "chip":
-        raise ValueError(f"{str(mf)!r} is not a chip build")
+        raise ValueError(f"{str(mf)!r} is not a chip build (kind {m.get('kind')!r}, expected 'chip')")
     if m.get("schema") != SCHEMA:
         raise ValueError(f"{str(folder)!r} was built by another pimgen (manifest schema {m.get('schema')}, this "
                          f"pimgen reads {SCHEMA}); rebuild it with `pimgen build`")
-    params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
-    d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
-                   m.get("source", ""))
-    d._verilog = (folder / m["rtl"]).read_text()
+    with reading_build(folder, "chip", "`pimgen build`"):
+        params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
+        d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
+                       m.get("source", ""))
+        d._verilog = (folder / m["rtl"]).read_text()
     return d
 
 

@@ -15,7 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from flow.commands.map import add_chip_args
     from flow.network_input import add_network_args
     add_network_args(p)
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="build folder (created or replaced)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR",
+                   help="build folder (created, or an earlier pimgen build replaced whole)")
+    p.add_argument("--force", action="store_true",
+                   help="replace DIR even if it is not a pimgen build (no manifest.json); its contents are deleted")
     p.add_argument("--mapping", choices=["conventional", "novel"], default="novel", help="weight mapping [novel]")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (networks without trained ones) [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
@@ -43,10 +46,12 @@ def design_from_args(args):
 
 def run(args) -> int:
     from gen.chipplan import ChipError
+    from flow.buildfolder import check_output
     from flow.chip_check import write_build
+    check_output(args.out, force=args.force)        # before the work: a refusal costs nothing
     try:
         d = design_from_args(args)
-        out = write_build(d, args.out)
+        out = write_build(d, args.out, force=args.force)
     except ChipError as e:      # the chip planner's refusal (a residual add, a concat, ...): one line
         raise ValueError(str(e).splitlines()[0]) from None
     m = json.loads((out / "manifest.json").read_text())
