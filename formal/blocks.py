@@ -65,9 +65,9 @@ def _periodic(period: int, emit):
                         m.d.sync += hist[q].eq(p)
         cur = [Mux(pos == q, p, hist[q]) for q in range(period)]   # this frame so far, current beat included
         outs = emit(cur)
-        n = len(next(iter(outs.values())))
+        first = next(iter(outs.values()))
         valid = Signal(name="model_due")
-        vals = [Signal(len(Cat(outs[q][0])), name=f"model_out{e}") for e in range(n)]
+        vals = [Signal(len(Cat(first[0])), name=f"model_out{e}") for e in range(len(first))]
         for q, exprs in outs.items():
             with m.If(pos == q):
                 m.d.comb += valid.eq(t)
