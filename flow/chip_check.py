@@ -43,11 +43,12 @@ class ChipDesign:
     chip: ChipConfig
     mapping: str = "novel"
     source: str = ""
+    topology: str = "5pp"
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.params.check(self.network, w_bits=self.chip.crossbar.w_bits)
-        self.cp: ChipPlan = plan_chip(self.network, self.params, self.chip, self.mapping)
+        self.cp: ChipPlan = plan_chip(self.network, self.params, self.chip, self.mapping, self.topology)
 
     @property
     def verilog(self) -> str:
@@ -81,7 +82,7 @@ class ChipDesign:
         return {
             "schema": SCHEMA, "pimgen": pimgen_version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
             "network": self.network.name, "network_ir": self.network.to_dict(), "source": self.source,
-            "mapping": self.mapping,
+            "mapping": self.mapping, "topology": self.topology,
             "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),
             "ports": {"i": {"dir": "in", "kind": "stream", "bits": cp.input_layout.word_bits,
                             "words_per_image": cp.input_layout.depth},
@@ -96,19 +97,20 @@ class ChipDesign:
         }
 
 
-def design_from_network(name_or_net, chip: ChipConfig, mapping: str = "novel", seed: int = 0) -> ChipDesign:
+def design_from_network(name_or_net, chip: ChipConfig, mapping: str = "novel", seed: int = 0,
+                        topology: str = "5pp") -> ChipDesign:
     """A chip for a zoo name (``digits``: the trained model shipped with pimgen, others:
     ``gen.quantize.random_weights``) or a ``(Network, NetworkParams)`` pair."""
     if isinstance(name_or_net, tuple):
         net, params = name_or_net
-        return ChipDesign(net, params, chip, mapping, source="given")
+        return ChipDesign(net, params, chip, mapping, source="given", topology=topology)
     net = zoo(name_or_net)
     trained = _trained(name_or_net)
     if trained is not None:
-        return ChipDesign(net, trained, chip, mapping, source="trained")
+        return ChipDesign(net, trained, chip, mapping, source="trained", topology=topology)
     from gen.quantize import random_weights
     return ChipDesign(net, random_weights(net, seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
-                      chip, mapping, source=f"random_weights(seed={seed})")
+                      chip, mapping, source=f"random_weights(seed={seed})", topology=topology)
 
 
 def _trained(name: str):
@@ -148,7 +150,7 @@ def load_build(folder: str | Path) -> ChipDesign:
     with reading_build(folder, "chip", "`pimgen build`"):
         params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
         d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
-                       m.get("source", ""))
+                       m.get("source", ""), m.get("topology", "5pp"))
         d._verilog = (folder / m["rtl"]).read_text()
     return d
 
@@ -215,12 +217,14 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
                                                and d.get("measured_interval") == args["predicted_interval"])
     report = {
         "passed": bool(res.passed and d.get("mismatches", 1) == 0 and d.get("diverged") is None and timing_ok),
-        "sim": sim, "network": design.network.name, "mapping": design.mapping, "images": len(x),
+        "sim": sim, "network": design.network.name, "mapping": design.mapping, "topology": design.topology,
+        "images": len(x),
         "mismatches": d.get("mismatches"), "diverged": d.get("diverged"), "first_mismatch": d.get("first_mismatch"),
         "measured_latency": d.get("measured_latency"), "predicted_latency": args["predicted_latency"],
         "measured_interval": d.get("measured_interval"), "predicted_interval": args["predicted_interval"],
         "timing_checked": args["check_timing"], "programming_clocks": d.get("programming_clocks"),
         "prog_beats": d.get("prog_beats"), "accuracy": None,
+        "sim_clocks": d.get("sim_clocks"), "clocks_per_second": d.get("clocks_per_second"),
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "log": str(res.log) if res.log else None, "waves": str(res.waves) if res.waves else None,
     }

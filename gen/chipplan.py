@@ -4,8 +4,12 @@
 it (``gen.mapping.map_network``), schedules every weight layer (``gen.schedule``) and lists
 the chip's **stages**: one layer engine per weight layer, in order, and between two engines
 the **link** that carries the producer's output words into the consumer's input banks — a
-plain wire, or a max-pool unit (``MaxPool`` layers run on the link, in the stream). The
-cycle model of the chip (``gen.perf.chip_timing``) and the RTL (``hw.chip.Chip``) read it.
+max-pool unit (``MaxPool`` layers run on the link, in the stream) and then the
+interconnect. The stages are the cores of a communication graph, placed on the chosen
+fabric (``topology``: ``5pp`` by default, ``mesh`` or ``torus``; ``gen.topology.place``)
+and every link is a flow over it (``hw.interconnect.build_fabric``: point-to-point link
+FIFOs on 5PP, routers on mesh and torus). The cycle model of the chip
+(``gen.perf.chip_timing``) and the RTL (``hw.chip.Chip``) read it.
 
 Lowering: a ``Linear`` layer whose input is a ``C x H x W`` map with ``H*W > 1`` becomes the
 ``K = H`` convolution without padding over that map, with the same weights reshaped
@@ -26,13 +30,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gen.commgraph import CommGraph, Core, Flow
 from gen.config import ChipConfig
 from gen.mapping import MappingPlan, map_network
 from gen.network import INPUT, Conv2d, Linear, MaxPool, Network
 from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
+from gen.topology import Placement, build, fabric_latency, place
 
-__all__ = ["ChipPlan", "Link", "plan_chip", "lower_for_chip", "ChipError"]
+__all__ = ["ChipPlan", "Link", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES"]
+
+#: Fabrics a chip is built on (``plan_chip(topology=...)``, ``pimgen build --topology``).
+TOPOLOGIES = ("5pp", "mesh", "torus")
 
 
 class ChipError(ValueError):
@@ -43,19 +52,22 @@ class ChipError(ValueError):
 class Link:
     """What carries stage ``producer``'s output words into stage ``producer + 1``.
 
-    ``pool``: the ``k x k`` max-pool applied on the way (``None``: a plain wire). ``pixel``:
-    the producer's output pixel layout (channels, ``h x w``) and ``out``: the consumer's input
-    layout. ``delay``: clocks between the producer's last output word and the consumer's
-    last input word: 0 through a wire; through a pool, one clock to assemble the pixel, one
-    for the pool's register and ``out.wpp`` to send the pooled pixel word by word."""
+    ``pool``: the ``k x k`` max-pool applied on the way (``None``: none). ``pixel``: the
+    producer's output pixel layout (channels, ``h x w``) and ``out``: the consumer's input
+    layout. ``fabric_clocks``: the interconnect's latency for this flow
+    (``gen.topology.fabric_latency``: one per FIFO the word passes). ``delay``: clocks
+    between the producer's last output word and the consumer's last input word: through a
+    pool, one clock to assemble the pixel, one for the pool's register and ``out.wpp`` to
+    send the pooled pixel word by word; then the fabric's latency."""
     producer: int
     pool: int | None
     pixel: FMLayout
     out: FMLayout
+    fabric_clocks: int = 0
 
     @property
     def delay(self) -> int:
-        return 0 if self.pool is None else 2 + self.out.wpp
+        return (0 if self.pool is None else 2 + self.out.wpp) + self.fabric_clocks
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,13 @@ class ChipPlan:
     plan: MappingPlan
     stages: tuple[LayerSchedule, ...]
     links: tuple[Link, ...]
+    placement: Placement | None = None    # stages on the fabric; None for a one-stage chip
+    topology: str = "5pp"
+
+    @property
+    def fabric_bits(self) -> int:
+        """Data bits of one fabric beat: the widest consumer's input word."""
+        return max((ln.out.word_bits for ln in self.links), default=1)
 
     @property
     def chip(self) -> ChipConfig:
@@ -107,7 +126,12 @@ class ChipPlan:
         return {"network": self.network.name, "mapping": self.plan.mapping, "n_xbars": self.n_xbars,
                 "stages": [{"name": s.name, "mapping": s.mapping, "kind": s.kind, "in_shape": list(s.in_shape),
                             "out_shape": list(s.out_shape), "schedule": s.to_dict()} for s in self.stages],
-                "links": [{"producer": ln.producer, "pool": ln.pool, "delay": ln.delay} for ln in self.links]}
+                "links": [{"producer": ln.producer, "pool": ln.pool, "delay": ln.delay,
+                           "fabric_clocks": ln.fabric_clocks} for ln in self.links],
+                "topology": None if self.placement is None else {
+                    "kind": self.placement.topo.label, "node_of": list(self.placement.node_of),
+                    "method": self.placement.method,
+                    "hops": [self.placement.hops(f) for f in self.placement.cg.flows]}}
 
 
 def lower_for_chip(net: Network, params: NetworkParams) -> tuple[Network, NetworkParams]:
@@ -129,9 +153,13 @@ def lower_for_chip(net: Network, params: NetworkParams) -> tuple[Network, Networ
     return Network(net.name, net.input_shape, layers, net.description), NetworkParams(new)
 
 
-def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: str = "novel") -> ChipPlan:
-    """The chip for ``net`` with ``params`` on ``chip`` (module docstring); raises
-    :class:`ChipError` naming the layer for what the chip cannot build yet."""
+def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: str = "novel",
+              topology: str = "5pp") -> ChipPlan:
+    """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``
+    (module docstring); raises :class:`ChipError` naming the layer for what the chip cannot
+    build yet."""
+    if topology not in TOPOLOGIES:
+        raise ChipError(f"topology {topology!r} is not allowed: choose one of {', '.join(TOPOLOGIES)}")
     net, params = lower_for_chip(net, params)
     plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=1)
     stages: list[LayerSchedule] = []
@@ -175,10 +203,15 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         raise ChipError("the network ends in a max-pool; the chip's last stage must be a weight layer")
     if not stages:
         raise ChipError("the network has no weight layer")
-    links = []
     a = chip.crossbar.a_bits
-    for n, pool in enumerate(pools):
-        s, nxt = stages[n], stages[n + 1]
-        c, h, w = s.out_shape
-        links.append(Link(n, pool, FMLayout(c, h, w, a, s.bus_bits), nxt.fm))
-    return ChipPlan(net, params, plan, tuple(stages), tuple(links))
+    layouts = [(n, pool, FMLayout(*stages[n].out_shape, a, stages[n].bus_bits), stages[n + 1].fm)
+               for n, pool in enumerate(pools)]
+    placement = None
+    if layouts:
+        cores = [Core(n, s.name) for n, s in enumerate(stages)]
+        flows = [Flow(n, n + 1, out.depth * out.word_bits, id=n) for n, _, _, out in layouts]
+        cg = CommGraph(net.name, cores, flows, payload_bits=max(out.word_bits for *_, out in layouts))
+        placement = place(cg, build(topology, len(stages)))
+    links = tuple(Link(n, pool, px, out, fabric_latency(placement, placement.cg.flows[n]))
+                  for n, pool, px, out in layouts)
+    return ChipPlan(net, params, plan, tuple(stages), links, placement, topology)

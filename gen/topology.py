@@ -512,6 +512,15 @@ def fabric_kind(placement: Placement) -> str:
                      f"takes {placement.hops(far)} hops): only mesh and torus fabrics route")
 
 
+def fabric_latency(placement: Placement, flow: Flow) -> int:
+    """Zero-load clocks from the edge the fabric's ``tx`` accepts a beat of ``flow`` to the
+    edge its ``rx`` can deliver it: one per FIFO passed (the link FIFO point-to-point;
+    ``hops + 1`` router input FIFOs routed). ``hw.interconnect`` builds exactly this."""
+    if placement.topo.kind in ("mesh", "torus"):
+        return placement.hops(flow) + 1
+    return 1
+
+
 def snake_order(rows: int, cols: int) -> list[int]:
     """Boustrophedon node order of a grid: row 0 left to right, row 1 right to left, ..."""
     out = []

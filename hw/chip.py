@@ -2,11 +2,11 @@
 
 ``Chip(cp)`` builds, from a :class:`gen.chipplan.ChipPlan`, one
 :class:`hw.layer.ConvLayerEngine` per weight layer (each with two input banks, so it fills
-one with the next image while it computes on the other) and the links between them: a
-point-to-point stream, through a max-pool unit where the network pools
-(:class:`hw.links.WordsToPixel` → :class:`hw.post.MaxPoolUnit` →
-:class:`hw.links.PixelToWords`). Every link is a one-hop connection between neighbouring
-stages, as the layer pipeline places them on a 5PP fabric.
+one with the next image while it computes on the other) and the links between them: through
+a max-pool unit where the network pools (:class:`hw.links.WordsToPixel` →
+:class:`hw.post.MaxPoolUnit` → :class:`hw.links.PixelToWords`), then over the interconnect
+fabric of the plan's placement (``hw.interconnect.build_fabric``: a link FIFO per flow on
+5PP, routers on mesh and torus), one flow per link.
 
 Flow control: an engine starts an image only when its consumer has a free input bank — a
 credit counter per link (two credits: the consumer's banks), taken when the producer
@@ -35,6 +35,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.chipplan import ChipPlan
+from hw.interconnect import build_fabric
 from hw.layer import ConvLayerEngine
 from hw.links import PixelToWords, WordsToPixel
 from hw.pe import prog_layout
@@ -73,12 +74,12 @@ class Chip(wiring.Component):
         m.d.sync += self.cycles.eq(self.cycles + 1)
         wiring.connect(m, wiring.flipped(self.i), engines[0].i)
 
+        fabric = None
+        if cp.links:
+            m.submodules.fabric = fabric = build_fabric(cp.placement, cp.fabric_bits)
         for link in cp.links:
             src, dst = engines[link.producer].o[0], engines[link.producer + 1].i
-            if link.pool is None:
-                m.d.comb += [dst.valid.eq(src.valid), dst.payload.eq(src.payload[:len(dst.payload)]),
-                             src.ready.eq(dst.ready)]
-            else:
+            if link.pool is not None:
                 px, out = link.pixel, link.out
                 m.submodules[f"link{link.producer}_w2p"] = w2p = WordsToPixel(len(src.payload), px.wpp, px.pix_bits)
                 m.submodules[f"link{link.producer}_pool"] = pool = MaxPoolUnit(px.channels, px.h, px.w, link.pool,
@@ -87,7 +88,13 @@ class Chip(wiring.Component):
                 wiring.connect(m, src, w2p.i)
                 wiring.connect(m, w2p.o, pool.i)
                 wiring.connect(m, pool.o, p2w.i)
-                wiring.connect(m, p2w.o, dst)
+                src = p2w.o
+            # flow ``n`` is link ``n`` (gen.chipplan numbers them so)
+            tx, rx = fabric.tx[link.producer], fabric.rx[link.producer + 1]
+            m.d.comb += [tx.valid.eq(src.valid), tx.payload.flow.eq(link.producer),
+                         tx.payload.data.eq(src.payload[:len(dst.payload)]), src.ready.eq(tx.ready),
+                         dst.valid.eq(rx.valid), dst.payload.eq(rx.payload.data[:len(dst.payload)]),
+                         rx.ready.eq(dst.ready)]
             # the producer may start an image while its consumer has a free bank
             credits = Signal(range(3), init=2, name=f"credits{link.producer}")
             prod, cons = engines[link.producer], engines[link.producer + 1]

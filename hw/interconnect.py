@@ -38,7 +38,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from gen.topology import GRID_DIRS, fabric_kind
+from gen.topology import GRID_DIRS, fabric_kind, fabric_latency
 
 __all__ = ["StreamFIFO", "StreamArbiter", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "core_layout",
            "flit_layout", "build_fabric", "model_latency"]
@@ -342,9 +342,5 @@ def build_fabric(placement, width: int | None = None, fifo_depth: int = 2):
     return (PointToPointFabric if kind == "point-to-point" else RoutedFabric)(placement, width, fifo_depth)
 
 
-def model_latency(placement, flow) -> int:
-    """Zero-load clocks from the edge ``tx`` accepts a beat to the edge ``rx`` can deliver it:
-    one per FIFO passed (1 link FIFO point-to-point; ``hops + 1`` router FIFOs routed)."""
-    if placement.topo.kind in ("mesh", "torus"):
-        return placement.hops(flow) + 1
-    return 1
+#: The fabric's zero-load latency; its home is ``gen.topology`` (the chip's cycle model reads it too).
+model_latency = fabric_latency

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import Event, ReadOnly, RisingEdge
+from cocotb.utils import get_sim_steps
 
 
 @dataclass
@@ -32,21 +34,23 @@ class StreamPort:
 
 
 class CycleCounter:
-    """Counts rising edges. Read ``now`` in the ReadOnly phase: it is then the index of
-    the edge that just happened."""
+    """Counts rising edges since :meth:`start`, from the simulation time rather than by
+    waking on every edge (a coroutine per clock costs more than the model itself). Read
+    ``now`` in the ReadOnly phase: it is then the index of the edge that just happened."""
 
-    def __init__(self, clk):
+    def __init__(self, clk, period_ns: float = 10):
         self.clk = clk
-        self.now = 0
+        self.period = get_sim_steps(period_ns, "ns")
+        self.t0: int | None = None
 
     def start(self) -> "CycleCounter":
-        cocotb.start_soon(self._run())
+        """Count from here (call it at a rising edge)."""
+        self.t0 = get_sim_time("step")
         return self
 
-    async def _run(self):
-        while True:
-            await RisingEdge(self.clk)
-            self.now += 1
+    @property
+    def now(self) -> int:
+        return 0 if self.t0 is None else (get_sim_time("step") - self.t0) // self.period
 
 
 def pack(values: Iterable[int], width: int) -> int:
@@ -73,19 +77,25 @@ class StreamDriver:
 
     ``gap_prob`` is the probability of holding ``valid`` low for a cycle between beats
     (random gaps on the input). Once ``valid`` is raised with a payload it is held,
-    unchanged, until the beat is taken, as the stream rules require.
+    unchanged, until the beat is taken, as the stream rules require. The driver sleeps
+    while it has nothing to send and, holding a beat, until ``ready`` rises, so an idle or
+    stalled port costs no Python per clock; the beats and their edges are the same as
+    polling every clock would give. ``progress`` (if given) is set on every transfer.
     """
 
     def __init__(self, clk, port: StreamPort, counter: CycleCounter, *, gap_prob: float = 0.0,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, progress: Event | None = None):
         self.clk, self.port, self.counter = clk, port, counter
         self.gap_prob, self.rng = gap_prob, rng or random.Random(0)
         self.queue: deque[int] = deque()
         self.accepted: list[tuple[int, int]] = []   # (edge index, payload)
+        self.progress = progress
+        self._wake = Event()
         self.port.valid.value = 0
 
     def send(self, payloads: Iterable[int]) -> None:
         self.queue.extend(int(p) for p in payloads)
+        self._wake.set()
 
     def start(self) -> "StreamDriver":
         cocotb.start_soon(self._run())
@@ -95,6 +105,11 @@ class StreamDriver:
         holding = False
         while True:
             await RisingEdge(self.clk)
+            if not holding and not self.queue:
+                self.port.valid.value = 0
+                self._wake.clear()
+                await self._wake.wait()      # send() wakes us; the beat goes out on the next edge
+                await RisingEdge(self.clk)
             if not holding:
                 if self.queue and not (self.gap_prob and self.rng.random() < self.gap_prob):
                     self.port.payload.value = self.queue[0]
@@ -103,10 +118,15 @@ class StreamDriver:
                 else:
                     self.port.valid.value = 0
             await ReadOnly()
-            if holding and int(self.port.ready.value):
+            while holding and not int(self.port.ready.value):
+                await RisingEdge(self.port.ready)   # stalled: sleep until the consumer is ready
+                await ReadOnly()
+            if holding:
                 # seen now, transferred on the coming edge
                 self.accepted.append((self.counter.now + 1, self.queue.popleft()))
                 holding = False
+                if self.progress is not None:
+                    self.progress.set()
 
     @property
     def idle(self) -> bool:
@@ -114,23 +134,42 @@ class StreamDriver:
 
 
 class StreamSink:
-    """Takes beats from a stream source port; ``ready_prob`` < 1 applies random back-pressure."""
+    """Takes beats from a stream source port; ``ready_prob`` < 1 applies random back-pressure
+    (a draw every clock). Always ready, the sink sleeps until ``valid`` rises, so a quiet
+    port costs no Python per clock. ``progress`` (if given) is set on every transfer."""
 
     def __init__(self, clk, port: StreamPort, counter: CycleCounter, *, ready_prob: float = 1.0,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, progress: Event | None = None):
         self.clk, self.port, self.counter = clk, port, counter
         self.ready_prob, self.rng = ready_prob, rng or random.Random(1)
         self.received: list[tuple[int, int]] = []   # (edge index, payload)
+        self.progress = progress
         self.port.ready.value = 0
 
     def start(self) -> "StreamSink":
-        cocotb.start_soon(self._run())
+        cocotb.start_soon(self._run() if self.ready_prob < 1.0 else self._run_ready())
         return self
+
+    def _take(self) -> None:
+        self.received.append((self.counter.now + 1, int(self.port.payload.value)))
+        if self.progress is not None:
+            self.progress.set()
 
     async def _run(self):
         while True:
             await RisingEdge(self.clk)
-            self.port.ready.value = int(self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob)
+            self.port.ready.value = int(self.rng.random() < self.ready_prob)
             await ReadOnly()
             if int(self.port.valid.value) and int(self.port.ready.value):
-                self.received.append((self.counter.now + 1, int(self.port.payload.value)))
+                self._take()
+
+    async def _run_ready(self):
+        await RisingEdge(self.clk)
+        self.port.ready.value = 1
+        while True:
+            await ReadOnly()
+            if int(self.port.valid.value):
+                self._take()
+                await RisingEdge(self.clk)
+            else:
+                await RisingEdge(self.port.valid)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, Event, First, RisingEdge, Timer
 
 from sim.runner import tb_args, tb_report
 from sim.stream import CycleCounter, StreamDriver, StreamPort, StreamSink
@@ -51,7 +51,8 @@ class TB:
         self.seed = self.args.get("seed", 0)
         self.rng = random.Random(self.seed)
         self.clock_ns, self.reset_clocks = clock_ns, reset_clocks
-        self.counter = CycleCounter(self.clk)
+        self.counter = CycleCounter(self.clk, clock_ns)
+        self.progress = Event()        # set by every driver and sink on each transfer
         self.drivers: dict[str, StreamDriver] = {}
         self.sinks: dict[str, StreamSink] = {}
         self.started = False
@@ -68,7 +69,7 @@ class TB:
         ``gap_prob`` defaults to ``args["gap_prob"]`` (0 when absent)."""
         gap = self.args.get("gap_prob", 0.0) if gap_prob is None else gap_prob
         d = StreamDriver(self.clk, StreamPort.of(self.dut, name), self.counter, gap_prob=gap,
-                         rng=rng or self._port_rng(name))
+                         rng=rng or self._port_rng(name), progress=self.progress)
         self.drivers[name] = d
         if self.started:
             d.start()
@@ -79,7 +80,7 @@ class TB:
         ``ready_prob`` defaults to ``args["ready_prob"]`` (1 when absent)."""
         ready = self.args.get("ready_prob", 1.0) if ready_prob is None else ready_prob
         s = StreamSink(self.clk, StreamPort.of(self.dut, name), self.counter, ready_prob=ready,
-                       rng=rng or self._port_rng(name))
+                       rng=rng or self._port_rng(name), progress=self.progress)
         self.sinks[name] = s
         if self.started:
             s.start()
@@ -112,13 +113,19 @@ class TB:
         await ClockCycles(self.clk, n)
 
     async def wait_for(self, done: Callable[[], bool], timeout: int) -> bool:
-        """Wait edge by edge until ``done()`` holds, at most ``timeout`` edges; returns
-        whether it held (a timeout is left to the caller's checks to report)."""
-        for _ in range(timeout):
-            await RisingEdge(self.clk)
-            if done():
-                return True
-        return False
+        """Wait until ``done()`` holds, at most ``timeout`` edges; returns whether it held (a
+        timeout is left to the caller's checks to report). ``done`` is re-checked on every
+        stream transfer (``progress``), not every clock; the call returns on the first edge
+        at which it holds, as a clock-by-clock poll would."""
+        deadline = self.now + timeout
+        while not done():
+            left = deadline - self.now
+            if left <= 0:
+                return False
+            self.progress.clear()
+            await First(self.progress.wait(), Timer(left * self.clock_ns, "ns"))
+        await RisingEdge(self.clk)
+        return True
 
     # --- results --------------------------------------------------------------------------
     def report(self, result: dict[str, Any]) -> None:

@@ -2,9 +2,9 @@
 every logit and every stage's words bit-exact vs sim.golden.run_plan, every image's
 latency and interval == gen.perf.chip_timing; plus the chip plan in gen.
 
-Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (one Verilator build
-each; all its checks run on that build). Slow set: the trained digits chip, both mappings,
-with and without back-pressure.
+Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (novel on 5PP, conventional
+on a mesh; one Verilator build each; all its checks run on that build). Slow set: the trained
+digits chip, both mappings on both fabrics, with and without back-pressure.
 """
 import dataclasses
 
@@ -30,9 +30,9 @@ def tiny() -> Network:
     ])
 
 
-def tiny_design(mapping: str, chip=SMALL, seed=3) -> ChipDesign:
+def tiny_design(mapping: str, chip=SMALL, seed=3, topology="5pp") -> ChipDesign:
     net = tiny()
-    return ChipDesign(net, random_weights(net, seed), chip, mapping)
+    return ChipDesign(net, random_weights(net, seed), chip, mapping, topology=topology)
 
 
 # --- gen: the chip plan ----------------------------------------------------------------------
@@ -57,6 +57,19 @@ def test_chip_plan_stages_and_programming():
     # every weight row of every placed block, once
     assert len(beats) == sum(p.rows[1] - p.rows[0] for p in cp.plan.placements)
     assert {b[0] for b in beats} == set(range(cp.n_xbars))
+
+
+def test_chip_fabric_latency_per_topology():
+    """Each link crosses the fabric: one link FIFO on 5PP; on a mesh or torus the snake
+    placement makes every flow one hop, which passes two router input FIFOs."""
+    for topo, fifo_clocks in [("5pp", 1), ("mesh", 2), ("torus", 2)]:
+        cp = tiny_design("novel", topology=topo).cp
+        assert cp.to_dict()["topology"]["hops"] == [1, 1]
+        assert [ln.fabric_clocks for ln in cp.links] == [fifo_clocks] * 2
+        # the pool link adds its own clocks: assemble, register, then out.wpp words
+        assert cp.links[0].delay == 2 + cp.links[0].out.wpp + fifo_clocks
+    with pytest.raises(ChipError, match="topology 'ring' is not allowed: choose one of 5pp, mesh, torus"):
+        tiny_design("novel", topology="ring")
 
 
 @pytest.mark.parametrize("name, match", [("resnet20", "GlobalAvgPool|Add|fed by the one before"),
@@ -98,8 +111,8 @@ def test_tiny_chip_novel(sim_cache):
     assert not rep["passed"] and rep["diverged"]["layer"] == "c2", rep
 
 
-def test_tiny_chip_conventional(sim_cache):
-    d = tiny_design("conventional")
+def test_tiny_chip_conventional_mesh(sim_cache):
+    d = tiny_design("conventional", topology="mesh")
     assert {s.mapping for s in d.cp.stages} == {"conventional"}
     x = np.random.default_rng(6).integers(0, 256, (3, 2, 6, 6))
     _check(run_chip_check(d, x, seed=4, cache_dir=sim_cache), 3)
@@ -107,10 +120,10 @@ def test_tiny_chip_conventional(sim_cache):
 
 # --- slow set: the trained digits chip ---------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("mapping", ["novel", "conventional"])
-def test_digits_chip(mapping, sim_cache):
+@pytest.mark.parametrize("mapping, topology", [("novel", "5pp"), ("conventional", "5pp"), ("novel", "mesh")])
+def test_digits_chip(mapping, topology, sim_cache):
     from gen.models import digits_dataset
-    d = design_from_network("digits", SMALL, mapping)
+    d = design_from_network("digits", SMALL, mapping, topology=topology)
     assert d.source == "trained"
     x, labels = digits_dataset("test")
     rep = run_chip_check(d, x[:6], labels=labels[:6], seed=1, cache_dir=sim_cache)

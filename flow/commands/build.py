@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gen.chipplan import TOPOLOGIES
+
 HELP = "build a whole network as one layer-pipelined chip: rtl/, weights/ (programming image), manifest.json"
 DESCRIPTION = (HELP + ". NETWORK is a zoo name (digits uses the trained model pimgen ships; the others random "
                "weights), a NeuroSim CSV (random weights), an ONNX file (float: with --calibration X.npy; "
@@ -20,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace DIR even if it is not a pimgen build (no manifest.json); its contents are deleted")
     p.add_argument("--mapping", choices=["conventional", "novel"], default="novel", help="weight mapping [novel]")
+    p.add_argument("--topology", choices=list(TOPOLOGIES), default="5pp",
+                   help="interconnect the stages are placed on: 5pp (a link FIFO per flow) or mesh/torus (routers) "
+                        "[5pp]")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (networks without trained ones) [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
     add_chip_args(p)
@@ -35,13 +40,14 @@ def design_from_args(args):
     chip = chip_from_args(args)
     ni = network_input(args, need_params=True)
     if ni.quant is not None:
-        return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source)
+        return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source, topology=args.topology)
     if ni.kind == "zoo":
-        return design_from_network(ni.source, chip, args.mapping, args.seed)
+        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology)
     # a NeuroSim CSV: the architecture only, random weights as for the zoo networks
     from gen.quantize import random_weights
     return ChipDesign(ni.net, random_weights(ni.net, args.seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
-                      chip, args.mapping, source=f"{ni.source}, random_weights(seed={args.seed})")
+                      chip, args.mapping, source=f"{ni.source}, random_weights(seed={args.seed})",
+                      topology=args.topology)
 
 
 def run(args) -> int:
@@ -62,7 +68,7 @@ def run(args) -> int:
     cp = d.cp
     print(f"network    {d.network.name} ({d.source}), {d.mapping} mapping; {len(cp.stages)} layer engines, "
           f"{cp.n_xbars} crossbars, {len(cp.links)} links ({sum(ln.pool is not None for ln in cp.links)} through "
-          f"max-pool units)")
+          f"max-pool units) on {cp.placement.topo.label if cp.placement else 'no fabric'}")
     for n, s in enumerate(cp.stages):
         link = cp.links[n] if n < len(cp.links) else None
         via = "" if link is None else (f" -> max-pool {link.pool}x{link.pool} ->" if link.pool else " ->")
