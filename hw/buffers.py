@@ -82,11 +82,24 @@ def _in_range(v, lo: int, hi: int):
     return (v >= lo) & (v < hi)
 
 
-def _fetch_words(m, st, port, slots, word_bits, prefix):
-    """Read ``slots`` (``(real, addr)`` pairs) one per clock of the fetch stage ``st``
-    through the read port ``port`` (data ``FM_READ_LATENCY`` clocks after the address);
-    slots that are not real are not read and give 0. Returns the words, the last one
-    straight from the port on the stage's last clock."""
+def padding_pixel(fm, pad_value: int) -> int:
+    """A padding pixel: every channel at ``pad_value`` (the input's zero point, DESIGN.md §3),
+    channel 0 in the low bits as ``FMLayout.pack`` packs a pixel."""
+    return sum(pad_value << (ch * fm.a_bits) for ch in range(fm.channels))
+
+
+def pad_words(fm, pad_value: int) -> list[int]:
+    """:func:`padding_pixel` cut into the ``fm.word_bits`` words a pixel is stored in."""
+    pix, mask = padding_pixel(fm, pad_value), (1 << fm.word_bits) - 1
+    return [(pix >> (w * fm.word_bits)) & mask for w in range(fm.wpp)]
+
+
+def _fetch_words(m, st, port, slots, word_bits, prefix, pad):
+    """Read ``slots`` (``(real, addr)`` pairs; slot ``n`` is word ``n % len(pad)`` of a pixel)
+    one per clock of the fetch stage ``st`` through the read port ``port`` (data
+    ``FM_READ_LATENCY`` clocks after the address); slots that are not real are not read and
+    give their padding word ``pad[n % len(pad)]``. Returns the words, the last one straight
+    from the port on the stage's last clock."""
     lat = timing.FM_READ_LATENCY
     words = [Signal(word_bits, name=f"{prefix}{n}") for n in range(len(slots))]
     rdv = Signal(word_bits, name=f"{prefix}_rd")
@@ -97,7 +110,7 @@ def _fetch_words(m, st, port, slots, word_bits, prefix):
                     real, addr = slots[n]
                     m.d.comb += [port.addr.eq(addr[:len(port.addr)]), port.en.eq(real)]
                 if n >= lat:
-                    m.d.comb += rdv.eq(Mux(slots[n - lat][0], port.data, 0))
+                    m.d.comb += rdv.eq(Mux(slots[n - lat][0], port.data, pad[(n - lat) % len(pad)]))
                     m.d.sync += words[n - lat].eq(rdv)
     return words[:-1] + [rdv]
 
@@ -119,9 +132,9 @@ class WindowGenerator(wiring.Component):
     channel, ``a_bits`` each (registered).
     """
 
-    def __init__(self, sched: LayerSchedule, t: int):
+    def __init__(self, sched: LayerSchedule, t: int, pad_value: int = 0):
         fm, tile = sched.fm, sched.tiles[t]
-        self.sched, self.tile = sched, tile
+        self.sched, self.tile, self.pad_value = sched, tile, pad_value
         n_reps = len(tile.replicas)
         _, ho, wo = sched.out_shape
         super().__init__({"go": In(1), "done": Out(1), "pos": In(position_layout(ho, wo)).array(n_reps),
@@ -158,7 +171,7 @@ class WindowGenerator(wiring.Component):
 
         # the window register: the words so far, the last one straight from the port
         final = _fetch_words(m, st, self.rd, [slot(n) for n in range(self.tile.pixel_words)], fm.word_bits,
-                             "wword")
+                             "wword", pad_words(fm, self.pad_value))
         with m.If(st.last):
             for r in range(n_reps):
                 for kp in range(k * k):
@@ -194,8 +207,8 @@ class InputDistributor(wiring.Component):
     Positions: ``y`` (output row) and ``t`` (step in the row) per step, ``act`` (replica busy).
     """
 
-    def __init__(self, sched: LayerSchedule, replica: int):
-        self.sched, self.rep = sched, sched.replicas[replica]
+    def __init__(self, sched: LayerSchedule, replica: int, pad_value: int = 0):
+        self.sched, self.rep, self.pad_value = sched, sched.replicas[replica], pad_value
         fm, k = sched.fm, sched.k
         _, ho, wo = sched.out_shape
         super().__init__({"go": In(1), "done": Out(1), "real": Out(1), "real_next": Out(1), "pro_go": In(1),
@@ -266,7 +279,7 @@ class InputDistributor(wiring.Component):
             return real, (iy * g.w + ix) * g.wpp + w
 
         final = _fetch_words(m, st, self.rd, [slot(n) for n in range(s * s * self.sched.tiles[rep.tile].pixel_words)],
-                             g.word_bits, "nword")
+                             g.word_bits, "nword", pad_words(g, self.pad_value))
         newpix = [[Signal(P, name=f"new{r}_{c}") for c in range(s)] for r in range(s)]
         # step metadata handed to the next stage
         rowtop = Signal(cw)      # real row of window row 0
@@ -290,6 +303,7 @@ class InputDistributor(wiring.Component):
         xbits = max(1, ceil_log2(max(2, g.w)))
         # padded to a power of two so the read multiplexer's case statement is complete
         lb_arr = [Array(lb[r] + [Const(0, P)] * ((1 << xbits) - g.w)) for r in range(lb_rows)]
+        pad_pixel = Const(padding_pixel(g, self.pad_value), P)
         for c in range(s):
             col = Signal(cw, name=f"col{c}")
             m.d.comb += col.eq(colent + c)
@@ -298,7 +312,7 @@ class InputDistributor(wiring.Component):
             for i in range(k):
                 if i < lb_rows:
                     row_ok = _in_range(rowtop + i, 0, g.h)
-                    m.d.comb += ent_next[i][c].eq(Mux(col_ok & row_ok, lb_arr[i][colidx], 0))
+                    m.d.comb += ent_next[i][c].eq(Mux(col_ok & row_ok, lb_arr[i][colidx], pad_pixel))
                 else:
                     m.d.comb += ent_next[i][c].eq(newpix[i - lb_rows][c])
             with m.If(tt.last & col_ok):

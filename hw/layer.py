@@ -297,7 +297,7 @@ class _Core(Elaboratable):
         for t, tile in enumerate(sc.tiles):
             if sc.novel:
                 r = tile.replicas[0]
-                dist = InputDistributor(sc, r)
+                dist = InputDistributor(sc, r, self.params.z_in)
                 m.submodules[f"dist{t}"] = dist
                 py, pc, act, _ = pos[r]
                 m.d.comb += [dist.go.eq(ctrl.step_go), dist.pro_go.eq(ctrl.pro_go), dist.y.eq(py), dist.t.eq(pc),
@@ -308,7 +308,7 @@ class _Core(Elaboratable):
                         q = i * k + j
                         pe_inputs[(r, (i, j))] = dist.grid[q * fm.pix_bits:(q + 1) * fm.pix_bits]
             else:
-                wg = WindowGenerator(sc, t)
+                wg = WindowGenerator(sc, t, self.params.z_in)
                 m.submodules[f"wgen{t}"] = wg
                 m.d.comb += wg.go.eq(ctrl.step_go)
                 for n, r in enumerate(tile.replicas):

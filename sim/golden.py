@@ -317,7 +317,8 @@ def plan_layer_acc(lp, params: WeightParams, x, cfg: CrossbarConfig, conductance
         cols, cin, k = x.reshape(1, -1), 0, 1                  # one "pixel", R = in_features
     else:
         cin, k = layer.cin, layer.k
-        cols = im2col(x, k, layer.stride, layer.pad).reshape(ho * wo, -1)
+        # padding pixels hold the input's zero point (the bias has -z_in*Σw folded in)
+        cols = im2col(x, k, layer.stride, layer.pad, params.z_in).reshape(ho * wo, -1)
     out = np.zeros((ho * wo, cout), dtype=np.int64)
     cond = conductances or {}
     by_rep: dict[int, list] = {}

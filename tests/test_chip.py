@@ -14,6 +14,7 @@ import pytest
 from gen.chipplan import ChipError, lower_for_chip, plan_chip
 from gen.config import ChipConfig
 from gen.network import Conv2d, Linear, MaxPool, Network, zoo
+from gen.params import NetworkParams
 from gen.quantize import random_weights
 from sim.golden import run_network, run_plan
 from flow.chip_check import ChipDesign, design_from_network, run_chip_check
@@ -30,9 +31,16 @@ def tiny() -> Network:
     ])
 
 
+def tiny_params(seed=3) -> NetworkParams:
+    """Random weights, with input zero points on both padded convolutions (their padding
+    pixels then carry z_in, DESIGN.md §3)."""
+    p = random_weights(tiny(), seed)
+    z_in = {"c1": 3, "c2": 9}
+    return NetworkParams({n: dataclasses.replace(p[n], z_in=z_in[n]) if n in z_in else p[n] for n in p})
+
+
 def tiny_design(mapping: str, chip=SMALL, seed=3, topology="5pp") -> ChipDesign:
-    net = tiny()
-    return ChipDesign(net, random_weights(net, seed), chip, mapping, topology=topology)
+    return ChipDesign(tiny(), tiny_params(seed), chip, mapping, topology=topology)
 
 
 # --- gen: the chip plan ----------------------------------------------------------------------
@@ -46,6 +54,20 @@ def test_lowering_keeps_the_network():
     assert np.array_equal(run_network(net, p, x), run_network(low, lp, x))
     cp = plan_chip(net, p, SMALL, "novel")
     assert np.array_equal(run_plan(cp.plan, cp.params, x), run_network(net, p, x))   # lossless ADC
+
+
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_padding_with_the_input_zero_point(mapping):
+    """The crossbar walk pads with z_in as the integer reference (gen.intops) does; with 0
+    padding the two would differ at the border."""
+    net, p = tiny(), tiny_params()
+    x = np.random.default_rng(2).integers(0, 256, net.input_shape)
+    cp = plan_chip(net, p, SMALL, mapping)
+    got = run_plan(cp.plan, cp.params, x, return_all=True)
+    assert np.array_equal(got["fc"], run_network(net, p, x))
+    zero = NetworkParams({n: dataclasses.replace(p[n], z_in=0) if n in ("c1", "c2") else p[n] for n in p})
+    assert not np.array_equal(run_plan(cp.plan, plan_chip(net, zero, SMALL, mapping).params, x, return_all=True)["c1"],
+                              got["c1"])
 
 
 def test_chip_plan_stages_and_programming():
