@@ -45,7 +45,7 @@ from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
 from hw.controller import LayerController, StageTimer
 from hw.pe import PE, AdderTree, PEBlock, prog_layout
-from hw.post import clamp_unsigned, round_shift, sext
+from hw.post import requant_tail, sext
 
 __all__ = ["ConvLayerEngine", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH"]
 
@@ -184,7 +184,7 @@ class PostStage(Elaboratable):
                     prod = v1 * Const(rq.m, unsigned(17)).as_signed()
                     v2 = Signal(signed(len(prod)), name=f"pp_r{r}_{c}")
                     m.d.sync += v2.eq(prod)
-                    val = clamp_unsigned(round_shift(v2, rq.s), sc.a_bits)
+                    val = requant_tail(v2, rq, sc.a_bits)      # round, shift, + z_out, clamp at lo
                 for i in range(n - _POST_REGISTERS):     # delay registers up to the schedule's count
                     q = Signal(sc.a_out, name=f"pd{i}_r{r}_{c}")
                     m.d.sync += q.eq(val)

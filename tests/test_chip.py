@@ -33,10 +33,13 @@ def tiny() -> Network:
 
 def tiny_params(seed=3) -> NetworkParams:
     """Random weights, with input zero points on both padded convolutions (their padding
-    pixels then carry z_in, DESIGN.md §3)."""
+    pixels then carry z_in, DESIGN.md §3) and an output zero point on the first (its ReLU
+    then clamps at z_out)."""
     p = random_weights(tiny(), seed)
     z_in = {"c1": 3, "c2": 9}
-    return NetworkParams({n: dataclasses.replace(p[n], z_in=z_in[n]) if n in z_in else p[n] for n in p})
+    out = {n: dataclasses.replace(p[n], z_in=z_in[n]) if n in z_in else p[n] for n in p}
+    out["c1"] = dataclasses.replace(out["c1"], requant=dataclasses.replace(out["c1"].requant, z_out=5))
+    return NetworkParams(out)
 
 
 def tiny_design(mapping: str, chip=SMALL, seed=3, topology="5pp") -> ChipDesign:
@@ -164,3 +167,36 @@ def test_digits_chip_lossy_adc(sim_cache):
     gold = run_plan(d.cp.plan, d.cp.params, x[0])
     assert not np.array_equal(gold, run_network(d.network, d.params, x[0]))
     _check(run_chip_check(d, x, seed=5, cache_dir=sim_cache), 3)
+
+
+@pytest.mark.slow
+def test_onnx_imported_digits_chip(sim_cache):
+    """The front end's path into the chip: the float digits ONNX model quantized on the fly
+    (gen.onnx_import + gen.quantize) runs on the chip bit-exact, clocks exact; its classes
+    are the int8 golden model's."""
+    from pathlib import Path
+    from gen.models import digits_dataset
+    from gen.onnx_import import load_onnx
+    from gen.quantize import quantize
+    fm = load_onnx(Path(__file__).resolve().parents[1] / "gen" / "models" / "digits.onnx")
+    xf, _ = digits_dataset("train", codes=False)
+    qm = quantize(fm, xf[:200])
+    xt, yt = digits_dataset("test", codes=False)
+    codes = np.stack([qm.quantize_input(x) for x in xt[:4]])
+    d = ChipDesign(qm.net, qm.params, SMALL, "novel", source="digits.onnx")
+    rep = run_chip_check(d, codes, labels=yt[:4], seed=7, cache_dir=sim_cache)
+    _check(rep, 4)
+    want = [int(np.argmax(run_network(qm.net, qm.params, c))) for c in codes]
+    assert rep["predictions"] == want
+
+
+@pytest.mark.slow
+def test_digits_chip_chaos(sim_cache):
+    """Random input idles and random output back-pressure over many images: every logit
+    delivered once, in order, bit-exact (no clock check: the stalls are random)."""
+    from gen.models import digits_dataset
+    d = design_from_network("digits", SMALL, "novel")
+    x, labels = digits_dataset("test")
+    rep = run_chip_check(d, x[:16], labels=labels[:16], seed=11, ready_prob=0.2, gap_prob=0.6, cache_dir=sim_cache)
+    _check(rep, 16)
+    assert rep["images"] == 16 and not rep["timing_checked"]

@@ -68,8 +68,10 @@ def _run_chip(args) -> int:
         print(json.dumps(rep, indent=2))
         return 0 if rep["passed"] else 1
     ok = rep["mismatches"] == 0 and rep["diverged"] is None
-    print(f"chip           {rep['network']} ({rep['mapping']} mapping), {rep['images']} image(s) from {source}")
-    print(f"simulator      {rep['sim']} ({rep['wall_seconds']} s); programming: {rep['prog_beats']} beats in "
+    print(f"chip           {rep['network']} ({rep['mapping']} mapping, {rep['topology']}), {rep['images']} image(s) "
+          f"from {source}")
+    speed = f", {rep['clocks_per_second']} clocks/s" if rep.get("clocks_per_second") else ""
+    print(f"simulator      {rep['sim']} ({rep['wall_seconds']} s{speed}); programming: {rep['prog_beats']} beats in "
           f"{rep['programming_clocks']} clocks")
     print(f"logits         {'bit-exact vs sim.golden.run_plan' if ok else 'MISMATCH'} "
           f"({rep['mismatches']} of {rep['images']} images differ"
