@@ -31,7 +31,7 @@ from gen.perf import chip_timing
 from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from flow.cli import pimgen_version
 
-SCHEMA = 1
+SCHEMA = 2   # 2: stages on a fabric (topology); a schema-1 build has wired links
 TOP = "chip"
 
 
@@ -200,18 +200,21 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
 
 def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,
                    sim: str = "verilator", waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
-                   cache_dir: Path | None = None, args_hook=None, waves_dir: Path | None = None) -> dict[str, Any]:
+                   cache_dir: Path | None = None, args_hook=None, waves_dir: Path | None = None,
+                   progress=None) -> dict[str, Any]:
     """Simulate ``design`` on ``images`` (``[N, C, H, W]`` input codes); return the report
     (``passed``, ``mismatches``, ``images``, ``measured_latency``, ``predicted_latency``,
     ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...)."""
     from sim.runner import run_testbench
     x = np.asarray(images)
+    if progress:
+        progress(f"golden model: {len(x)} image(s) through the crossbar-exact plan walk")
     args = tb_arguments(design, x, seed=seed, ready_prob=ready_prob, gap_prob=gap_prob)
     if args_hook is not None:
         args = args_hook(args)
     t0 = time.perf_counter()
     res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
-                        seed=seed, waves_dir=waves_dir)
+                        seed=seed, waves_dir=waves_dir, progress=progress)
     d = res.data
     timing_ok = (not args["check_timing"]) or (d.get("measured_latency") == args["predicted_latency"]
                                                and d.get("measured_interval") == args["predicted_interval"])

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gen.errors import ToolError
 from sim.cache import cache_limit, default_cache_dir, evict, hold
@@ -82,8 +82,11 @@ def _check_sim(sim: str) -> None:
 
 def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str, Any], *,
                   sim: str = "verilator", waves: bool = False, cache_dir: Path | None = None,
-                  testcase: str | None = None, seed: int = 0, waves_dir: Path | None = None) -> SimResult:
+                  testcase: str | None = None, seed: int = 0, waves_dir: Path | None = None,
+                  progress: Callable[[str], None] | None = None) -> SimResult:
     """Build ``verilog`` (cached) and run the cocotb module ``test_module`` on it.
+
+    ``progress`` (optional) is told, in words, when the build and the run begin.
 
     ``args`` is handed to the testbench as JSON; the testbench's result dictionary is
     returned in :attr:`SimResult.data`. With ``waves``, the waveform ends up in ``waves_dir``
@@ -97,12 +100,16 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
     key = hashlib.sha256(f"{sim}\0{toplevel}\0{waves}\0{recipe}\0{verilog}".encode()).hexdigest()[:16]
     # the shared hold keeps eviction (ours after the build, or another worker's) off this folder
     # until the run is over
+    say = progress or (lambda stage: None)
     with hold(cache_dir / f"{toplevel}-{sim}-{key}") as build_dir:
+        say(f"{sim}: building {toplevel} in {build_dir} (cached builds are reused; a cold one takes minutes)")
         if _build(runner, verilog, toplevel, sim, waves, build_dir):
             # only a new build grows the cache; a re-run of a cached one need not walk it
             evict(cache_dir, cache_limit(cache_dir)[0], keep=build_dir)
+        say(f"{sim}: running {test_module}")
         res = _run(runner, toplevel, test_module, args, sim=sim, waves=waves, build_dir=build_dir,
                    testcase=testcase, seed=seed)
+        say(f"{sim}: done ({'passed' if res.passed else 'FAILED'}; log {res.log})")
         if res.waves is not None:
             res.waves = _move_waves(res.waves, Path(waves_dir or Path.cwd() / "build" / "waves"), build_dir.name)
         return res

@@ -30,9 +30,12 @@ def test_crossbar_mismatch_exits_1(capsys, monkeypatch):
     import hw.crossbar as hwx
     import flow.crossbar_check as chk
 
+    from gen.cells import CellArray
+
     class Broken(hwx.Crossbar):
-        def __init__(self, cfg, weights):
-            super().__init__(cfg, -np.asarray(weights).clip(-127, 127))
+        """The cell rows upside down: every dot product uses the wrong weights."""
+        def __init__(self, cfg, cells):
+            super().__init__(cfg, CellArray.from_conductances(np.flipud(cells.conductances()), cfg))
 
     monkeypatch.setattr(chk, "Crossbar", Broken)
     rc = main(["crossbar", "--rows", "8", "--cols", "9", "--cell-bits", "1", "--vectors", "3"])
@@ -53,7 +56,8 @@ def test_build_writes_a_chip_folder(tmp_path):
     r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
-    assert m["kind"] == "chip" and m["schema"] == 1 and m["source"] == "trained" and m["pimgen"]
+    assert m["kind"] == "chip" and m["schema"] == 2 and m["source"] == "trained" and m["pimgen"]
+    assert m["topology"] == "5pp" and m["plan"]["topology"]["hops"] == [1, 1, 1]
     assert "module chip(" in (out / "rtl" / "chip.v").read_text()
     assert len((out / "weights" / "program.hex").read_text().split()) == m["ports"]["prog"]["beats"]
     assert m["paths"]["manifest"] == str(out / "manifest.json")

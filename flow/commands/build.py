@@ -54,9 +54,13 @@ def run(args) -> int:
     from gen.chipplan import ChipError
     from flow.buildfolder import check_output
     from flow.chip_check import write_build
+    from flow.progress import Progress
     check_output(args.out, force=args.force)        # before the work: a refusal costs nothing
+    progress = Progress.for_args(args)
     try:
+        progress(f"planning {args.network} ({args.mapping} mapping, {args.topology})")
         d = design_from_args(args)
+        progress(f"generating Verilog for {len(d.cp.stages)} layer engines, {d.cp.n_xbars} crossbars")
         out = write_build(d, args.out, force=args.force)
     except ChipError as e:      # the chip planner's refusal (a residual add, a concat, ...): one line
         raise ValueError(str(e).splitlines()[0]) from None

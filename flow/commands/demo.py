@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+
+from flow.progress import Progress
 
 HELP = ("run the built-in demo: the trained digits CNN -> chip RTL (novel mapping) -> Verilator -> real "
         "scikit-learn digits, bit-exact and clock-exact")
@@ -36,7 +39,8 @@ def run(args) -> int:
         f"({len(d.verilog) / 1e6:.1f} MB Verilog, {t_build:.0f} s)")
     x, labels = digits_dataset("test")
     say(f"simulating (a cold Verilator build of the chip takes a few minutes; later runs reuse it) ...")
-    rep = run_chip_check(d, x[:args.images], labels=labels[:args.images], seed=0, sim=args.sim)
+    rep = run_chip_check(d, x[:args.images], labels=labels[:args.images], seed=0, sim=args.sim,
+                         progress=Progress(False if args.json else None, sys.stdout))
     steady = d.timing(2).steady_interval
     rep.update({"build": str(out), "images_per_s_at_clock": chip.clock_hz / steady, "clock_mhz": chip.clock_mhz,
                 "steady_interval": steady, "wall_seconds_total": round(time.perf_counter() - t0, 1)})

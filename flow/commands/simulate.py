@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from flow.progress import Progress
+
 HELP = ("simulate a build folder under cocotb: a chip (`pimgen build`) on real or given images, or a layer engine "
         "(`pimgen generate`); bit-exact vs sim.golden, clocks vs the cycle model")
 
@@ -61,7 +63,8 @@ def _run_chip(args) -> int:
     design = load_build(args.build)
     x, labels, source = _chip_images(design, args)
     rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
-                         ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0)
+                         ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
+                         waves_dir=args.build, progress=Progress.for_args(args))
     rep["dataset"] = source
     rep["rtl"] = str(design_path(args.build, "rtl/chip.v"))
     if args.json:
@@ -119,7 +122,8 @@ def run(args) -> int:
             raise ValueError(f"--input has shape {x.shape}, the layer takes [N, {want[0]}, {want[1]}, {want[2]}]")
         images = x
     rep = run_layer_check(design, images=images, seed=args.seed, sim=args.sim, waves=args.waves,
-                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0)
+                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
+                          waves_dir=args.build, progress=Progress.for_args(args))
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
