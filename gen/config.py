@@ -253,6 +253,17 @@ def _paper_crossbar() -> "CrossbarConfig":
                           adc_shift=0, cols_per_adc=8)
 
 
+#: Where the shipped presets live (chip presets and the energy table).
+PRESETS = Path(__file__).parent / "presets"
+
+
+def chip_presets() -> list[str]:
+    """Names of the shipped chip presets: the TOML files in ``gen/presets`` with a ``[chip]``
+    table (``energy.toml`` is the energy/area table, not a chip)."""
+    return sorted(q.stem for q in PRESETS.glob("*.toml")
+                  if any(line.strip() == "[chip]" for line in q.read_text().splitlines()))
+
+
 @dataclass(frozen=True)
 class ChipConfig:
     """The whole chip: crossbar (subarray) config plus the hierarchy chip → tiles → PEs → subarrays.
@@ -354,10 +365,13 @@ class ChipConfig:
 
     @classmethod
     def preset(cls, name: str) -> "ChipConfig":
-        """A preset shipped in ``gen/presets/<name>.toml`` (``paper``: the seed paper's case study)."""
-        folder = Path(__file__).parent / "presets"
-        avail = sorted(q.stem for q in folder.glob("*.toml"))
-        p = folder / f"{name}.toml"
+        """A chip preset shipped in ``gen/presets/<name>.toml`` (``paper``: the seed paper's case
+        study; ``small``: the default of ``build`` and ``demo``), or a chip TOML file given by path
+        (a name ending in ``.toml``)."""
+        if name.endswith(".toml"):
+            return cls.from_toml(name)
+        avail = chip_presets()
         if name not in avail:
-            raise ValueError(f"unknown preset {name!r}; available: {', '.join(avail) or 'none'}")
-        return cls.from_toml(p)
+            raise ValueError(f"unknown preset {name!r}: use one of {', '.join(avail)} or a chip TOML file "
+                             f"(NAME.toml)")
+        return cls.from_toml(PRESETS / f"{name}.toml")

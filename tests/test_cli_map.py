@@ -65,7 +65,9 @@ def test_map_neurosim_csv_round_trip(tmp_path, capsys):
     (["map", "--neurosim-csv", "/nonexistent.csv"], "does not exist"),
     (["map", "digits", "--pes-per-tile", "0"], "pes_per_tile=0"),
     (["map", "digits", "--duplication", "many"], "--duplication 'many'"),
-    (["compare", "digits", "--preset", "nope"], "unknown preset"),
+    (["compare", "digits", "--preset", "nope"], "unknown preset 'nope': use one of paper, small or a chip TOML"),
+    (["map", "digits", "--preset", "energy"], "unknown preset 'energy'"),      # the energy table is no chip
+    (["map", "digits", "--preset", "paper", "--chip-config", "gen/presets/small.toml"], "both name the chip"),
     (["compare", "digits", "--energy-table", "/nonexistent.toml"], "does not exist"),
 ])
 def test_errors_exit_2_with_one_line(argv, msg, capsys):
@@ -140,3 +142,15 @@ def test_compare_text_has_three_columns_and_mechanism(capsys):
     out = capsys.readouterr().out
     assert "pimgen, NeuroSim accounting" in out and "pimgen, overlapped (what the RTL does)" in out
     assert "pipelined chip bounded by" in out and "TOPS/W" in out and "mechanism" in out
+
+
+def test_preset_takes_a_file_and_each_command_states_its_default(capsys):
+    """--preset FILE.toml is that chip; map's default is the paper chip, build's the small one."""
+    assert main(["map", "digits", "--preset", "gen/presets/small.toml", "--json"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert main(["map", "digits", "--preset", "small", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == small
+    from flow.cli import build_parser
+    helps = {c: build_parser().parse_args([c, "x", "-o", "y"] if c == "build" else [c, "x"]).default_preset
+             for c in ("map", "build")}
+    assert helps == {"map": "paper", "build": "small"}

@@ -27,8 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "[5pp]")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (networks without trained ones) [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
-    add_chip_args(p)
-    p.set_defaults(preset="small")
+    add_chip_args(p, default_preset="small")
 
 
 def design_from_args(args):

@@ -26,10 +26,15 @@ _XBAR_FLAGS = [("--rows", "rows"), ("--cols", "cols"), ("--cell-bits", "cell_bit
                ("--dac-bits", "dac_bits")]
 
 
-def add_chip_args(p: argparse.ArgumentParser) -> None:
+def add_chip_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
+    """The chip knobs: ``--preset NAME|FILE.toml`` (``default_preset`` when neither it nor
+    ``--chip-config`` is given), ``--chip-config``, and one flag per chip/crossbar field."""
+    from gen.config import chip_presets
     g = p.add_argument_group("chip")
-    g.add_argument("--preset", default="paper", help="chip preset from gen/presets [paper]")
-    g.add_argument("--chip-config", metavar="TOML", help="load the chip config from a TOML file instead")
+    g.add_argument("--preset", metavar="NAME|FILE.toml",
+                   help=f"chip preset ({', '.join(chip_presets())}) or a chip TOML file [{default_preset}]")
+    g.add_argument("--chip-config", metavar="TOML", help="load the chip config from a TOML file instead of a preset")
+    p.set_defaults(default_preset=default_preset)
     for flag, _, h in _CHIP_FLAGS:
         g.add_argument(flag, type=int, help=h)
     for flag, name in _XBAR_FLAGS:
@@ -48,7 +53,11 @@ def chip_from_args(args):
     from gen.config import ChipConfig
     if getattr(args, "speedup", 1) is not None and getattr(args, "speedup", 1) < 1:
         raise ValueError(f"--speedup {args.speedup} is not allowed: the speed-up degree must be an integer >= 1")
-    chip = ChipConfig.from_toml(args.chip_config) if args.chip_config else ChipConfig.preset(args.preset)
+    preset = getattr(args, "preset", None)
+    if preset and getattr(args, "chip_config", None):
+        raise ValueError(f"--preset {preset} and --chip-config {args.chip_config} both name the chip: give one")
+    chip = (ChipConfig.from_toml(args.chip_config) if getattr(args, "chip_config", None)
+            else ChipConfig.preset(preset or getattr(args, "default_preset", "paper")))
     over = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _ in _CHIP_FLAGS}
     over = {k: v for k, v in over.items() if v is not None}
     xo = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in _XBAR_FLAGS}
