@@ -15,8 +15,10 @@ tile's replicas still has an output pixel (``j < out_steps`` of the replica, ``j
 from the last reset), one per enabled clock — counted from ``gen`` 's schedule, not from the
 stage. ``broken=`` builds a faulty engine around the real stage:
 
-* ``ungated``: the FIFO write ignores the enable (``w_en = we``): a word written while the
-  FIFO is full is lost (``lost``);
+* ``ungated``: the engine's enable ignores the FIFO (``en = 1``, not ``w_rdy``): the stage
+  runs on while the FIFO is full, and a word written then is lost (``lost``). (Letting only
+  the write ignore the enable, ``w_en = we``, breaks nothing: ``SyncFIFO`` ignores a write
+  while full, and the stalled stage offers the word again.)
 * ``extra_step``: the stage is built from a schedule whose replicas each have one output
   step more, so it writes words on a step without pixels (``created``).
 """
@@ -124,10 +126,9 @@ class OutputPath(wiring.Component):
         # as ConvLayerEngine wires its output FIFOs
         q = fifo.SyncFIFO(width=self.sched.bus_bits, depth=OUT_FIFO_DEPTH)
         m.submodules.ofifo = q
-        w_en = core.stage.we if self.broken == "ungated" else core.stage.we & en
-        m.d.comb += [q.w_data.eq(core.stage.data), q.w_en.eq(w_en)]
+        m.d.comb += [q.w_data.eq(core.stage.data), q.w_en.eq(core.stage.we & en)]
         wiring.connect(m, q.r_stream, wiring.flipped(self.o))
-        m.d.comb += en.eq(q.w_rdy)
+        m.d.comb += en.eq(1 if self.broken == "ungated" else q.w_rdy)
         return m
 
 

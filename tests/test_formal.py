@@ -12,8 +12,15 @@ from formal.blocks import BLOCKS, faults_for
 from formal.layer_output import BROKEN
 from formal.stream_props import bmc
 
-DEPTH = {"router": 16, "residual": 16, "layer_out": 10, "maxpool": 24}
-FAULT_DEPTH = {"router": 14, "layer_out": 10}
+# BMC depths, each the least that covers what the block needs (docs/formal.md, results):
+# maxpool one 12-beat frame (+1); avgpool two 3-beat frames and more; the links four 3-word
+# frames; the router's 1-deep FIFOs filled and drained; layer_out (a step is 2 clocks, 2 words)
+# four steps and a reset.
+DEPTH = {"requantize": 12, "maxpool": 13, "avgpool": 8, "residual": 12, "words2pixel": 12, "pixel2words": 12,
+         "router": 8, "layer_out": 10}
+# a broken variant may need more clocks to show its failure (it is found quickly): avgpool's
+# ``dup`` a second pooled beat taken; layer_out's ``ungated`` a fifth word into the 4-deep FIFO
+FAULT_DEPTH = dict(DEPTH, avgpool=12, layer_out=12)
 
 
 def _prove(block, tmp_path, depth, **kw):
@@ -31,7 +38,7 @@ def test_fast_words2pixel_passes_and_drop_fails(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("block", list(BLOCKS))
 def test_block_passes(block, tmp_path):
-    r = _prove(block, tmp_path, DEPTH.get(block, 20))
+    r = _prove(block, tmp_path, DEPTH[block])
     assert r.passed and r.covered, (r.failed, r.log[-3000:])
 
 
@@ -39,12 +46,12 @@ def test_block_passes(block, tmp_path):
 @pytest.mark.parametrize("block, fault", [(b, f) for b in BLOCKS for f in faults_for(b)])
 def test_each_property_fails_on_its_fault(block, fault, tmp_path):
     prop = faults_for(block)[fault]
-    r = _prove(block, tmp_path, FAULT_DEPTH.get(block, 14), fault=fault, only=prop)
+    r = _prove(block, tmp_path, FAULT_DEPTH[block], fault=fault, only=prop)
     assert not r.passed and r.failed == [prop], (r.failed, r.log[-3000:])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("broken", sorted(BROKEN))
 def test_layer_output_fails_when_broken(broken, tmp_path):
-    r = _prove("layer_out", tmp_path, 12, broken=broken, only=BROKEN[broken])
+    r = _prove("layer_out", tmp_path, FAULT_DEPTH["layer_out"], broken=broken, only=BROKEN[broken])
     assert not r.passed and r.failed == [BROKEN[broken]], (r.failed, r.log[-3000:])
