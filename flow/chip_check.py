@@ -60,18 +60,8 @@ class ChipDesign:
 
     def program_words(self) -> list[int]:
         """The programming beats packed as ``hw.pe.prog_layout`` payloads."""
-        from hw.pe import prog_layout
-        xb = self.chip.crossbar
-        lay = prog_layout(xb, self.cp.n_xbars)
-        fx, fr, fw = lay["xbar"].offset, lay["row"].offset, lay["weights"].offset
-        mask = (1 << xb.w_bits) - 1
-        out = []
-        for x, r, ws in self.cp.programming():
-            v = (x << fx) | (r << fr)
-            for k, wv in enumerate(ws):
-                v |= (wv & mask) << (fw + k * xb.w_bits)
-            out.append(v)
-        return out
+        from hw.pe import pack_program
+        return pack_program(self.cp.programming(), self.chip.crossbar, self.cp.n_xbars)
 
     def timing(self, images: int):
         return chip_timing(self.cp, images)

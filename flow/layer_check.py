@@ -5,8 +5,8 @@
   plan, the engine, its Verilog and manifest.
 * :func:`write_build` / :func:`load_build` — the ``build/<name>/`` folder:
   ``rtl/layer.v``, ``weights/params.json`` (:meth:`gen.params.NetworkParams.to_json`, the
-  one layer ``"L"``) + one ``$readmemh`` file of cell levels per
-  crossbar, ``manifest.json``. Written to a temporary folder and renamed at the end, so a
+  one layer ``"L"``), ``weights/program.hex`` (the programming beats of the ``prog`` port,
+  one packed payload per line), ``manifest.json``. Written to a temporary folder and renamed at the end, so a
   failure never leaves a half-written build.
 * :func:`run_layer_check` — random images through ``sim.tb.layer``; the report has
   ``passed``, ``measured_clocks``, ``predicted_clocks``, ``mismatches``, ``fm_reads``.
@@ -29,7 +29,7 @@ from gen.quantize import random_weights
 from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from gen.schedule import schedule_layer
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2   # 2: crossbars programmed through `prog` (weights/program.hex)
 TOP = "layer"
 
 
@@ -59,16 +59,28 @@ class LayerDesign:
         if refusal:
             raise ValueError(refusal)
 
-    def engine(self):
+    def engine(self, programmed: bool = False):
+        """The RTL: weights as the crossbars' initial contents (what the FPGA flow synthesizes),
+        or ``programmed`` through the ``prog`` port (what simulation builds: every crossbar is
+        then one shared module, so the Verilog and its simulator build do not grow with the
+        crossbar count or depend on the weights)."""
         from hw.layer import ConvLayerEngine
-        return ConvLayerEngine(self.lp, self.chip, self.params)
+        return ConvLayerEngine(self.lp, self.chip, self.params, programmed=programmed)
 
     @property
     def verilog(self) -> str:
         if self._verilog is None:
             from flow.emit import to_verilog
-            self._verilog = to_verilog(self.engine(), TOP)
+            self._verilog = to_verilog(self.engine(programmed=True), TOP)
         return self._verilog
+
+    def program_words(self) -> list[int]:
+        """The programming beats of :attr:`verilog`'s ``prog`` port, packed."""
+        from gen.chipplan import programming_beats
+        from hw.pe import pack_program
+        cfg = self.chip.crossbar
+        return pack_program(programming_beats(self.lp.placements, lambda p: self.params, cfg.outputs), cfg,
+                            len(self.lp.placements))
 
     @property
     def predicted_clocks(self) -> int:
@@ -90,6 +102,7 @@ class LayerDesign:
                       "words_per_step": [t.out_words for t in sc.tiles], "value_bits": sc.a_out, "signed": sc.raw},
                 "busy": {"dir": "out", "bits": 1}, "done": {"dir": "out", "bits": 1},
                 "cycles": {"dir": "out", "bits": 32}, "fm_reads": {"dir": "out", "bits": 32},
+                "prog": {"dir": "in", "kind": "stream", "beats": len(self.program_words())},
             },
             "schedule": sc.to_dict(),
             "expected_fm_reads": sc.fm_reads,
@@ -98,21 +111,8 @@ class LayerDesign:
                   "spec_text": str(self.spec), "chip": self.chip.to_dict(), "requested_mapping": self.mapping,
                   "requested_duplication": self.duplication, "seed": self.seed,
                   "expected_clocks": self.predicted_clocks,
-                  "weights": {"params": "weights/params.json",
-                              "crossbars": [f"weights/{n}.hex" for n, _ in self._crossbar_files()]}})
+                  "weights": {"params": "weights/params.json", "program": "weights/program.hex"}})
         return m
-
-    def _crossbar_files(self):
-        """``(name, hex text)`` per crossbar: one line per row, the row's cell levels
-        (``hw.crossbar.encode_row``) in hex — the crossbar's initial contents."""
-        from hw.crossbar import encode_row
-        cfg = self.chip.crossbar
-        digits = -(-cfg.cols * cfg.cell_bits // 4)
-        for p in self.lp.placements:
-            blk = self.params.block(p)
-            lines = [f"{encode_row(blk[r] if r < blk.shape[0] else [], cfg):0{digits}x}" for r in range(cfg.rows)]
-            kp = "" if p.kpos is None else f"_k{p.kpos[0]}{p.kpos[1]}"
-            yield (f"xbar_r{p.replica}_t{p.tile}_pe{p.pe}_s{p.subarray}{kp}", "\n".join(lines) + "\n")
 
 
 def write_build(design: LayerDesign, out: str | Path, *, force: bool = False) -> Path:
@@ -122,8 +122,8 @@ def write_build(design: LayerDesign, out: str | Path, *, force: bool = False) ->
     verilog = design.verilog          # may raise: nothing written yet
     manifest = design.manifest()
     files = {f"rtl/{TOP}.v": verilog, "weights/params.json": NetworkParams({"L": design.params}).to_json(),
+             "weights/program.hex": "".join(f"{v:x}\n" for v in design.program_words()),
              "manifest.json": json.dumps(manifest, indent=2)}
-    files.update({f"weights/{name}.hex": text for name, text in design._crossbar_files()})
     return write_folder(out, files, force=force)
 
 
@@ -136,6 +136,9 @@ def load_build(folder: str | Path) -> tuple[LayerDesign, dict]:
     if manifest.get("top") != TOP:
         raise ValueError(f"{str(mf)!r} is not a layer-engine manifest (top {manifest.get('top')!r}, expected "
                          f"{TOP!r})")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{str(folder)!r} was generated by another pimgen (manifest version "
+                         f"{manifest.get('version')}, this pimgen reads {MANIFEST_VERSION}); generate it again")
     with reading_build(folder, "layer engine", "`pimgen generate`"):
         params = NetworkParams.from_json((folder / manifest["weights"]["params"]).read_text())["L"]
         d = LayerDesign(LayerSpec.from_dict(manifest["spec"]), ChipConfig.from_dict(manifest["chip"]),
@@ -173,6 +176,7 @@ def tb_arguments(design: LayerDesign, images: np.ndarray, *, seed: int = 0, read
         "images": [x.tolist() for x in imgs], "in_words": [sc.fm.pack(x) for x in imgs],
         "tiles": tiles, "g": sc.bus_bits, "value_bits": sc.a_out, "signed": sc.raw,
         "predicted_clocks": design.predicted_clocks, "expected_reads": sc.fm_reads,
+        "prog": design.program_words(),
         "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
         "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
     }

@@ -38,7 +38,7 @@ from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
 from gen.topology import Placement, build, fabric_latency, place
 
-__all__ = ["ChipPlan", "Link", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES"]
+__all__ = ["ChipPlan", "Link", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES", "programming_beats"]
 
 #: Fabrics a chip is built on (``plan_chip(topology=...)``, ``pimgen build --topology``).
 TOPOLOGIES = ("5pp", "mesh", "torus")
@@ -110,17 +110,8 @@ class ChipPlan:
         return self.stages[-1].cout
 
     def programming(self) -> list[tuple[int, int, list[int]]]:
-        """The programming beats: ``(crossbar id, row, weights of that row)`` for every row
-        of every placed weight block, in crossbar order (rows beyond a block stay at the
-        crossbars' reset weights, 0)."""
-        out = []
-        outputs = self.chip.crossbar.outputs
-        for n, p in enumerate(self.plan.placements):
-            blk = self.params[p.layer].block(p)
-            for r in range(blk.shape[0]):
-                row = [int(v) for v in blk[r]] + [0] * (outputs - blk.shape[1])
-                out.append((n, r, row))
-        return out
+        """The programming beats of the whole chip (:func:`programming_beats`)."""
+        return programming_beats(self.plan.placements, lambda p: self.params[p.layer], self.chip.crossbar.outputs)
 
     def to_dict(self) -> dict:
         return {"network": self.network.name, "mapping": self.plan.mapping, "n_xbars": self.n_xbars,
@@ -132,6 +123,18 @@ class ChipPlan:
                     "kind": self.placement.topo.label, "node_of": list(self.placement.node_of),
                     "method": self.placement.method,
                     "hops": [self.placement.hops(f) for f in self.placement.cg.flows]}}
+
+
+def programming_beats(placements, params_of, outputs: int) -> list[tuple[int, int, list[int]]]:
+    """``(crossbar id, row, weights of that row)`` for every row of every placed weight block,
+    crossbar ``n`` being ``placements[n]`` (rows beyond a block stay at the crossbars' reset
+    weights, 0). ``params_of(placement)``: that placement's layer's ``WeightParams``."""
+    out = []
+    for n, p in enumerate(placements):
+        blk = params_of(p).block(p)
+        for r in range(blk.shape[0]):
+            out.append((n, r, [int(v) for v in blk[r]] + [0] * (outputs - blk.shape[1])))
+    return out
 
 
 def lower_for_chip(net: Network, params: NetworkParams) -> tuple[Network, NetworkParams]:

@@ -354,9 +354,12 @@ class ConvLayerEngine(wiring.Component):
         chip: the :class:`gen.config.ChipConfig` of the plan.
         params: the layer's :class:`gen.params.WeightParams` (checked in ``gen``:
             ``params.check_for(layer, raw=...)``).
-        chip_stage: ``None`` for a stand-alone engine (one input bank, weights as the
-            crossbars' initial contents), or ``(first crossbar id, crossbars on the chip)`` for
-            a stage of a chip: two input banks, crossbars programmed through ``prog``.
+        chip_stage: ``None`` for a stand-alone engine (one input bank), or ``(first crossbar
+            id, crossbars on the chip)`` for a stage of a chip: two input banks, crossbars
+            programmed through ``prog``.
+        programmed: a stand-alone engine's crossbars are programmed through ``prog`` too
+            (ids ``0 ..``, in ``lp.placements`` order), so they are one shared module whatever
+            the weights; otherwise the weights are the crossbars' initial contents.
 
     Ports:
         i: stream in, the input feature map, ``sched.load_words`` words of
@@ -365,26 +368,29 @@ class ConvLayerEngine(wiring.Component):
         busy, done: an image is in flight / pulse when its last step has left the engine.
         cycles: clocks of the current/last image (first input word .. done).
         fm_reads: feature-map buffer words read since reset (all read ports).
-        prog, start_ok, started, released (chip stage): the programming stream
-           (``hw.pe.prog_layout``), may-start (the consumer has a free bank), and pulses when an
-           image starts and when its input bank is free again.
+        prog (chip stage or ``programmed``): the programming stream (``hw.pe.prog_layout``).
+        start_ok, started, released (chip stage): may-start (the consumer has a free bank), and
+           pulses when an image starts and when its input bank is free again.
     """
 
-    def __init__(self, lp, chip: ChipConfig, params: WeightParams, chip_stage: tuple[int, int] | None = None):
+    def __init__(self, lp, chip: ChipConfig, params: WeightParams, chip_stage: tuple[int, int] | None = None, *,
+                 programmed: bool = False):
         self.lp, self.chip, self.params, self.chip_stage = lp, chip, params, chip_stage
+        self.xbars = chip_stage or ((0, len(lp.placements)) if programmed else None)
         self.sched = sched = schedule_layer(lp, chip)
         ports = {"i": In(stream.Signature(unsigned(sched.fm.word_bits))),
                  "o": Out(stream.Signature(unsigned(sched.bus_bits))).array(len(sched.tiles)),
                  "busy": Out(1), "done": Out(1), "cycles": Out(32), "fm_reads": Out(32)}
+        if self.xbars is not None:
+            ports["prog"] = In(stream.Signature(prog_layout(chip.crossbar, self.xbars[1])))
         if chip_stage is not None:
-            ports.update({"prog": In(stream.Signature(prog_layout(chip.crossbar, chip_stage[1]))),
-                          "start_ok": In(1), "started": Out(1), "released": Out(1)})
+            ports.update({"start_ok": In(1), "started": Out(1), "released": Out(1)})
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         staged = self.chip_stage is not None
-        prog = (self.prog, self.chip_stage[0], self.chip_stage[1]) if staged else None
+        prog = (self.prog, *self.xbars) if self.xbars is not None else None
         core = _Core(self.lp, self.chip, self.sched, self.params, 2 if staged else 1, prog)
         en = Signal()
         m.submodules.core = EnableInserter(en)(core)
@@ -400,8 +406,10 @@ class ConvLayerEngine(wiring.Component):
                      self.i.ready.eq(core.in_ready & en),
                      self.busy.eq(core.busy), self.done.eq(core.done), self.cycles.eq(core.cycles),
                      self.fm_reads.eq(core.fm_reads)]
+        if prog is not None:
+            m.d.comb += self.prog.ready.eq(1)
         if staged:
             # pulses count once even while a full output FIFO holds the engine
-            m.d.comb += [self.prog.ready.eq(1), core.start_ok.eq(self.start_ok),
+            m.d.comb += [core.start_ok.eq(self.start_ok),
                          self.started.eq(core.started & en), self.released.eq(core.released & en)]
         return m

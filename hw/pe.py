@@ -36,6 +36,20 @@ def prog_layout(cfg: CrossbarConfig, n_xbars: int) -> data.StructLayout:
                               "weights": data.ArrayLayout(signed(cfg.w_bits), cfg.outputs)})
 
 
+def pack_program(beats, cfg: CrossbarConfig, n_xbars: int) -> list[int]:
+    """Programming beats ``(crossbar, row, weights)`` packed as :func:`prog_layout` payloads."""
+    lay = prog_layout(cfg, n_xbars)
+    fx, fr, fw = lay["xbar"].offset, lay["row"].offset, lay["weights"].offset
+    mask = (1 << cfg.w_bits) - 1
+    out = []
+    for x, r, ws in beats:
+        v = (x << fx) | (r << fr)
+        for k, wv in enumerate(ws):
+            v |= (wv & mask) << (fw + k * cfg.w_bits)
+        out.append(v)
+    return out
+
+
 class PEBlock:
     """One weight block of a PE: input rows ``[r0, r1)`` of the PE vector, weights ``[r1-r0, n_out]``."""
 

@@ -75,11 +75,13 @@ def test_generate_writes_build(tmp_path, capsys):
     assert "mapping    novel" in text and "expected" in text
     m = json.loads((out / "manifest.json").read_text())
     assert (out / "rtl" / "layer.v").read_text().startswith("/*") or "module layer" in (out / "rtl" / "layer.v").read_text()
-    assert m["mapping"] == "novel" and m["subarrays"] == 9 and len(m["weights"]["crossbars"]) == 9
+    assert m["mapping"] == "novel" and m["subarrays"] == 9 and m["weights"]["program"] == "weights/program.hex"
     assert m["ports"]["i"]["words_per_image"] == 25 and m["ports"]["o"]["bits"] == 64 and m["ports"]["o"]["array"] == 1
     assert m["chip"]["crossbar"]["rows"] == 16 and m["expected_fm_reads"] == 25
-    hexes = list((out / "weights").glob("*.hex"))
-    assert len(hexes) == 9 and len(hexes[0].read_text().split()) == 16
+    # the crossbars are programmed: one shared module, every row of the 9 placed blocks one beat
+    beats = (out / "weights" / "program.hex").read_text().split()
+    assert len(beats) == m["ports"]["prog"]["beats"] == 9 * 4
+    assert (out / "rtl" / "layer.v").read_text().count("module pimgen_crossbar_") == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folder left behind"
     # --json prints the manifest
     rc = main(["generate", "--layer", "fc in=20 out=3", "--raw", *GEN, "-o", str(tmp_path / "fc"), "--json"])
@@ -104,7 +106,7 @@ def test_generate_refuses(tmp_path, capsys, argv, match):
 
 def test_simulate_needs_a_build(tmp_path, capsys):
     assert main(["simulate", str(tmp_path)]) == 2
-    assert "not a layer build folder" in capsys.readouterr().err
+    assert "is not a pimgen build folder (no manifest.json)" in capsys.readouterr().err
 
 
 @requires_icarus

@@ -111,6 +111,6 @@ def run(args) -> int:
           f"{m['expected_fm_reads']} feature-map reads")
     print(f"ports      i: {m['ports']['i']['bits']}-bit words x {m['ports']['i']['words_per_image']}; "
           + ", ".join(f"o[{t}]: {d.chip.global_bus_bits}-bit" for t in range(len(d.sched.tiles))))
-    print(f"wrote      {out}/rtl/layer.v, {out}/weights/ ({len(m['weights']['crossbars'])} crossbars), "
-          f"{out}/manifest.json")
+    print(f"wrote      {out}/rtl/layer.v ({m['subarrays']} crossbars, programmed through `prog`), "
+          f"{out}/weights/ ({m['ports']['prog']['beats']} programming beats), {out}/manifest.json")
     return 0

@@ -6,7 +6,8 @@ Arguments (``sim.runner.tb_args``, written by ``flow.layer_check``):
 the feature-map words), ``tiles`` (per tile: ``words`` per step, and the written steps:
 per replica of the tile ``[y, x]`` or ``null``), ``g``, ``value_bits``, ``signed``,
 ``predicted_clocks``, ``expected_reads`` (per image), ``gap_prob``, ``ready_prob``, ``seed``,
-``check_timing``.
+``check_timing``, and ``prog`` (the programming beats, written through the ``prog`` port
+before the first image, when the engine's crossbars are programmed).
 
 The expected output is ``sim.golden``: ``plan_layer_acc`` (every placement's block through
 ``crossbar_mvm``) then ``requantize`` (or ``acc + bias`` for a raw layer). Clocks per
@@ -85,7 +86,11 @@ async def layer_matches_golden(dut):
     n_img = len(a["images"])
     driver = tb.driver("i", rng=tb.rng)
     sinks = [tb.sink(tb.member("o", t)) for t in range(len(a["tiles"]))]
+    prog = tb.driver("prog", gap_prob=0.0) if a.get("prog") else None
     await tb.start()
+    if prog is not None:     # the crossbars' weights, through the programming port, before any image
+        prog.send(a["prog"])
+        await tb.wait_for(lambda: len(prog.accepted) >= len(a["prog"]), timeout=10 * len(a["prog"]) + 100)
     for words in a["in_words"]:
         driver.send(words)
     want = [tile["words"] * len(tile["steps"]) * n_img for tile in a["tiles"]]
