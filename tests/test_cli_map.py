@@ -67,6 +67,12 @@ def test_map_neurosim_csv_round_trip(tmp_path, capsys):
     (["map", "digits", "--duplication", "many"], "--duplication 'many'"),
     (["compare", "digits", "--preset", "nope"], "unknown preset 'nope': use one of paper, small or a chip TOML"),
     (["map", "digits", "--preset", "energy"], "unknown preset 'energy'"),      # the energy table is no chip
+    (["map", "digits", "--preset", ""], "--preset '' is not allowed"),
+    (["accuracy", "digits", "--adc-bits", "5,99"], "--adc-bits 99 is not allowed"),
+    (["accuracy", "digits", "--adc-bits", "-1"], "--adc-bits -1 is not allowed"),
+    (["accuracy", "digits", "--cell-bits", "3"], "--cell-bits 3: cell_bits=3 is not allowed"),
+    (["accuracy", "digits", "--dac-bits", "0"], "--dac-bits 0:"),
+    (["accuracy", "digits", "--limit", "0"], "--limit 0 is not allowed"),
     (["map", "digits", "--preset", "paper", "--chip-config", "gen/presets/small.toml"], "both name the chip"),
     (["compare", "digits", "--energy-table", "/nonexistent.toml"], "does not exist"),
 ])

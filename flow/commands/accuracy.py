@@ -88,6 +88,19 @@ def accuracy(args) -> dict:
     devices = [DeviceModel(stuck_at_0=s0, stuck_at_1=s1, variation=v)      # validated before the long run
                for s0 in _floats(args.stuck_at, "--stuck-at") for s1 in _floats(args.stuck_at_1, "--stuck-at-1")
                for v in _floats(args.variation, "--variation")]
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit} is not allowed: it must be >= 1 (images)")
+    axes = {"--cell-bits": _ints(args.cell_bits, "--cell-bits"), "--adc-bits": _ints(args.adc_bits, "--adc-bits"),
+            "--dac-bits": _ints(args.dac_bits, "--dac-bits"), "--g-frac-bits": _ints(args.g_frac_bits, "--g-frac-bits")}
+    for flag, field in (("--cell-bits", "cell_bits"), ("--dac-bits", "dac_bits"), ("--g-frac-bits", "g_frac_bits")):
+        for v in axes[flag]:      # each value on its own, before the long run: the flag's name in the error
+            try:
+                dataclasses.replace(ChipConfig().crossbar, **{field: v})
+            except ValueError as e:
+                raise ValueError(f"{flag} {v}: {e}") from None
+    bad_adc = [v for v in axes["--adc-bits"] if v < 0 or v > 32]
+    if bad_adc:
+        raise ValueError(f"--adc-bits {bad_adc[0]} is not allowed: use 0 (lossless) or 1..32 bits")
     qm, fm, x, y = _load(args)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
@@ -102,8 +115,8 @@ def accuracy(args) -> dict:
     res["int8"] = float((pred8 == y).mean())
     chip0 = ChipConfig()
     grid = []
-    points = [(cb, ab, db, f) for cb in _ints(args.cell_bits, "--cell-bits") for ab in _ints(args.adc_bits, "--adc-bits")
-              for db in _ints(args.dac_bits, "--dac-bits") for f in _ints(args.g_frac_bits, "--g-frac-bits")]
+    points = [(cb, ab, db, f) for cb in axes["--cell-bits"] for ab in axes["--adc-bits"] for db in axes["--dac-bits"]
+              for f in axes["--g-frac-bits"]]
     total = len(points) * len(devices)
     for n, ((cb, ab, db, f), dev) in enumerate(((p, d) for p in points for d in devices), 1):
         row = {"cell_bits": cb, "adc_bits": ab or None, "dac_bits": db, "g_frac_bits": f,
@@ -125,7 +138,9 @@ def accuracy(args) -> dict:
             maps = None if dev.is_ideal else plan_conductances(plan, qm.params, dataclasses.replace(dev, seed=seed))
             pred = np.array([run_plan(plan, qm.params, c, conductances=maps).reshape(-1).argmax() for c in codes])
             accs.append(float((pred == y).mean()))
-        row.update({"lossless": xb.is_lossless, "seeds": len(seeds), "accuracies": accs,
+        # an ADC wider than the lossless width converts exactly as the lossless one: say which was used
+        row.update({"adc_bits_used": xb.adc_resolution, "lossless": xb.is_lossless, "seeds": len(seeds),
+                    "accuracies": accs,
                     "min": min(accs), "mean": float(np.mean(accs)), "max": max(accs)})
         grid.append(row)
         if not args.json:

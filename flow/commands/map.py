@@ -54,6 +54,8 @@ def chip_from_args(args):
     if getattr(args, "speedup", 1) is not None and getattr(args, "speedup", 1) < 1:
         raise ValueError(f"--speedup {args.speedup} is not allowed: the speed-up degree must be an integer >= 1")
     preset = getattr(args, "preset", None)
+    if preset is not None and not preset.strip():
+        raise ValueError("--preset '' is not allowed: give a preset name or a chip TOML file")
     if preset and getattr(args, "chip_config", None):
         raise ValueError(f"--preset {preset} and --chip-config {args.chip_config} both name the chip: give one")
     chip = (ChipConfig.from_toml(args.chip_config) if getattr(args, "chip_config", None)
