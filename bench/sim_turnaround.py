@@ -4,7 +4,7 @@
 
 For the README's layer example (L1: ``conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1``,
 novel mapping, ``pimgen generate``'s default chip), a large layer (``conv Cin=64 Cout=64 K=3
-H=16 W=16``, novel, 32x32 crossbars) and the digits chip ('small' preset, 3 images), each
+H=16 W=16``, novel, 32x32 crossbars, 20 per PE: 180 crossbars in one tile) and the digits chip ('small' preset, 3 images), each
 in a fresh simulator cache (a cold build), it prints: crossbars, Verilog MB, generate s,
 Verilator build s, run s (simulator start-up included) and simulated clocks per second of
 the run. The stage times come from ``sim.runner``'s progress calls, so build and run are
@@ -25,6 +25,8 @@ from flow.cli import build_parser  # noqa: E402
 
 LAYERS = {"l1": "conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1",
           "layer180": "conv Cin=64 Cout=64 K=3 H=16 W=16 stride=1 pad=1"}
+# the large layer in one tile (the engine takes one tile per replica): 9 PEs x 20 subarrays = 180 crossbars
+EXTRA = {"l1": [], "layer180": ["--subarrays-per-pe", "20"]}
 
 
 class _Stamps:
@@ -43,7 +45,8 @@ class _Stamps:
 def _layer(name: str, cache: Path) -> dict:
     from flow.commands.generate import design_from_args
     from flow.layer_check import run_layer_check
-    args = build_parser().parse_args(["generate", "--layer", LAYERS[name], "--mapping", "novel", "-o", "unused"])
+    args = build_parser().parse_args(["generate", "--layer", LAYERS[name], "--mapping", "novel", *EXTRA[name],
+                                      "-o", "unused"])
     t0 = time.perf_counter()
     d = design_from_args(args)
     v = d.verilog
