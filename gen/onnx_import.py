@@ -127,6 +127,14 @@ class _Importer:
     def refuse(self, node, why: str):
         raise _Refuse(f"node {node.name or '(unnamed)'!r} ({node.op_type}): {why}")
 
+    def spatial(self, node, at, name: str, n: int, default):
+        """Attribute ``name`` of a 2-D op, which must hold ``n`` integers (2 per axis pair: H, W;
+        4 for pads: top, left, bottom, right); refused, naming the node, otherwise."""
+        v = list(at.get(name, default))
+        if len(v) != n:
+            self.refuse(node, f"{name}={v}: a 2-D {node.op_type} takes {n} values")
+        return v
+
     def name_for(self, node) -> str:
         base = re.sub(r"[^A-Za-z0-9_.\-/]", "_", node.name or f"{node.op_type.lower()}{len(self.layers)}")
         if base == INPUT:
@@ -349,7 +357,7 @@ class _Importer:
         if len(wshape) != 4 or wshape[2] != wshape[3]:
             self.refuse(node, f"weight shape {list(wshape)}: only square 2-D kernels are supported")
         k = wshape[2]
-        strides = at.get("strides", [1, 1])
+        strides = self.spatial(node, at, "strides", 2, [1, 1])
         if len(set(strides)) != 1:
             self.refuse(node, f"strides={strides}: only equal strides in H and W are supported")
         s = int(strides[0])
@@ -368,7 +376,7 @@ class _Importer:
         ap = at.get("auto_pad", b"NOTSET")
         ap = ap.decode() if isinstance(ap, bytes) else ap
         if ap in ("NOTSET", ""):
-            p = at.get("pads", [0, 0, 0, 0])
+            p = self.spatial(node, at, "pads", 4, [0, 0, 0, 0])
             return (int(p[0]), int(p[1]), int(p[2]), int(p[3]))
         if ap == "VALID":
             return (0, 0, 0, 0)
@@ -412,13 +420,13 @@ class _Importer:
         self.alias(node, t)
 
     def _pool_params(self, node, at):
-        k = at.get("kernel_shape")
-        if not k or len(set(k)) != 1:
+        k = self.spatial(node, at, "kernel_shape", 2, [])
+        if len(set(k)) != 1:
             self.refuse(node, f"kernel_shape={k}: only square pools are supported")
-        strides = at.get("strides", [1] * len(k))     # ONNX: strides default to 1, not to the kernel
+        strides = self.spatial(node, at, "strides", 2, [1, 1])     # ONNX: strides default to 1, not to the kernel
         if len(set(strides)) != 1:
             self.refuse(node, f"strides={strides}: only equal strides are supported")
-        pads = at.get("pads", [0, 0, 0, 0])
+        pads = self.spatial(node, at, "pads", 4, [0, 0, 0, 0])
         ap = at.get("auto_pad", b"NOTSET")
         ap = ap.decode() if isinstance(ap, bytes) else ap
         if ap not in ("NOTSET", "", "VALID"):

@@ -110,11 +110,15 @@ def test_testbench_detects_wrong_weights(sim_cache, monkeypatch):
     import hw.crossbar as hwx
     import flow.crossbar_check as chk
 
+    from gen.cells import CellArray
+
     class OffByOne(hwx.Crossbar):
-        def __init__(self, cfg, weights):
-            weights = np.array(weights)
-            weights[0, 0] = weights[0, 0] + 1 if weights[0, 0] < 127 else weights[0, 0] - 1
-            super().__init__(cfg, weights)
+        """One cell of row 0 one level off (the lowest slice of its first weight)."""
+        def __init__(self, cfg, cells):
+            g = np.array(cells.conductances())
+            step = 1 << cfg.g_frac_bits
+            g[0, 0] = g[0, 0] + step if g[0, 0] + step <= cfg.g_max else g[0, 0] - step
+            super().__init__(cfg, CellArray.from_conductances(g, cfg))
 
     monkeypatch.setattr(chk, "Crossbar", OffByOne)
     rep = run_crossbar_check(CrossbarCheck(CONFIGS["16x16-cb1"], vectors=6, seed=4), cache_dir=sim_cache)
