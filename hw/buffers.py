@@ -82,16 +82,10 @@ def _in_range(v, lo: int, hi: int):
     return (v >= lo) & (v < hi)
 
 
-def padding_pixel(fm, pad_value: int) -> int:
-    """A padding pixel: every channel at ``pad_value`` (the input's zero point, DESIGN.md §3),
-    channel 0 in the low bits as ``FMLayout.pack`` packs a pixel."""
-    return sum(pad_value << (ch * fm.a_bits) for ch in range(fm.channels))
-
-
 def pad_words(fm, pad_value: int) -> list[int]:
-    """:func:`padding_pixel` cut into the ``fm.word_bits`` words a pixel is stored in."""
-    pix, mask = padding_pixel(fm, pad_value), (1 << fm.word_bits) - 1
-    return [(pix >> (w * fm.word_bits)) & mask for w in range(fm.wpp)]
+    """The words of a padding pixel: every channel at ``pad_value`` (the input's zero point,
+    DESIGN.md §3), packed as every pixel is (``gen.schedule.FMLayout.pixel_words``)."""
+    return fm.pixel_words([pad_value] * fm.channels)
 
 
 def _fetch_words(m, st, port, slots, word_bits, prefix, pad):
@@ -303,7 +297,7 @@ class InputDistributor(wiring.Component):
         xbits = max(1, ceil_log2(max(2, g.w)))
         # padded to a power of two so the read multiplexer's case statement is complete
         lb_arr = [Array(lb[r] + [Const(0, P)] * ((1 << xbits) - g.w)) for r in range(lb_rows)]
-        pad_pixel = Const(padding_pixel(g, self.pad_value), P)
+        pad_pixel = Cat(*[Const(wd, g.word_bits) for wd in pad_words(g, self.pad_value)])[:P]
         for c in range(s):
             col = Signal(cw, name=f"col{c}")
             m.d.comb += col.eq(colent + c)

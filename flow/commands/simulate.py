@@ -26,25 +26,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _load_npy(path: str, flag: str):
+    """A ``.npy`` array, or one line naming the flag when it cannot be read."""
+    import numpy as np
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{flag} {path!r} could not be read: {e}") from None
+
+
 def _chip_images(design, args):
     import numpy as np
     n = 3 if args.images is None else args.images
     if n < 1:
         raise ValueError(f"--images {n} is not allowed: it must be >= 1")
     if args.dataset:
-        try:
-            x = np.load(args.dataset)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"--dataset {args.dataset!r} could not be read: {e}") from None
+        x = _load_npy(args.dataset, "--dataset")
         want = tuple(design.network.input_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f"--dataset has shape {x.shape}, the chip takes [N, {', '.join(map(str, want))}] codes")
         labels = None
         if args.labels:
-            try:
-                labels = np.load(args.labels)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"--labels {args.labels!r} could not be read: {e}") from None
+            labels = _load_npy(args.labels, "--labels")
             if labels.shape != (x.shape[0],):
                 raise ValueError(f"--labels has shape {labels.shape}, expected ({x.shape[0]},) for --dataset")
             labels = labels[:n]
@@ -99,7 +102,6 @@ def design_path(build, rel):
 
 
 def run(args) -> int:
-    import numpy as np
     from flow.buildfolder import read_manifest
     m = read_manifest(args.build)
     if m.get("kind") == "chip":
@@ -111,10 +113,7 @@ def run(args) -> int:
     design, manifest = load_build(args.build)
     images = 1 if args.images is None else args.images
     if args.input:
-        try:
-            x = np.load(args.input)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"--input {args.input!r} could not be read: {e}") from None
+        x = _load_npy(args.input, "--input")
         want = tuple(design.sched.in_shape)
         if x.ndim == 3:
             x = x[None]
