@@ -2,13 +2,17 @@
 
 ``plan_chip(net, params, chip, mapping) -> ChipPlan`` lowers the network for the chip, maps
 it (``gen.mapping.map_network``), schedules every weight layer (``gen.schedule``) and lists
-the chip's **stages**: one layer engine per weight layer, in order, and between two engines
-the **link** that carries the producer's output words into the consumer's input banks — a
-max-pool unit (``MaxPool`` layers run on the link, in the stream) and then the
-interconnect. The stages are the cores of a communication graph, placed on the chosen
-fabric (``topology``: ``5pp`` by default, ``mesh`` or ``torus``; ``gen.topology.place``)
-and every link is a flow over it (``hw.interconnect.build_fabric``: point-to-point link
-FIFOs on 5PP, routers on mesh and torus). The cycle model of the chip
+the chip's **stages**: one layer engine per weight layer, each followed by its **tail**,
+the stream units that work on its output pixels on the way out (:class:`TailOp`: a residual
+add, a ``k x k`` max-pool, a global average pool, in network order), and the **links**
+that carry a stage's output words (after its tail) to the stages that read them: into a
+consumer engine's input banks (``port="in"``) or into the skip FIFO of a stage whose tail
+adds this tensor (``port="skip"``). A tensor read by several stages is sent to all of them
+at once (a fork). The stages are the cores of a communication graph, placed on the chosen
+fabric (``topology``: ``5pp`` by default, ``mesh`` or ``torus``; ``gen.topology.place``) and
+every link is a flow over it (``hw.interconnect.build_fabric``: point-to-point link FIFOs on
+5PP, routers on mesh and torus). Stages are numbered in a topological order of the links
+(a join comes after both of its producers). The cycle model of the chip
 (``gen.perf.chip_timing``) and the RTL (``hw.chip.Chip``) read it.
 
 Lowering: a ``Linear`` layer whose input is a ``C x H x W`` map with ``H*W > 1`` becomes the
@@ -19,10 +23,18 @@ numbers are checked against the golden model's walk of the *lowered* plan
 (``sim.golden.run_plan(chip_plan.plan, chip_plan.params, x)``), which equals ``run_network``
 on the original network whenever the ADC is lossless.
 
-What the chip does not build yet is refused here, with the layer and the reason: layers
-other than conv / linear / max-pool (global pools, residual adds, concat), a branch (a layer
-that is not fed by the one before it), duplication, a layer over several tiles, a max-pool
-with padding, overlap or a window that does not tile its input.
+Skip FIFOs: a skip link's consumer holds :attr:`Link.slots` whole images of it — twice the
+engines on the join's main path after the fork, plus one, so the skip side never limits the
+interval — and the producer starts an image only while a slot is free (a credit, as for
+an engine's two input banks), so back-pressure can never deadlock a branch. A stage with an
+add starts an image only once that image's skip tensor is wholly in its FIFO, so the add
+never waits on the skip side and the cycle model stays exact.
+
+What the chip does not build yet is refused here, with the layer and the reason: k x k
+average pools and concat, a max-pool with padding, overlap or a window that does not tile
+its input, a tail unit on a tensor that more than one layer reads, branches on routed
+fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
+does not model), duplication and a layer over several tiles.
 """
 from __future__ import annotations
 
@@ -33,15 +45,19 @@ import numpy as np
 from gen.commgraph import CommGraph, Core, Flow
 from gen.config import ChipConfig
 from gen.mapping import MappingPlan, map_network
-from gen.network import INPUT, Conv2d, Linear, MaxPool, Network
+from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
 from gen.topology import Placement, build, fabric_latency, place
 
-__all__ = ["ChipPlan", "Link", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES", "programming_beats"]
+__all__ = ["ChipPlan", "Link", "TailOp", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES",
+           "programming_beats", "ENGINE_BANKS"]
 
 #: Fabrics a chip is built on (``plan_chip(topology=...)``, ``pimgen build --topology``).
 TOPOLOGIES = ("5pp", "mesh", "torus")
+
+#: Input banks of every chip engine: it fills one with the next image while it computes on the other.
+ENGINE_BANKS = 2
 
 
 class ChipError(ValueError):
@@ -49,31 +65,54 @@ class ChipError(ValueError):
 
 
 @dataclass(frozen=True)
-class Link:
-    """What carries stage ``producer``'s output words into stage ``producer + 1``.
+class TailOp:
+    """A stream unit behind a stage's engine, one pixel register deep: ``kind`` ``"add"``
+    (a residual join with the output of stage ``skip``; ``skip_first``: the skip is the
+    ``Add`` layer's first operand), ``"maxpool"`` (``k x k``, stride ``k``) or ``"gap"``
+    (global average pool). ``layer``: the network layer it computes (its params)."""
+    kind: str
+    layer: str
+    k: int = 0
+    skip: int | None = None
+    skip_first: bool = False
 
-    ``pool``: the ``k x k`` max-pool applied on the way (``None``: none). ``pixel``: the
-    producer's output pixel layout (channels, ``h x w``) and ``out``: the consumer's input
-    layout. ``fabric_clocks``: the interconnect's latency for this flow
-    (``gen.topology.fabric_latency``: one per FIFO the word passes). ``delay``: clocks
-    between the producer's last output word and the consumer's last input word: through a
-    pool, one clock to assemble the pixel, one for the pool's register and ``out.wpp`` to
-    send the pooled pixel word by word; then the fabric's latency."""
+
+@dataclass(frozen=True)
+class Link:
+    """What carries stage ``producer``'s output words (after its tail, ``ops``) to stage
+    ``consumer``: into its input banks (``port="in"``) or its skip FIFO (``port="skip"``).
+
+    ``pixel``: the producer engine's output layout; ``out``: the words the link carries
+    (the tensor after the tail). ``fabric_clocks``: the interconnect's latency for this
+    flow (``gen.topology.fabric_latency``: one per FIFO the word passes). ``slots``: whole
+    images the consumer side holds (``ENGINE_BANKS``, or the skip FIFO's images). ``delay``:
+    clocks between the producer's last output word and the consumer's last input word:
+    through a tail, one clock to assemble the pixel, one per tail unit and ``out.wpp`` to
+    send the last pixel word by word; then the fabric's latency."""
     producer: int
-    pool: int | None
+    consumer: int
+    port: str
+    ops: tuple[TailOp, ...]
     pixel: FMLayout
     out: FMLayout
     fabric_clocks: int = 0
+    slots: int = ENGINE_BANKS
 
     @property
     def delay(self) -> int:
-        return (0 if self.pool is None else 2 + self.out.wpp) + self.fabric_clocks
+        return (1 + len(self.ops) + self.out.wpp if self.ops else 0) + self.fabric_clocks
+
+    @property
+    def pool(self) -> int | None:
+        """The max-pool window on the way, or None."""
+        return next((op.k for op in self.ops if op.kind == "maxpool"), None)
 
 
 @dataclass(frozen=True)
 class ChipPlan:
     """A network as a chip: the lowered network and params, its plan, one schedule per
-    stage (weight layer, in order), the links between stages, and the crossbar ids."""
+    stage (weight layer, in topological order), each stage's tail, the links between
+    stages (``links[f]`` is flow ``f`` of the placement's graph), and the crossbar ids."""
     network: Network
     params: NetworkParams
     plan: MappingPlan
@@ -81,10 +120,11 @@ class ChipPlan:
     links: tuple[Link, ...]
     placement: Placement | None = None    # stages on the fabric; None for a one-stage chip
     topology: str = "5pp"
+    tails: tuple[tuple[TailOp, ...], ...] = ()
 
     @property
     def fabric_bits(self) -> int:
-        """Data bits of one fabric beat: the widest consumer's input word."""
+        """Data bits of one fabric beat: the widest link word."""
         return max((ln.out.word_bits for ln in self.links), default=1)
 
     @property
@@ -99,6 +139,20 @@ class ChipPlan:
         """The id of the first crossbar of ``stage`` (ids follow ``plan.placements``)."""
         name = self.stages[stage].name
         return next(n for n, p in enumerate(self.plan.placements) if p.layer == name)
+
+    def tail(self, stage: int) -> tuple[TailOp, ...]:
+        return self.tails[stage] if self.tails else ()
+
+    def in_link(self, stage: int) -> Link | None:
+        """The link that fills ``stage``'s input banks (None for stage 0: the image input)."""
+        return next((ln for ln in self.links if ln.consumer == stage and ln.port == "in"), None)
+
+    def skip_link(self, stage: int) -> Link | None:
+        """The link into ``stage``'s skip FIFO, or None."""
+        return next((ln for ln in self.links if ln.consumer == stage and ln.port == "skip"), None)
+
+    def out_links(self, stage: int) -> list[Link]:
+        return [ln for ln in self.links if ln.producer == stage]
 
     @property
     def input_layout(self) -> FMLayout:
@@ -116,9 +170,14 @@ class ChipPlan:
     def to_dict(self) -> dict:
         return {"network": self.network.name, "mapping": self.plan.mapping, "n_xbars": self.n_xbars,
                 "stages": [{"name": s.name, "mapping": s.mapping, "kind": s.kind, "in_shape": list(s.in_shape),
-                            "out_shape": list(s.out_shape), "schedule": s.to_dict()} for s in self.stages],
-                "links": [{"producer": ln.producer, "pool": ln.pool, "delay": ln.delay,
-                           "fabric_clocks": ln.fabric_clocks} for ln in self.links],
+                            "out_shape": list(s.out_shape),
+                            "tail": [{"kind": op.kind, "layer": op.layer, **({"k": op.k} if op.k else {}),
+                                      **({"skip": op.skip} if op.skip is not None else {})}
+                                     for op in self.tail(n)],
+                            "schedule": s.to_dict()} for n, s in enumerate(self.stages)],
+                "links": [{"producer": ln.producer, "consumer": ln.consumer, "port": ln.port, "pool": ln.pool,
+                           "delay": ln.delay, "fabric_clocks": ln.fabric_clocks, "slots": ln.slots}
+                          for ln in self.links],
                 "topology": None if self.placement is None else {
                     "kind": self.placement.topo.label, "node_of": list(self.placement.node_of),
                     "method": self.placement.method,
@@ -156,6 +215,97 @@ def lower_for_chip(net: Network, params: NetworkParams) -> tuple[Network, Networ
     return Network(net.name, net.input_shape, layers, net.description), NetworkParams(new)
 
 
+def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
+    """Stages (schedules, tails, the stage whose output fills their banks) in network order,
+    and ``end[s]``: the tensor stage ``s`` sends out (its tail's last layer)."""
+    readers = {name: [c.name for c in net.consumers(name)] for name in [INPUT] + [ly.name for ly in net.layers]}
+    scheds, tails, src, end = [], [], [], []
+    owner: dict[str, int] = {}         # tensor -> the stage that sends it (its tail end)
+    for lp in plan.layers:
+        layer = lp.layer
+        kind = layer.kind
+        if layer.has_weights:
+            t = layer.inputs[0]
+            if t == INPUT:
+                if scheds:
+                    raise ChipError(f"layer {layer.name!r}: only the first weight layer may read the network input "
+                                    f"on the chip (the image enters one engine)")
+            elif t not in owner:
+                raise ChipError(f"layer {layer.name!r}: its input {t!r} is not a stage's output")
+            sc = schedule_layer(lp, chip)
+            refusal = sc.engine_refusal()
+            if refusal:
+                raise ChipError(refusal)
+            if len(sc.tiles) > 1 or len(sc.replicas) > 1:
+                raise ChipError(f"layer {layer.name!r}: the chip takes one tile and one replica per layer so far "
+                                f"(the {lp.mapping} mapping needs {len(sc.tiles)} tiles, {len(sc.replicas)} "
+                                f"replicas); use larger crossbars, more subarrays per PE or more PEs per tile")
+            if not scheds and readers[INPUT] != [layer.name]:
+                raise ChipError(f"the network input is read by {', '.join(readers[INPUT])}; on the chip only the "
+                                f"first weight layer reads it")
+            owner[layer.name] = len(scheds)
+            scheds.append(sc)
+            tails.append([])
+            src.append(None if t == INPUT else owner[t])
+            end.append(layer.name)
+            continue
+        if kind not in ("maxpool", "gap", "add"):
+            raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): not built on the chip yet (conv, "
+                            f"linear, max-pool, global average pool and residual add are)")
+        ins = list(layer.inputs)
+        if any(t == INPUT for t in ins):
+            raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): on the chip a tail unit follows a "
+                            f"weight layer, not the network input")
+
+        def extendable(t):
+            return t in owner and end[owner[t]] == t and readers[t] == [layer.name]
+
+        if kind == "add":
+            if not extendable(ins[0]) and extendable(ins[1]):
+                main, other, skip_first = ins[1], ins[0], True
+            else:
+                main, other, skip_first = ins[0], ins[1], False
+            if not extendable(main):
+                raise ChipError(f"layer {layer.name!r} (Add): one operand must be read by this add alone (it "
+                                f"joins the stream of the stage that computes it); {ins[0]!r} and {ins[1]!r} are "
+                                f"read by more layers")
+            if other not in owner or end[owner[other]] != other:
+                raise ChipError(f"layer {layer.name!r} (Add): its operand {other!r} is not a stage's output")
+            op = TailOp("add", layer.name, skip=owner[other], skip_first=skip_first)
+        else:
+            main = ins[0]
+            if not extendable(main):
+                raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): on the chip it runs in the tail of "
+                                f"the weight layer before it, so its input {main!r} must be read by it alone")
+            if kind == "maxpool":
+                c, h, w = lp.in_shape
+                if layer.pad or layer.step != layer.k or h % layer.k or w % layer.k:
+                    raise ChipError(f"layer {layer.name!r} (MaxPool): the chip's pool takes k x k windows with "
+                                    f"stride k that tile the {h}x{w} input, no padding (got k={layer.k}, "
+                                    f"stride={layer.step}, pad={layer.pad})")
+                op = TailOp("maxpool", layer.name, k=layer.k)
+            else:
+                op = TailOp("gap", layer.name)
+        s = owner[main]
+        tails[s].append(op)
+        end[s] = layer.name
+        owner[layer.name] = s
+    if not scheds:
+        raise ChipError("the network has no weight layer")
+    return scheds, tails, src, end, readers, owner
+
+
+def _topological(n: int, deps: list[set[int]]) -> list[int]:
+    """Stages in an order where each comes after all of ``deps`` (ties: network order)."""
+    done: list[int] = []
+    left = list(range(n))
+    while left:
+        s = next(s for s in left if deps[s] <= set(done))
+        done.append(s)
+        left.remove(s)
+    return done
+
+
 def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: str = "novel",
               topology: str = "5pp") -> ChipPlan:
     """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``
@@ -165,56 +315,71 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         raise ChipError(f"topology {topology!r} is not allowed: choose one of {', '.join(TOPOLOGIES)}")
     net, params = lower_for_chip(net, params)
     plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=1)
-    stages: list[LayerSchedule] = []
-    pools: list[int | None] = []
-    prev = INPUT
-    pending_pool = None
-    for lp in plan.layers:
-        layer = lp.layer
-        src = layer.inputs[0] if layer.inputs else prev
-        if len(layer.inputs) > 1 or src != prev:
-            raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): the chip builds a chain of layers, each "
-                            f"fed by the one before; branches and joins are not built yet")
-        if isinstance(layer, MaxPool):
-            c, h, w = lp.in_shape
-            if pending_pool is not None or not stages:
-                raise ChipError(f"layer {layer.name!r} (MaxPool): a max-pool runs between two weight layers on "
-                                f"the chip")
-            if layer.pad or layer.step != layer.k or h % layer.k or w % layer.k:
-                raise ChipError(f"layer {layer.name!r} (MaxPool): the chip's pool takes k x k windows with stride "
-                                f"k that tile the {h}x{w} input, no padding (got k={layer.k}, stride={layer.step}, "
-                                f"pad={layer.pad})")
-            pending_pool = layer.k
-        elif layer.has_weights:
-            sc = schedule_layer(lp, chip)
-            refusal = sc.engine_refusal()
-            if refusal:
-                raise ChipError(refusal)
-            if len(sc.tiles) > 1 or len(sc.replicas) > 1:
-                raise ChipError(f"layer {layer.name!r}: the chip takes one tile and one replica per layer so far "
-                                f"(the {lp.mapping} mapping needs {len(sc.tiles)} tiles, {len(sc.replicas)} "
-                                f"replicas); use larger crossbars, more subarrays per PE or more PEs per tile")
-            if stages:
-                pools.append(pending_pool)
-            pending_pool = None
-            stages.append(sc)
-        else:
-            raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): not built on the chip yet (conv, linear "
-                            f"and max-pool are)")
-        prev = layer.name
-    if pending_pool is not None:
-        raise ChipError("the network ends in a max-pool; the chip's last stage must be a weight layer")
-    if not stages:
-        raise ChipError("the network has no weight layer")
-    a = chip.crossbar.a_bits
-    layouts = [(n, pool, FMLayout(*stages[n].out_shape, a, stages[n].bus_bits), stages[n + 1].fm)
-               for n, pool in enumerate(pools)]
+    scheds, tails, src, end, readers, owner = _stage_graph(net, plan, chip)
+    n = len(scheds)
+    last = owner.get(net.output)
+    for s in range(n):
+        if s != last and not readers[end[s]]:
+            raise ChipError(f"layer {end[s]!r}: its output is read by no layer and is not the network's output")
+    if last is None or end[last] != net.output:
+        raise ChipError(f"the network's output {net.output!r} is not a weight layer's output; the chip's last "
+                        f"stage must be a weight layer")
+    if tails[last]:
+        raise ChipError(f"the network ends in {end[last]!r} ({tails[last][-1].kind}); the chip's last stage must be "
+                        f"a weight layer")
+    # each stage after the stages that fill its banks and its skip FIFO
+    deps = [({src[s]} if src[s] is not None else set()) | {op.skip for op in tails[s] if op.kind == "add"}
+            for s in range(n)]
+    order = _topological(n, deps)
+    if order[-1] != last:
+        raise ChipError(f"the network's output {net.output!r} must be its last stage's output")
+    new = {old: k for k, old in enumerate(order)}
+    a, G = chip.crossbar.a_bits, chip.global_bus_bits
+
+    def layout(t: str) -> FMLayout:
+        return FMLayout(*net.out_shape(t), a, G)
+
+    stages = tuple(scheds[s] for s in order)
+    tail_t = tuple(tuple(TailOp(op.kind, op.layer, op.k, None if op.skip is None else new[op.skip], op.skip_first)
+                         for op in tails[s]) for s in order)
+    raw_links = []     # (producer, consumer, port) in new numbering
+    for s in order:
+        for r in readers[end[s]]:
+            if net[r].has_weights:
+                raw_links.append((new[s], new[owner[r]], "in"))
+            else:       # an add that joins this tensor as its skip
+                raw_links.append((new[s], new[owner[r]], "skip"))
+    branching = any(p_ != c - 1 or port != "in" for p_, c, port in raw_links)
+    if branching and topology != "5pp":
+        raise ChipError(f"network {net.name!r} branches (residual or skip links); on {topology} its flows would "
+                        f"contend in the routers, which the cycle model does not model yet: use --topology 5pp")
+    in_src = {c: p_ for p_, c, port in raw_links if port == "in"}
+
+    def slots(p_: int, c: int, port: str) -> int:
+        if port == "in":
+            return ENGINE_BANKS
+        up, stack = set(), [p_]     # the skip producer and everything upstream of it
+        while stack:
+            x = stack.pop()
+            if x in up:
+                continue
+            up.add(x)
+            stack += [q for q, cc, _ in raw_links if cc == x]
+        k, x = 1, in_src[c]          # engines on the join's main path after the fork
+        while x not in up:
+            k, x = k + 1, in_src[x]
+        return 2 * k + 1
+
     placement = None
-    if layouts:
-        cores = [Core(n, s.name) for n, s in enumerate(stages)]
-        flows = [Flow(n, n + 1, out.depth * out.word_bits, id=n) for n, _, _, out in layouts]
-        cg = CommGraph(net.name, cores, flows, payload_bits=max(out.word_bits for *_, out in layouts))
-        placement = place(cg, build(topology, len(stages)))
-    links = tuple(Link(n, pool, px, out, fabric_latency(placement, placement.cg.flows[n]))
-                  for n, pool, px, out in layouts)
-    return ChipPlan(net, params, plan, tuple(stages), links, placement, topology)
+    if raw_links:
+        cores = [Core(k, s.name) for k, s in enumerate(stages)]
+        flows = [Flow(p_, c, layout(end[order[p_]]).depth * layout(end[order[p_]]).word_bits,
+                      kind="skip" if port == "skip" else "forward", id=f)
+                 for f, (p_, c, port) in enumerate(raw_links)]
+        cg = CommGraph(net.name, cores, flows,
+                       payload_bits=max(layout(end[order[p_]]).word_bits for p_, _, _ in raw_links))
+        placement = place(cg, build(topology, n))
+    links = tuple(Link(p_, c, port, tail_t[p_], FMLayout(*stages[p_].out_shape, a, G), layout(end[order[p_]]),
+                       fabric_latency(placement, placement.cg.flows[f]), slots(p_, c, port))
+                  for f, (p_, c, port) in enumerate(raw_links))
+    return ChipPlan(net, params, plan, stages, links, placement, topology, tail_t)

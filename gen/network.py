@@ -428,7 +428,7 @@ def _resnet_imagenet(name: str, blocks: list[int]) -> Network:
     return Network(name, (3, 224, 224), layers, f"{name} for ImageNet")
 
 
-def _resnet_cifar(name: str, n: int) -> Network:
+def _resnet_cifar(name: str, n: int, widths: tuple[int, int, int] = (16, 32, 64), size: int = 32) -> Network:
     """CIFAR-10 ResNet-(6n+2) (He et al. 2016, §4.2): 3×3 stem with 16 channels, three stages
     of ``n`` basic blocks with 16/32/64 channels (stride 2 at the start of stages 2 and 3),
     global average pool, FC 64→10.
@@ -437,16 +437,20 @@ def _resnet_cifar(name: str, n: int) -> Network:
     stride-2 projection convolutions** (option B), not the zero-padding option A, because
     every join in the IR is an ``Add`` of equal shapes. This adds 2 560 weights and
     0.26 M MACs to the option-A totals (≈0.27 M parameters, ≈41 M MACs for ResNet-20).
+
+    ``widths`` and ``size`` shrink it (``resnet20-mini``: 8/16/32 channels on 16×16, a
+    whole residual network small enough to simulate as a chip in minutes).
     """
-    layers: list[Layer] = [Conv2d(name="conv1", cin=3, cout=16, k=3, pad=1)]
-    src, cin = "conv1", 16
-    for stage, c in enumerate((16, 32, 64), 1):
+    layers: list[Layer] = [Conv2d(name="conv1", cin=3, cout=widths[0], k=3, pad=1)]
+    src, cin = "conv1", widths[0]
+    for stage, c in enumerate(widths, 1):
         for b in range(n):
             stride = 2 if (b == 0 and stage > 1) else 1
             src = _basic_block(layers, f"layer{stage}.{b}", src, cin, c, stride)
             cin = c
-    layers += [GlobalAvgPool(name="avgpool", inputs=(src,)), Linear(name="fc", in_features=64, out_features=10)]
-    return Network(name, (3, 32, 32), layers, f"{name} for CIFAR-10 (1x1 projection shortcuts)")
+    layers += [GlobalAvgPool(name="avgpool", inputs=(src,)), Linear(name="fc", in_features=cin, out_features=10)]
+    what = "" if (widths, size) == ((16, 32, 64), 32) else f", {'/'.join(map(str, widths))} channels on {size}x{size}"
+    return Network(name, (3, size, size), layers, f"{name} for CIFAR-10 (1x1 projection shortcuts{what})")
 
 
 ZOO: dict[str, Callable[[], Network]] = {
@@ -457,6 +461,7 @@ ZOO: dict[str, Callable[[], Network]] = {
     "resnet34": lambda: _resnet_imagenet("resnet34", [3, 4, 6, 3]),
     "resnet20": lambda: _resnet_cifar("resnet20", 3),
     "resnet32": lambda: _resnet_cifar("resnet32", 5),
+    "resnet20-mini": lambda: _resnet_cifar("resnet20-mini", 3, (8, 16, 32), 16),
 }
 
 

@@ -225,40 +225,49 @@ class ChipTiming:
 
 def chip_timing(cp, images: int) -> ChipTiming:
     """Cycle model of a :class:`gen.chipplan.ChipPlan`: a max-plus recurrence over stages
-    ``l`` and images ``n``, exactly the chip's handshakes (no back-pressure on the logits).
+    ``l`` (in the plan's topological order) and images ``n``, exactly the chip's handshakes
+    (no back-pressure on the logits).
 
-    Every stage has two input banks. Stage 0's bank for image ``n`` is free once the stage
-    released image ``n-2``, and it takes one input word per clock:
-    ``I(n) = max(I(n-1) + load_0, Rel_0(n-2))``; the bank is full at ``A_0(n) = I(n) + load_0``.
-    Stage ``l`` starts image ``n`` at ``S_l(n) = max(A_l(n), Rel_l(n-1), Rel_{l+1}(n-2) + 1)``
-    — its input is in, it is idle, and its consumer has a free bank (a credit: the
-    consumer's release is seen a clock later) — delivers its last output word at
-    ``O_l(n) = S_l(n) + clocks_l`` (``LayerSchedule.clocks``) and releases its bank at
-    ``Rel_l(n) = O_l(n) + 1``. The consumer's bank is full at ``A_{l+1}(n) = O_l(n) +
-    delay_l + 1`` (``gen.chipplan.Link.delay``).
+    Stage 0's input bank for image ``n`` is free once the stage released image ``n-2``, and
+    it takes one input word per clock: ``I(n) = max(I(n-1) + load_0, Rel_0(n-2))``; the bank
+    is full at ``A_0(n) = I(n) + load_0``. Stage ``l`` starts image ``n`` at
+    ``S_l(n) = max(A_l(n), Rel_l(n-1), Rel_c(n - slots) + 1 for every link l -> c, K_l(n))``
+    — its input is in, it is idle, every consumer has room (a credit: the consumer's release
+    is seen a clock later; ``gen.chipplan.Link.slots``) and, for a stage with a residual
+    add, the image's whole skip tensor is in its FIFO (``K_l(n)``) — delivers its last
+    output word at ``O_l(n) = S_l(n) + clocks_l`` (``LayerSchedule.clocks``) and releases
+    its bank at ``Rel_l(n) = O_l(n) + 1``. A link ``p -> l`` (``gen.chipplan.Link.delay``)
+    fills the consumer's bank, or its skip FIFO, at ``A_l(n)`` or ``K_l(n) = O_p(n) +
+    delay + 1``.
     """
     st = cp.stages
     L = len(st)
     load0 = st[0].load_words
     clocks = [s.clocks for s in st]
-    delay = [ln.delay for ln in cp.links]
+    into = {(ln.consumer, ln.port): ln for ln in cp.links}
+    outs = [cp.out_links(l) for l in range(L)]
     neg = -(1 << 60)
     rel = [[neg] * L for _ in range(images)]
+    done = [[neg] * L for _ in range(images)]
     starts = [[0] * L for _ in range(images)]
     first, last = [], []
     for n in range(images):
         i_n = 0 if n == 0 else max(first[n - 1] + load0, rel[n - 2][0] if n >= 2 else neg)
         first.append(i_n)
-        arrive = i_n + load0
         for l in range(L):
-            s = max(arrive, rel[n - 1][l] if n >= 1 else neg,
-                    rel[n - 2][l + 1] + 1 if (n >= 2 and l + 1 < L) else neg)
+            inl, skip = into.get((l, "in")), into.get((l, "skip"))
+            s = i_n + load0 if inl is None else done[n][inl.producer] + inl.delay + 1
+            if skip is not None:
+                s = max(s, done[n][skip.producer] + skip.delay + 1)
+            if n >= 1:
+                s = max(s, rel[n - 1][l])
+            for ln in outs[l]:
+                if n >= ln.slots:
+                    s = max(s, rel[n - ln.slots][ln.consumer] + 1)
             starts[n][l] = s
-            out = s + clocks[l]
-            rel[n][l] = out + 1
-            if l + 1 < L:
-                arrive = out + delay[l] + 1
-        last.append(starts[n][L - 1] + clocks[L - 1])
+            done[n][l] = s + clocks[l]
+            rel[n][l] = done[n][l] + 1
+        last.append(done[n][L - 1])
     # once full, each stage is busy clocks + 1 per image; the slowest sets the interval
     busy = [c + 1 for c in clocks]
     steady = max(max(busy), load0)

@@ -30,16 +30,17 @@ Ports:
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.chipplan import ChipPlan
-from hw.interconnect import build_fabric
+from gen.topology import fabric_kind
+from hw.interconnect import FlowLinks, build_fabric
 from hw.layer import ConvLayerEngine
 from hw.links import PixelToWords, WordsToPixel
 from hw.pe import prog_layout
-from hw.post import MaxPoolUnit
+from hw.post import GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
 
 __all__ = ["Chip"]
 
@@ -74,33 +75,111 @@ class Chip(wiring.Component):
         m.d.sync += self.cycles.eq(self.cycles + 1)
         wiring.connect(m, wiring.flipped(self.i), engines[0].i)
 
-        fabric = None
+        # the fabric: a port pair per flow on one-hop placements, core ports on routed ones
+        tx = rx = None
         if cp.links:
-            m.submodules.fabric = fabric = build_fabric(cp.placement, cp.fabric_bits)
-        for link in cp.links:
-            src, dst = engines[link.producer].o[0], engines[link.producer + 1].i
-            if link.pool is not None:
-                px, out = link.pixel, link.out
-                m.submodules[f"link{link.producer}_w2p"] = w2p = WordsToPixel(len(src.payload), px.wpp, px.pix_bits)
-                m.submodules[f"link{link.producer}_pool"] = pool = MaxPoolUnit(px.channels, px.h, px.w, link.pool,
-                                                                                px.a_bits)
-                m.submodules[f"link{link.producer}_p2w"] = p2w = PixelToWords(out.pix_bits, out.word_bits, out.wpp)
+            if fabric_kind(cp.placement) == "point-to-point":
+                m.submodules.fabric = fab = FlowLinks(cp.placement, cp.fabric_bits)
+                tx, rx = list(fab.i), list(fab.o)
+            else:       # a chain (gen.chipplan refuses branches here): one flow per core pair
+                m.submodules.fabric = fab = build_fabric(cp.placement, cp.fabric_bits)
+                tx, rx = [], []
+                for f, ln in enumerate(cp.links):
+                    t_, r_ = fab.tx[ln.producer], fab.rx[ln.consumer]
+                    st, sr = stream.Signature(cp.fabric_bits).create(), stream.Signature(cp.fabric_bits).create()
+                    m.d.comb += [t_.valid.eq(st.valid), t_.payload.flow.eq(f), t_.payload.data.eq(st.payload),
+                                 st.ready.eq(t_.ready),
+                                 sr.valid.eq(r_.valid), sr.payload.eq(r_.payload.data), r_.ready.eq(sr.ready)]
+                    tx.append(st)
+                    rx.append(sr)
+
+        # skip FIFOs: whole images of the skip tensor; a stage starts an image only once its
+        # skip tensor is wholly in (gen.perf.chip_timing's K_l(n)), so its add never waits
+        skip_pixels, skip_ok = {}, {}
+        for f, ln in enumerate(cp.links):
+            if ln.port != "skip":
+                continue
+            c, out = ln.consumer, ln.out
+            q = fifo.SyncFIFOBuffered(width=out.word_bits, depth=ln.slots * out.depth)
+            m.submodules[f"skipfifo{c}"] = q
+            m.d.comb += [q.w_data.eq(rx[f].payload[:out.word_bits]), q.w_en.eq(rx[f].valid),
+                         rx[f].ready.eq(q.w_rdy)]
+            word = Signal(range(out.depth), name=f"skip_word{c}")
+            full = Signal(range(ln.slots + 1), name=f"skip_images{c}")
+            arrived = Signal(name=f"skip_arrived{c}")
+            m.d.comb += arrived.eq(q.w_en & q.w_rdy & (word == out.depth - 1))
+            with m.If(q.w_en & q.w_rdy):
+                m.d.sync += word.eq(Mux(word == out.depth - 1, 0, word + 1))
+            m.d.sync += full.eq(full + arrived - engines[c].started)
+            skip_ok[c] = full != 0
+            m.submodules[f"skip_w2p{c}"] = w2p = WordsToPixel(out.word_bits, out.wpp, out.pix_bits)
+            m.submodules[f"skip_pix{c}"] = pix = fifo.SyncFIFOBuffered(width=out.pix_bits, depth=2)
+            wiring.connect(m, q.r_stream, w2p.i)
+            wiring.connect(m, w2p.o, pix.w_stream)
+            skip_pixels[c] = pix.r_stream
+
+        # each stage's tail, then a fork onto its links
+        for n, eng in enumerate(engines):
+            src = eng.o[0]
+            links = [(f, ln) for f, ln in enumerate(cp.links) if ln.producer == n]
+            ops = cp.tail(n)
+            if ops:
+                sc = cp.stages[n]
+                px = links[0][1].pixel if links else None
+                c, h, w = sc.out_shape
+                a = cp.chip.crossbar.a_bits
+                m.submodules[f"tail{n}_w2p"] = w2p = WordsToPixel(len(src.payload), px.wpp, px.pix_bits)
                 wiring.connect(m, src, w2p.i)
-                wiring.connect(m, w2p.o, pool.i)
-                wiring.connect(m, pool.o, p2w.i)
+                pix = w2p.o
+                for k, op in enumerate(ops):
+                    if op.kind == "add":
+                        u = ResidualAddUnit(c, cp.params[op.layer], a)
+                        main, skip = (u.b, u.a) if op.skip_first else (u.a, u.b)
+                        wiring.connect(m, pix, main)
+                        wiring.connect(m, skip_pixels[n], skip)
+                    elif op.kind == "maxpool":
+                        u = MaxPoolUnit(c, h, w, op.k, a)
+                        h, w = h // op.k, w // op.k
+                        wiring.connect(m, pix, u.i)
+                    else:
+                        p = cp.params[op.layer]
+                        u = GlobalAvgPoolUnit(c, h, w, p.requant, a, z_in=p.z_in)
+                        h = w = 1
+                        wiring.connect(m, pix, u.i)
+                    m.submodules[f"tail{n}_{k}_{op.kind}"] = u
+                    pix = u.o
+                out = links[0][1].out
+                m.submodules[f"tail{n}_p2w"] = p2w = PixelToWords(out.pix_bits, out.word_bits, out.wpp)
+                wiring.connect(m, pix, p2w.i)
                 src = p2w.o
-            # flow ``n`` is link ``n`` (gen.chipplan numbers them so)
-            tx, rx = fabric.tx[link.producer], fabric.rx[link.producer + 1]
-            m.d.comb += [tx.valid.eq(src.valid), tx.payload.flow.eq(link.producer),
-                         tx.payload.data.eq(src.payload[:len(dst.payload)]), src.ready.eq(tx.ready),
-                         dst.valid.eq(rx.valid), dst.payload.eq(rx.payload.data[:len(dst.payload)]),
-                         rx.ready.eq(dst.ready)]
-            # the producer may start an image while its consumer has a free bank
-            credits = Signal(range(3), init=2, name=f"credits{link.producer}")
-            prod, cons = engines[link.producer], engines[link.producer + 1]
-            m.d.sync += credits.eq(credits - prod.started + cons.released)
-            m.d.comb += prod.start_ok.eq(credits != 0)
-        m.d.comb += engines[-1].start_ok.eq(1)
+            if links:       # the fork: a word leaves when every link takes it
+                readies = [tx[f].ready for f, _ in links]
+                for f, ln in links:
+                    others = 1
+                    for g, _ in links:
+                        if g != f:
+                            others = others & tx[g].ready
+                    m.d.comb += [tx[f].valid.eq(src.valid & others),
+                                 tx[f].payload.eq(src.payload[:ln.out.word_bits])]
+                all_ready = 1
+                for r in readies:
+                    all_ready = all_ready & r
+                m.d.comb += src.ready.eq(all_ready)
+            # the stage may start an image while every consumer has room (credits) and, with
+            # an add, its skip tensor is in
+            ok = 1
+            for f, ln in links:
+                credits = Signal(range(ln.slots + 1), init=ln.slots, name=f"credits{f}")
+                m.d.sync += credits.eq(credits - eng.started + engines[ln.consumer].released)
+                ok = ok & (credits != 0)
+            if n in skip_ok:
+                ok = ok & skip_ok[n]
+            m.d.comb += eng.start_ok.eq(ok)
+        for f, ln in enumerate(cp.links):
+            if ln.port == "in":
+                dst = engines[ln.consumer].i
+                m.d.comb += [dst.valid.eq(rx[f].valid), dst.payload.eq(rx[f].payload[:len(dst.payload)]),
+                             rx[f].ready.eq(dst.ready)]
         for n, eng in enumerate(engines):     # trace taps: every word a stage hands on
             o = eng.o[0]
             m.d.comb += [self.tap_valid[n].eq(o.valid & o.ready), self.tap_data[n].eq(o.payload)]

@@ -40,7 +40,7 @@ from amaranth.utils import ceil_log2
 
 from gen.topology import GRID_DIRS, fabric_kind, fabric_latency
 
-__all__ = ["StreamFIFO", "StreamArbiter", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "core_layout",
+__all__ = ["StreamFIFO", "StreamArbiter", "FlowLinks", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "core_layout",
            "flit_layout", "build_fabric", "model_latency"]
 
 
@@ -187,6 +187,34 @@ class PointToPointFabric(_FabricBase):
                 wiring.connect(m, fifos[f.id].o, arb.i[k])
             m.d.comb += [self.rx[c].valid.eq(arb.o.valid), self.rx[c].payload.eq(arb.o.payload),
                          arb.o.ready.eq(self.rx[c].ready)]
+        return m
+
+
+class FlowLinks(wiring.Component):
+    """Point-to-point links with a port pair per flow: ``i[f]`` into flow ``f``'s link
+    FIFO (:class:`StreamFIFO` of ``fifo_depth``), ``o[f]`` out of it; ``data`` only, no flow
+    id. For a one-hop placement whose cores send to and receive from several flows at once
+    (a fork to several stages, a stage fed by its input and its skip): every flow has its
+    own channel, so no flow waits on another at a shared core port. Zero-load latency:
+    1 clock, as :class:`PointToPointFabric`. ``link_fire[f]`` pulses when a beat enters
+    flow ``f``."""
+
+    def __init__(self, placement, width: int, fifo_depth: int = 2):
+        flows = placement.cg.flows
+        self.placement, self.width, self.fifo_depth = placement, width, fifo_depth
+        self.links = [(placement.node_of[f.src], placement.node_of[f.dst]) for f in flows]
+        super().__init__({"i": In(stream.Signature(width)).array(len(flows)),
+                          "o": Out(stream.Signature(width)).array(len(flows)),
+                          "link_fire": Out(max(1, len(flows)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, f in enumerate(self.placement.cg.flows):
+            q = StreamFIFO(self.width, self.fifo_depth)
+            m.submodules[f"link{k}_c{f.src}_c{f.dst}"] = q
+            wiring.connect(m, wiring.flipped(self.i[k]), q.i)
+            wiring.connect(m, q.o, wiring.flipped(self.o[k]))
+            m.d.comb += self.link_fire[k].eq(q.i.valid & q.i.ready)
         return m
 
 

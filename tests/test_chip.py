@@ -3,8 +3,10 @@ every logit and every stage's words bit-exact vs sim.golden.run_plan, every imag
 latency and interval == gen.perf.chip_timing; plus the chip plan in gen.
 
 Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (novel on 5PP, conventional
-on a mesh; one Verilator build each; all its checks run on that build). Slow set: the trained
-digits chip, both mappings on both fabrics, with and without back-pressure.
+on a mesh; one Verilator build each; all its checks run on that build), and a tiny residual
+chip (identity and projection shortcuts, a skip that arrives after the main path, global
+average pool), both mappings on 5PP. Slow set: the trained digits chip, both mappings on
+both fabrics, with and without back-pressure, and a reduced CIFAR ResNet-20.
 """
 import dataclasses
 
@@ -13,7 +15,7 @@ import pytest
 
 from gen.chipplan import ChipError, lower_for_chip, plan_chip
 from gen.config import ChipConfig
-from gen.network import Conv2d, Linear, MaxPool, Network, zoo
+from gen.network import Add, AvgPool, Concat, Conv2d, GlobalAvgPool, Linear, MaxPool, Network, zoo
 from gen.params import NetworkParams
 from gen.quantize import random_weights
 from sim.golden import run_network, run_plan
@@ -44,6 +46,24 @@ def tiny_params(seed=3) -> NetworkParams:
 
 def tiny_design(mapping: str, chip=SMALL, seed=3, topology="5pp") -> ChipDesign:
     return ChipDesign(tiny(), tiny_params(seed), chip, mapping, topology=topology)
+
+
+def tiny_residual() -> Network:
+    """Two residual blocks: an identity shortcut, then a stride-2 block whose 3x3 projection
+    shortcut is slower than its 1x1 main path (so the join waits on its skip FIFO), then
+    a global average pool and the classifier."""
+    return Network("tinyres", (2, 8, 8), [
+        Conv2d(name="c0", cin=2, cout=8, k=3, pad=1),
+        Conv2d(name="b1.c1", cin=8, cout=8, k=3, pad=1),
+        Conv2d(name="b1.c2", cin=8, cout=8, k=3, pad=1),
+        Add(name="b1.add", inputs=("b1.c2", "c0")),
+        Conv2d(name="b2.c1", cin=8, cout=16, k=1, stride=2),
+        Conv2d(name="b2.c2", cin=16, cout=16, k=3, pad=1),
+        Conv2d(name="b2.ds", inputs=("b1.add",), cin=8, cout=16, k=3, stride=2, pad=1),
+        Add(name="b2.add", inputs=("b2.c2", "b2.ds")),
+        GlobalAvgPool(name="gap"),
+        Linear(name="fc", in_features=16, out_features=5),
+    ])
 
 
 # --- gen: the chip plan ----------------------------------------------------------------------
@@ -97,12 +117,64 @@ def test_chip_fabric_latency_per_topology():
         tiny_design("novel", topology="ring")
 
 
-@pytest.mark.parametrize("name, match", [("resnet20", "GlobalAvgPool|Add|fed by the one before"),
+@pytest.mark.parametrize("name, match", [("resnet20", "layer3.0.conv1': replica 0 spans 2 tiles"),
                                          ("vgg16", "one tile")])
 def test_chip_refusals_name_the_layer(name, match):
     net = zoo(name)
     with pytest.raises(ChipError, match=match):
         plan_chip(net, random_weights(net, 0, calibrate=False), SMALL, "novel")
+
+
+def test_residual_chip_plan():
+    """Stages in topological order (the projection before the join it feeds), each join and
+    pool in the tail of the engine before it, forks as several links, skip FIFOs sized from
+    the join's main path (2 engines after the fork -> 2*2+1 images), all one hop on 5PP."""
+    cp = plan_chip(tiny_residual(), random_weights(tiny_residual(), 0), SMALL, "novel")
+    assert [s.name for s in cp.stages] == ["c0", "b1.c1", "b1.c2", "b2.c1", "b2.ds", "b2.c2", "fc"]
+    assert [[(op.kind, op.layer, op.skip) for op in cp.tail(n)] for n in range(7)] == [
+        [], [], [("add", "b1.add", 0)], [], [], [("add", "b2.add", 4), ("gap", "gap", None)], []]
+    assert [(ln.producer, ln.consumer, ln.port, ln.slots) for ln in cp.links] == [
+        (0, 1, "in", 2), (0, 2, "skip", 5), (1, 2, "in", 2), (2, 3, "in", 2), (2, 4, "in", 2), (3, 5, "in", 2),
+        (4, 5, "skip", 5), (5, 6, "in", 2)]
+    assert cp.to_dict()["topology"]["hops"] == [1] * 8
+    # through a tail: assemble, one clock per unit, the pixel's words; then the link FIFO
+    gap_link = cp.links[-1]
+    assert gap_link.out.h == gap_link.out.w == 1 and gap_link.delay == 1 + 2 + gap_link.out.wpp + 1
+
+
+def test_residual_chip_model_waits_for_the_skip():
+    """The hand-checked recurrence: the second join starts once its skip tensor is in,
+    which (3x3 projection vs 1x1 main path) is after its main input."""
+    from gen.perf import chip_timing
+    cp = plan_chip(tiny_residual(), random_weights(tiny_residual(), 0), SMALL, "novel")
+    t = chip_timing(cp, 3)
+    done = lambda n, s: t.starts[n][s] + cp.stages[s].clocks   # noqa: E731
+    for n in range(3):
+        main = done(n, 3) + cp.links[5].delay + 1
+        skip = done(n, 4) + cp.links[6].delay + 1
+        assert skip > main and t.starts[n][5] == max(skip, done(n - 1, 5) + 1 if n else 0)
+
+
+@pytest.mark.parametrize("net, topology, match", [
+    (tiny_residual(), "mesh", "branches .* use --topology 5pp"),
+    (Network("cat", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), Conv2d(name="b", inputs=("a",), cin=4, cout=4, k=1),
+                                Concat(name="cat", inputs=("a", "b")), Linear(name="fc", in_features=128, out_features=2)]),
+     "5pp", "'cat' \\(Concat\\): not built on the chip yet"),
+    (Network("avg", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), AvgPool(name="p", k=2),
+                                Linear(name="fc", in_features=16, out_features=2)]),
+     "5pp", "'p' \\(AvgPool\\): not built on the chip yet"),
+    (Network("gapend", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), GlobalAvgPool(name="g")]),
+     "5pp", "ends in 'g' \\(gap\\)"),
+])
+def test_chip_refuses_what_it_cannot_build(net, topology, match):
+    from gen.params import NoParams, PoolParams, Requant, WeightParams
+    shapes = {ly.name: (ly.weight_cols, ly.weight_rows) for ly in net.layers if ly.has_weights}
+    params = NetworkParams({ly.name: WeightParams(np.ones(shapes[ly.name], dtype=np.int64).reshape(
+        (ly.cout, ly.cin, ly.k, ly.k) if isinstance(ly, Conv2d) else shapes[ly.name]), None, Requant(1, 4))
+        if ly.has_weights else PoolParams(Requant(1, 2)) if ly.kind in ("avgpool", "gap") else NoParams()
+        for ly in net.layers})
+    with pytest.raises(ChipError, match=match):
+        plan_chip(net, params, SMALL, "novel", topology=topology)
 
 
 # --- RTL ------------------------------------------------------------------------------------------
@@ -141,6 +213,17 @@ def test_tiny_chip_conventional_mesh(sim_cache):
     assert {s.mapping for s in d.cp.stages} == {"conventional"}
     x = np.random.default_rng(6).integers(0, 256, (3, 2, 6, 6))
     _check(run_chip_check(d, x, seed=4, cache_dir=sim_cache), 3)
+
+
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_tiny_residual_chip(mapping, sim_cache):
+    """Forks, skip FIFOs, joins and the global pool on 5PP: bit-exact and clock-exact, then
+    under random back-pressure and input gaps nothing lost, duplicated or reordered."""
+    net = tiny_residual()
+    d = ChipDesign(net, random_weights(net, 0), SMALL, mapping)
+    x = np.random.default_rng(7).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
 
 
 # --- slow set: the trained digits chip ---------------------------------------------------------------
@@ -200,3 +283,16 @@ def test_digits_chip_chaos(sim_cache):
     rep = run_chip_check(d, x[:16], labels=labels[:16], seed=11, ready_prob=0.2, gap_prob=0.6, cache_dir=sim_cache)
     _check(rep, 16)
     assert rep["images"] == 16 and not rep["timing_checked"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_resnet20_mini_chip(mapping, sim_cache):
+    """A whole residual CIFAR network (ResNet-20, 8/16/32 channels on 16x16: 22 engines, 9
+    joins, two projection shortcuts, global average pool) on 5PP, three images back to back:
+    every logit and every stage's words bit-exact, every latency and interval exact."""
+    net = zoo("resnet20-mini")
+    d = ChipDesign(net, random_weights(net, 1), SMALL, mapping)
+    assert len(d.cp.stages) == 22 and sum(ln.port == "skip" for ln in d.cp.links) == 9
+    x = np.random.default_rng(8).integers(0, 256, (3, 3, 16, 16))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)

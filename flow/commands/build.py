@@ -70,13 +70,14 @@ def run(args) -> int:
         return 0
     cp = d.cp
     print(f"network    {d.network.name} ({d.source}), {d.mapping} mapping; {len(cp.stages)} layer engines, "
-          f"{cp.n_xbars} crossbars, {len(cp.links)} links ({sum(ln.pool is not None for ln in cp.links)} through "
-          f"max-pool units) on {cp.placement.topo.label if cp.placement else 'no fabric'}")
+          f"{cp.n_xbars} crossbars, {len(cp.links)} links ({sum(ln.port == 'skip' for ln in cp.links)} into skip "
+          f"FIFOs) on {cp.placement.topo.label if cp.placement else 'no fabric'}")
     for n, s in enumerate(cp.stages):
-        link = cp.links[n] if n < len(cp.links) else None
-        via = "" if link is None else (f" -> max-pool {link.pool}x{link.pool} ->" if link.pool else " ->")
+        tail = "".join(f" -> {'+ stage ' + str(op.skip) if op.kind == 'add' else op.kind}"
+                       + (f" {op.k}x{op.k}" if op.k else "") for op in cp.tail(n))
+        to = ", ".join(f"{ln.consumer}" + (" (skip)" if ln.port == "skip" else "") for ln in cp.out_links(n))
         print(f"  stage {n}  {s.name:8} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
-              f"{via}")
+              f"{tail}" + (f" -> stage {to}" if to else ""))
     e = m["expected"]
     print(f"expected   latency {e['latency_first_images'][0]} clocks (first image), interval {e['steady_interval']} "
           f"clocks once full (bound: {e['bound']}) = {d.chip.clock_hz / e['steady_interval']:.0f} images/s at "
