@@ -4,8 +4,9 @@
 
 For each network (digits on the 'small' preset; resnet20, resnet18, resnet34 on the 'paper'
 preset, novel mapping) it plans the chip and generates its Verilog, printing seconds, peak
-MiB (this process's resident high-water mark), module bodies, crossbar instances and
-Verilog MiB — or the one-line reason the chip does not build that network yet. With
+MiB (the resident high-water mark of a process that generates that network alone), module
+bodies, crossbar instances and Verilog MiB — or the one-line reason the chip does not build
+that network yet. With
 ``--simulate`` it also streams 10 real digits images through the digits chip on Verilator
 and prints the simulated clocks per wall-clock second, as the testbench measures them over
 programming and images (the build is cached under build/sim_cache; the first run compiles it).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -61,11 +63,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--simulate", action="store_true", help="also measure Verilator clocks/s on the digits chip")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--one", nargs=2, metavar=("NETWORK", "PRESET"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.one:        # one network in this process, so its peak memory is its own
+        print(json.dumps(generate(*args.one)))
+        return 0
     rows = []
     for name, preset in NETWORKS:
         print(f"  generating {name} ...", file=sys.stderr, flush=True)
-        rows.append(generate(name, preset))
+        r = subprocess.run([sys.executable, __file__, "--one", name, preset], capture_output=True, text=True)
+        if r.returncode:
+            sys.stderr.write(r.stderr)
+            return 1
+        rows.append(json.loads(r.stdout.splitlines()[-1]))
     sim = simulate_digits() if args.simulate else None
     if args.json:
         print(json.dumps({"generate": rows, "simulate": sim}, indent=2))

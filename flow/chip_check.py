@@ -31,7 +31,7 @@ from gen.perf import chip_timing
 from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from flow.cli import pimgen_version
 
-SCHEMA = 2   # 2: stages on a fabric (topology); a schema-1 build has wired links
+SCHEMA = 3   # 3: stage tails, forks and skip links; 2: stages on a fabric (topology); 1: wired links
 TOP = "chip"
 
 
@@ -77,7 +77,7 @@ class ChipDesign:
             "ports": {"i": {"dir": "in", "kind": "stream", "bits": cp.input_layout.word_bits,
                             "words_per_image": cp.input_layout.depth},
                       "o": {"dir": "out", "kind": "stream", "bits": cp.stages[-1].bus_bits,
-                            "words_per_image": cp.stages[-1].out_words, "values": cp.logits, "value_bits": 32},
+                            "words_per_image": cp.logit_layout.depth, "values": cp.logits, "value_bits": 32},
                       "prog": {"dir": "in", "kind": "stream", "beats": len(cp.programming())},
                       "cycles": {"dir": "out", "bits": 32}, "status": {"dir": "out", "bits": len(cp.stages)}},
             "plan": cp.to_dict(), "crossbars": cp.n_xbars,
@@ -173,14 +173,15 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
     gold = golden(design, x_codes)
     t = design.timing(len(x_codes))
     stages = []
-    for sc in cp.stages:
-        stages.append({"name": sc.name, "words": sc.out_words, "value_bits": sc.a_out, "signed": sc.raw,
-                       "expected": [_words(g[sc.name], sc.a_out, sc.bus_bits) for g in gold]})
+    for n, sc in enumerate(cp.stages):
+        bits, words = cp.tap(n)
+        stages.append({"name": sc.name, "words": words, "value_bits": sc.a_out, "signed": sc.raw,
+                       "expected": [_words(g[sc.name], sc.a_out, bits) for g in gold]})
     last = cp.stages[-1].name
     prog = design.program_words()
     return {
         "prog": prog, "in_words": [cp.input_layout.pack(x) for x in x_codes],
-        "logit_words": cp.stages[-1].out_words, "g": cp.stages[-1].bus_bits,
+        "logit_words": cp.logit_layout.depth, "g": cp.stages[-1].bus_bits,
         "expected_logits": [[int(v) for v in g[last].reshape(-1)] for g in gold],
         "stages": stages, "predicted_latency": t.latency, "predicted_interval": t.interval,
         "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,

@@ -168,7 +168,9 @@ def tb_arguments(design: LayerDesign, images: np.ndarray, *, seed: int = 0, read
         steps = []
         for j in range(tile.written_steps):
             steps.append([None if o is None else [o[1], o[2]] for o in sc.step_outputs(t, j)])
-        tiles.append({"words": tile.out_words, "steps": steps})
+        slot = {r: n for n, r in enumerate(tile.replicas)}
+        tiles.append({"words": tile.out_words, "steps": steps,
+                      "cols": [[slot[r], c0, c1] for r, c0, c1 in tile.out_cols]})
     imgs = [np.asarray(x).reshape(sc.in_shape) for x in images]
     return {
         "spec": design.spec.to_dict(), "chip": design.chip.to_dict(), "mapping": design.mapping,

@@ -4,10 +4,10 @@
 it (``gen.mapping.map_network``), schedules every weight layer (``gen.schedule``) and lists
 the chip's **stages**: one layer engine per weight layer, each followed by its **tail**,
 the stream units that work on its output pixels on the way out (:class:`TailOp`: a residual
-add, a ``k x k`` max-pool, a global average pool, in network order), and the **links**
+add, a concat, a ``k x k`` max-pool, a global average pool, in network order), and the **links**
 that carry a stage's output words (after its tail) to the stages that read them: into a
 consumer engine's input banks (``port="in"``) or into the skip FIFO of a stage whose tail
-adds this tensor (``port="skip"``). A tensor read by several stages is sent to all of them
+adds or concatenates this tensor (``port="skip"``). A tensor read by several stages is sent to all of them
 at once (a fork). The stages are the cores of a communication graph, placed on the chosen
 fabric (``topology``: ``5pp`` by default, ``mesh`` or ``torus``; ``gen.topology.place``) and
 every link is a flow over it (``hw.interconnect.build_fabric``: point-to-point link FIFOs on
@@ -31,10 +31,12 @@ add starts an image only once that image's skip tensor is wholly in its FIFO, so
 never waits on the skip side and the cycle model stays exact.
 
 What the chip does not build yet is refused here, with the layer and the reason: k x k
-average pools and concat, a max-pool with padding, overlap or a window that does not tile
+average pools, a join of more than two operands or of two from one stage, a max-pool with padding, overlap or a window that does not tile
 its input, a tail unit on a tensor that more than one layer reads, branches on routed
 fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
-does not model), duplication and a layer over several tiles.
+does not model), and duplication. A layer over several tiles is built: partial sums meet in
+the engine's adder tree, and the tiles its outputs leave from are joined into pixels on
+the way out (:meth:`ChipPlan.merged`).
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ class ChipError(ValueError):
 class TailOp:
     """A stream unit behind a stage's engine, one pixel register deep: ``kind`` ``"add"``
     (a residual join with the output of stage ``skip``; ``skip_first``: the skip is the
-    ``Add`` layer's first operand), ``"maxpool"`` (``k x k``, stride ``k``) or ``"gap"``
+    layer's first operand), ``"concat"`` (channels joined with the output of stage ``skip``,
+    in the layer's operand order), ``"maxpool"`` (``k x k``, stride ``k``) or ``"gap"``
     (global average pool). ``layer``: the network layer it computes (its params)."""
     kind: str
     layer: str
@@ -80,15 +83,17 @@ class TailOp:
 @dataclass(frozen=True)
 class Link:
     """What carries stage ``producer``'s output words (after its tail, ``ops``) to stage
-    ``consumer``: into its input banks (``port="in"``) or its skip FIFO (``port="skip"``).
+    ``consumer``: into its input banks (``port="in"``), its skip FIFO (``port="skip"``) or
+    both (``port="in+skip"``: a tensor that a stage computes on and joins in its own tail).
 
     ``pixel``: the producer engine's output layout; ``out``: the words the link carries
     (the tensor after the tail). ``fabric_clocks``: the interconnect's latency for this
     flow (``gen.topology.fabric_latency``: one per FIFO the word passes). ``slots``: whole
-    images the consumer side holds (``ENGINE_BANKS``, or the skip FIFO's images). ``delay``:
-    clocks between the producer's last output word and the consumer's last input word:
-    through a tail, one clock to assemble the pixel, one per tail unit and ``out.wpp`` to
-    send the last pixel word by word; then the fabric's latency."""
+    images the consumer side holds (``ENGINE_BANKS``, or the skip FIFO's images). ``merged``:
+    the producer's outputs leave from several tiles, whose words are joined into pixels.
+    ``delay``: clocks between the producer's last output word and the consumer's last input
+    word: through a tail or a join, one clock to assemble the pixel, one per tail unit and
+    ``out.wpp`` to send the last pixel word by word; then the fabric's latency."""
     producer: int
     consumer: int
     port: str
@@ -97,10 +102,11 @@ class Link:
     out: FMLayout
     fabric_clocks: int = 0
     slots: int = ENGINE_BANKS
+    merged: bool = False
 
     @property
     def delay(self) -> int:
-        return (1 + len(self.ops) + self.out.wpp if self.ops else 0) + self.fabric_clocks
+        return (1 + len(self.ops) + self.out.wpp if self.ops or self.merged else 0) + self.fabric_clocks
 
     @property
     def pool(self) -> int | None:
@@ -143,13 +149,42 @@ class ChipPlan:
     def tail(self, stage: int) -> tuple[TailOp, ...]:
         return self.tails[stage] if self.tails else ()
 
+    def out_tiles(self, stage: int) -> list[int]:
+        """The tiles of ``stage`` whose words carry outputs (a stage with several has its
+        tiles' words joined into pixels: :meth:`merged`)."""
+        return [t.index for t in self.stages[stage].tiles if t.out_words]
+
+    def merged(self, stage: int) -> bool:
+        return len(self.out_tiles(stage)) > 1
+
+    def tap(self, stage: int) -> tuple[int, int]:
+        """``(bits, words per image)`` of the words a trace tap sees leave ``stage``'s engine:
+        its ``G``-bit output words, or for a merged stage its joined pixels (``Cout`` values)."""
+        sc = self.stages[stage]
+        if self.merged(stage):
+            return sc.cout * sc.a_out, sc.out_shape[1] * sc.out_shape[2]
+        return sc.bus_bits, sc.out_words
+
+    @property
+    def logit_layout(self) -> FMLayout:
+        """The logits as the ``o`` port sends them: per output pixel ``Cout`` raw values of
+        ``a_out`` bits in ``G``-bit words."""
+        sc = self.stages[-1]
+        return FMLayout(sc.cout, sc.out_shape[1], sc.out_shape[2], sc.a_out, sc.bus_bits)
+
+    @property
+    def out_delay(self) -> int:
+        """Clocks from the last engine's last output word to the last logit word: the join of
+        a merged last stage (assemble, then the pixel's words), else 0."""
+        return 1 + self.logit_layout.wpp if self.merged(len(self.stages) - 1) else 0
+
     def in_link(self, stage: int) -> Link | None:
         """The link that fills ``stage``'s input banks (None for stage 0: the image input)."""
-        return next((ln for ln in self.links if ln.consumer == stage and ln.port == "in"), None)
+        return next((ln for ln in self.links if ln.consumer == stage and ln.port in ("in", "in+skip")), None)
 
     def skip_link(self, stage: int) -> Link | None:
         """The link into ``stage``'s skip FIFO, or None."""
-        return next((ln for ln in self.links if ln.consumer == stage and ln.port == "skip"), None)
+        return next((ln for ln in self.links if ln.consumer == stage and ln.port in ("skip", "in+skip")), None)
 
     def out_links(self, stage: int) -> list[Link]:
         return [ln for ln in self.links if ln.producer == stage]
@@ -236,10 +271,9 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
             refusal = sc.engine_refusal()
             if refusal:
                 raise ChipError(refusal)
-            if len(sc.tiles) > 1 or len(sc.replicas) > 1:
-                raise ChipError(f"layer {layer.name!r}: the chip takes one tile and one replica per layer so far "
-                                f"(the {lp.mapping} mapping needs {len(sc.tiles)} tiles, {len(sc.replicas)} "
-                                f"replicas); use larger crossbars, more subarrays per PE or more PEs per tile")
+            if len(sc.replicas) > 1:
+                raise ChipError(f"layer {layer.name!r}: the chip takes one replica per layer so far (the "
+                                f"{lp.mapping} mapping makes {len(sc.replicas)})")
             if not scheds and readers[INPUT] != [layer.name]:
                 raise ChipError(f"the network input is read by {', '.join(readers[INPUT])}; on the chip only the "
                                 f"first weight layer reads it")
@@ -249,9 +283,9 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
             src.append(None if t == INPUT else owner[t])
             end.append(layer.name)
             continue
-        if kind not in ("maxpool", "gap", "add"):
+        if kind not in ("maxpool", "gap", "add", "concat"):
             raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): not built on the chip yet (conv, "
-                            f"linear, max-pool, global average pool and residual add are)")
+                            f"linear, max-pool, global average pool, residual add and concat are)")
         ins = list(layer.inputs)
         if any(t == INPUT for t in ins):
             raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): on the chip a tail unit follows a "
@@ -260,18 +294,23 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
         def extendable(t):
             return t in owner and end[owner[t]] == t and readers[t] == [layer.name]
 
-        if kind == "add":
+        if kind in ("add", "concat"):
+            what = type(layer).__name__
+            if len(ins) != 2:
+                raise ChipError(f"layer {layer.name!r} ({what}): the chip joins two operands, got {len(ins)}")
             if not extendable(ins[0]) and extendable(ins[1]):
                 main, other, skip_first = ins[1], ins[0], True
             else:
                 main, other, skip_first = ins[0], ins[1], False
             if not extendable(main):
-                raise ChipError(f"layer {layer.name!r} (Add): one operand must be read by this add alone (it "
+                raise ChipError(f"layer {layer.name!r} ({what}): one operand must be read by this layer alone (it "
                                 f"joins the stream of the stage that computes it); {ins[0]!r} and {ins[1]!r} are "
                                 f"read by more layers")
             if other not in owner or end[owner[other]] != other:
-                raise ChipError(f"layer {layer.name!r} (Add): its operand {other!r} is not a stage's output")
-            op = TailOp("add", layer.name, skip=owner[other], skip_first=skip_first)
+                raise ChipError(f"layer {layer.name!r} ({what}): its operand {other!r} is not a stage's output")
+            if owner[other] == owner[main]:
+                raise ChipError(f"layer {layer.name!r} ({what}): both operands come from one stage")
+            op = TailOp(kind, layer.name, skip=owner[other], skip_first=skip_first)
         else:
             main = ins[0]
             if not extendable(main):
@@ -328,7 +367,7 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         raise ChipError(f"the network ends in {end[last]!r} ({tails[last][-1].kind}); the chip's last stage must be "
                         f"a weight layer")
     # each stage after the stages that fill its banks and its skip FIFO
-    deps = [({src[s]} if src[s] is not None else set()) | {op.skip for op in tails[s] if op.kind == "add"}
+    deps = [({src[s]} if src[s] is not None else set()) | {op.skip for op in tails[s] if op.skip is not None}
             for s in range(n)]
     order = _topological(n, deps)
     if order[-1] != last:
@@ -347,16 +386,21 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         for r in readers[end[s]]:
             if net[r].has_weights:
                 raw_links.append((new[s], new[owner[r]], "in"))
-            else:       # an add that joins this tensor as its skip
+            else:       # an add or concat that joins this tensor as its skip
                 raw_links.append((new[s], new[owner[r]], "skip"))
+    # a tensor that fills a stage's banks and its skip FIFO crosses the fabric once
+    both = {(p_, c) for p_, c, port in raw_links if port == "in"} & {(p_, c) for p_, c, port in raw_links
+                                                                      if port == "skip"}
+    raw_links = [(p_, c, "in+skip" if (p_, c) in both else port) for p_, c, port in raw_links
+                 if not ((p_, c) in both and port == "skip")]
     branching = any(p_ != c - 1 or port != "in" for p_, c, port in raw_links)
     if branching and topology != "5pp":
         raise ChipError(f"network {net.name!r} branches (residual or skip links); on {topology} its flows would "
                         f"contend in the routers, which the cycle model does not model yet: use --topology 5pp")
-    in_src = {c: p_ for p_, c, port in raw_links if port == "in"}
+    in_src = {c: p_ for p_, c, port in raw_links if port != "skip"}
 
     def slots(p_: int, c: int, port: str) -> int:
-        if port == "in":
+        if port != "skip":      # banks (an in+skip link's skip FIFO frees with the bank)
             return ENGINE_BANKS
         up, stack = set(), [p_]     # the skip producer and everything upstream of it
         while stack:
@@ -380,6 +424,7 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
                        payload_bits=max(layout(end[order[p_]]).word_bits for p_, _, _ in raw_links))
         placement = place(cg, build(topology, n))
     links = tuple(Link(p_, c, port, tail_t[p_], FMLayout(*stages[p_].out_shape, a, G), layout(end[order[p_]]),
-                       fabric_latency(placement, placement.cg.flows[f]), slots(p_, c, port))
+                       fabric_latency(placement, placement.cg.flows[f]), slots(p_, c, port),
+                       sum(1 for t in stages[p_].tiles if t.out_words) > 1)
                   for f, (p_, c, port) in enumerate(raw_links))
     return ChipPlan(net, params, plan, stages, links, placement, topology, tail_t)

@@ -238,13 +238,12 @@ def chip_timing(cp, images: int) -> ChipTiming:
     output word at ``O_l(n) = S_l(n) + clocks_l`` (``LayerSchedule.clocks``) and releases
     its bank at ``Rel_l(n) = O_l(n) + 1``. A link ``p -> l`` (``gen.chipplan.Link.delay``)
     fills the consumer's bank, or its skip FIFO, at ``A_l(n)`` or ``K_l(n) = O_p(n) +
-    delay + 1``.
+    delay + 1``. The last logit leaves ``ChipPlan.out_delay`` clocks after ``O_{L-1}(n)``.
     """
     st = cp.stages
     L = len(st)
     load0 = st[0].load_words
     clocks = [s.clocks for s in st]
-    into = {(ln.consumer, ln.port): ln for ln in cp.links}
     outs = [cp.out_links(l) for l in range(L)]
     neg = -(1 << 60)
     rel = [[neg] * L for _ in range(images)]
@@ -255,7 +254,7 @@ def chip_timing(cp, images: int) -> ChipTiming:
         i_n = 0 if n == 0 else max(first[n - 1] + load0, rel[n - 2][0] if n >= 2 else neg)
         first.append(i_n)
         for l in range(L):
-            inl, skip = into.get((l, "in")), into.get((l, "skip"))
+            inl, skip = cp.in_link(l), cp.skip_link(l)
             s = i_n + load0 if inl is None else done[n][inl.producer] + inl.delay + 1
             if skip is not None:
                 s = max(s, done[n][skip.producer] + skip.delay + 1)
@@ -267,7 +266,7 @@ def chip_timing(cp, images: int) -> ChipTiming:
             starts[n][l] = s
             done[n][l] = s + clocks[l]
             rel[n][l] = done[n][l] + 1
-        last.append(done[n][L - 1])
+        last.append(done[n][L - 1] + cp.out_delay)
     # once full, each stage is busy clocks + 1 per image; the slowest sets the interval
     busy = [c + 1 for c in clocks]
     steady = max(max(busy), load0)

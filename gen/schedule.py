@@ -98,17 +98,16 @@ class FMLayout:
         """Words of the whole map (the load of a stand-alone engine)."""
         return self.h * self.w * self.wpp
 
-    def channel_words(self, ranges) -> int:
-        """Words of one pixel that hold any channel of the half-open ``ranges`` (what a
-        fetch of those channels reads)."""
+    def channel_word_list(self, ranges) -> tuple[int, ...]:
+        """The words of one pixel (indices, ascending) that hold any channel of the
+        half-open ``ranges``: what a fetch of those channels reads."""
         a, wb = self.a_bits, self.word_bits
-        spans = sorted((c0 * a // wb, ((c1 - 1) * a + a - 1) // wb) for c0, c1 in ranges if c1 > c0)
-        n, end = 0, -1
-        for lo, hi in spans:
-            if hi > end:
-                n += hi - max(lo, end + 1) + 1
-                end = hi
-        return n
+        return tuple(sorted({w for c0, c1 in ranges for w in range(c0 * a // wb, ((c1 - 1) * a + a - 1) // wb + 1)
+                             if c1 > c0}))
+
+    def channel_words(self, ranges) -> int:
+        """How many words of one pixel a fetch of the channels ``ranges`` reads."""
+        return len(self.channel_word_list(ranges))
 
     def pixel_words(self, values) -> list[int]:
         """The ``wpp`` words of one pixel (``channels`` unsigned values)."""
@@ -162,17 +161,31 @@ class ReplicaSchedule:
 @dataclass(frozen=True)
 class TileSchedule:
     """One tile of the layer (``index`` inside the layer, ``chip_tile`` chip-wide): the
-    replicas it holds, the feature-map words it reads per pixel position (``pixel_words``),
-    the input values it takes per step (``in_values``), the output values it sends per
-    step and the ``out_words`` (``G`` bits each) they make, ``written_steps`` per image."""
+    replicas it holds, the feature-map words it reads per pixel position (``reads``: per
+    ``(replica, kernel position)`` — conventional: ``i*K + j``, novel: ``None``, every new
+    pixel — the word indices of the pixel that hold the tile's channels; ``pixel_words``
+    their count), the input values it takes per step (``in_values``), the output values it
+    sends per step (``out_cols``: ``(replica, c0, c1)`` column blocks whose sums leave from
+    this tile, in send order; ``out_values`` their count) and the ``out_words`` (``G`` bits
+    each) they make, ``written_steps`` per image, and (novel) the words its line-buffer
+    prologue reads (``prologue_reads``)."""
     index: int
     chip_tile: int
     replicas: tuple[int, ...]
-    pixel_words: int
+    reads: tuple[tuple[int, int | None, tuple[int, ...]], ...]
     in_values: int
-    out_values: int
+    out_cols: tuple[tuple[int, int, int], ...]
     out_words: int
     written_steps: int
+    prologue_reads: int = 0
+
+    @property
+    def pixel_words(self) -> int:
+        return sum(len(w) for *_, w in self.reads)
+
+    @property
+    def out_values(self) -> int:
+        return sum(c1 - c0 for _, c0, c1 in self.out_cols)
 
 
 @dataclass(frozen=True)
@@ -317,11 +330,6 @@ class LayerSchedule:
             c, h, w = self.in_shape
             return (f"layer {self.name!r}: a linear layer engine needs a 1x1 input (got {c}x{h}x{w}); "
                     f"flatten the input to {c * h * w}x1x1")
-        spans = {r.index: sum(r.index in t.replicas for t in self.tiles) for r in self.replicas}
-        multi = [(r, n) for r, n in spans.items() if n > 1]
-        if multi:
-            return (f"layer {self.name!r}: replica {multi[0][0]} spans {multi[0][1]} tiles; the layer engine supports "
-                    f"one tile per replica (use larger crossbars, more subarrays per PE or more PEs per tile)")
         if self.novel and any(len(t.replicas) != 1 for t in self.tiles):
             return f"layer {self.name!r}: novel mapping with several replicas in one tile is not supported"
         if self.novel and len({r.region[3] - r.region[2] for r in self.replicas}) > 1:
@@ -412,17 +420,25 @@ def schedule_layer(lp, chip: ChipConfig) -> LayerSchedule:
             last[key] = (m0, p.tile)         # a column block's sum leaves from the tile of its last rows
         count[key] = count.get(key, 0) + 1
 
+    tile_reads: dict[int, list] = {}
+
     def words_of(tile: int, rep: int) -> tuple[int, dict[int, int]]:
         """Feature-map words per pixel position the replica's part on ``tile`` reads, and
-        (conventional) per kernel position."""
+        (conventional) per kernel position; recorded in ``tile_reads``."""
         rs = rows_of[(tile, rep)]
         if novel:
-            return fm.channel_words(rs), {}
+            wl = fm.channel_word_list(rs)
+            tile_reads.setdefault(tile, []).append((rep, None, wl))
+            return len(wl), {}
         per_k: dict[int, list] = {}
         for r0, r1 in rs:
             for kp in range(r0 // cin, (r1 - 1) // cin + 1):
                 per_k.setdefault(kp, []).append((max(r0, kp * cin) - kp * cin, min(r1, (kp + 1) * cin) - kp * cin))
-        wk = {kp: fm.channel_words(cs) for kp, cs in per_k.items()}
+        wk = {}
+        for kp in sorted(per_k):
+            wl = fm.channel_word_list(per_k[kp])
+            tile_reads.setdefault(tile, []).append((rep, kp, wl))
+            wk[kp] = len(wl)
         return sum(wk.values()), wk
 
     regions = list(lp.regions)
@@ -462,15 +478,16 @@ def schedule_layer(lp, chip: ChipConfig) -> LayerSchedule:
     tile_in: dict[int, int] = {}
     for (t, rep), rs in rows_of.items():
         tile_in[t] = tile_in.get(t, 0) + _size(rs)
-    tile_out: dict[int, int] = {}
+    tile_out: dict[int, list] = {}
     for (rep, cols), (_, t) in last.items():
-        tile_out[t] = tile_out.get(t, 0) + cols[1] - cols[0]
+        tile_out.setdefault(t, []).append((rep, cols[0], cols[1]))
     for t in tile_ids:
         reps = tuple(sorted({r_ for (t_, r_) in rows_of if t_ == t}))
-        ov = tile_out.get(t, 0)
-        ow = transfer_clocks(ov * a_out, G)
+        oc = tuple(sorted(tile_out.get(t, [])))
+        ow = transfer_clocks(sum(c1 - c0 for _, c0, c1 in oc) * a_out, G)
         written = max(replicas[r].out_steps for r in reps) if ow else 0
-        tiles.append(TileSchedule(t_index[t], t, reps, tile_words[t], tile_in[t], ov, ow, written))
+        tiles.append(TileSchedule(t_index[t], t, reps, tuple(tile_reads[t]), tile_in[t], oc, ow, written,
+                                  tile_pro.get(t, 0)))
 
     # --- one step: stage durations ----------------------------------------------------------
     max_pe = max(_size(v) for v in pe_rows.values())

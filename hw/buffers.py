@@ -56,7 +56,7 @@ class FeatureMapBuffer(wiring.Component):
         two = self.banks == 2
         m.submodules.mem = mem = Memory(shape=unsigned(fm.word_bits), depth=(2 << lo) if two else fm.depth, init=[])
         wp = mem.write_port()
-        waddr = Signal(range(fm.depth))
+        waddr = Signal(lo)      # lo bits even for a one-word map, so the bank bit lands where reads see it
         m.d.comb += [self.w.ready.eq(1), wp.addr.eq(Cat(waddr, self.wr_bank) if two else waddr),
                      wp.data.eq(self.w.payload), wp.en.eq(self.w.valid)]
         with m.If(self.w.valid):
@@ -88,12 +88,12 @@ def pad_words(fm, pad_value: int) -> list[int]:
     return fm.pixel_words([pad_value] * fm.channels)
 
 
-def _fetch_words(m, st, port, slots, word_bits, prefix, pad):
-    """Read ``slots`` (``(real, addr)`` pairs; slot ``n`` is word ``n % len(pad)`` of a pixel)
-    one per clock of the fetch stage ``st`` through the read port ``port`` (data
-    ``FM_READ_LATENCY`` clocks after the address); slots that are not real are not read and
-    give their padding word ``pad[n % len(pad)]``. Returns the words, the last one straight
-    from the port on the stage's last clock."""
+def _fetch_words(m, st, port, slots, word_bits, prefix):
+    """Read ``slots`` (``(real, addr, pad)`` triples) one per clock of the fetch stage ``st``
+    through the read port ``port`` (data ``FM_READ_LATENCY`` clocks after the address);
+    slots that are not real are not read and give their padding word ``pad``. Returns the
+    words, the last one straight from the port when it arrives on the stage's last clock (a
+    tile that reads fewer words than the stage lasts has them all in registers by then)."""
     lat = timing.FM_READ_LATENCY
     words = [Signal(word_bits, name=f"{prefix}{n}") for n in range(len(slots))]
     rdv = Signal(word_bits, name=f"{prefix}_rd")
@@ -101,12 +101,18 @@ def _fetch_words(m, st, port, slots, word_bits, prefix, pad):
         for n in range(len(slots) + lat):
             with m.If(st.idx == n):
                 if n < len(slots):
-                    real, addr = slots[n]
+                    real, addr, _ = slots[n]
                     m.d.comb += [port.addr.eq(addr[:len(port.addr)]), port.en.eq(real)]
                 if n >= lat:
-                    m.d.comb += rdv.eq(Mux(slots[n - lat][0], port.data, pad[(n - lat) % len(pad)]))
+                    m.d.comb += rdv.eq(Mux(slots[n - lat][0], port.data, slots[n - lat][2]))
                     m.d.sync += words[n - lat].eq(rdv)
-    return words[:-1] + [rdv]
+    return words if len(slots) + lat < st.d else words[:-1] + [rdv]
+
+
+def _pixel(fm: FMLayout, got: dict):
+    """A pixel from the words a tile read (``got``: word index -> value); the words it does
+    not read (channels of other tiles) are 0."""
+    return Cat(*[got.get(w, Const(0, fm.word_bits)) for w in range(fm.wpp)])[:fm.pix_bits]
 
 
 def position_layout(ho: int, wo: int) -> data.StructLayout:
@@ -151,27 +157,30 @@ class WindowGenerator(wiring.Component):
             pos.append(Mux(self.go, self.pos[r].as_value(), held.as_value()))
         lay = position_layout(*sc.out_shape[1:])
         cw = signed(max(ceil_log2(max(fm.h, fm.w) * 2 + 2 * k + 4) + 2, 4))
-
-        def slot(n):
-            r, rest = divmod(n, k * k * fm.wpp)
-            kp, w = divmod(rest, fm.wpp)
+        pads = pad_words(fm, self.pad_value)
+        local = {r: n for n, r in enumerate(self.tile.replicas)}
+        slots, where = [], []        # the tile's reads: replica, kernel position, word
+        for rep, kp, wl in self.tile.reads:
+            r = local[rep]
             i, j = divmod(kp, k)
             p = data.View(lay, pos[r])
-            iy = Signal(cw, name=f"iy_{n}")
-            ix = Signal(cw, name=f"ix_{n}")
+            iy = Signal(cw, name=f"iy_{r}_{kp}")
+            ix = Signal(cw, name=f"ix_{r}_{kp}")
             m.d.comb += [iy.eq(p.y * s + (i - pad)), ix.eq(p.x * s + (j - pad))]
             real = p.act & _in_range(iy, 0, fm.h) & _in_range(ix, 0, fm.w)
-            return real, (iy * fm.w + ix) * fm.wpp + w
+            for w in wl:
+                slots.append((real, (iy * fm.w + ix) * fm.wpp + w, pads[w]))
+                where.append((r, kp, w))
 
         # the window register: the words so far, the last one straight from the port
-        final = _fetch_words(m, st, self.rd, [slot(n) for n in range(self.tile.pixel_words)], fm.word_bits,
-                             "wword", pad_words(fm, self.pad_value))
+        final = _fetch_words(m, st, self.rd, slots, fm.word_bits, "wword")
+        got: dict = {}
+        for (r, kp, w), v in zip(where, final):
+            got.setdefault((r, kp), {})[w] = v
         with m.If(st.last):
-            for r in range(n_reps):
-                for kp in range(k * k):
-                    base = (r * k * k + kp) * fm.wpp
-                    off = (r * k * k + kp) * fm.pix_bits
-                    m.d.sync += self.window[off:off + fm.pix_bits].eq(Cat(*final[base:base + fm.wpp])[:fm.pix_bits])
+            for (r, kp), words in got.items():
+                off = (r * k * k + kp) * fm.pix_bits
+                m.d.sync += self.window[off:off + fm.pix_bits].eq(_pixel(fm, words))
         return m
 
 
@@ -201,8 +210,10 @@ class InputDistributor(wiring.Component):
     Positions: ``y`` (output row) and ``t`` (step in the row) per step, ``act`` (replica busy).
     """
 
-    def __init__(self, sched: LayerSchedule, replica: int, pad_value: int = 0):
+    def __init__(self, sched: LayerSchedule, replica: int, pad_value: int = 0, tile: int | None = None):
         self.sched, self.rep, self.pad_value = sched, sched.replicas[replica], pad_value
+        self.tile = sched.tiles[self.rep.tile if tile is None else tile]
+        self.words = next(wl for rep, _, wl in self.tile.reads if rep == replica)
         fm, k = sched.fm, sched.k
         _, ho, wo = sched.out_shape
         super().__init__({"go": In(1), "done": Out(1), "real": Out(1), "real_next": Out(1), "pro_go": In(1),
@@ -225,26 +236,29 @@ class InputDistributor(wiring.Component):
         # ---------------- prologue: fill the line buffers (the replica's columns) --------
         pro_rd_addr = Signal.like(self.rd.addr)
         pro_rd_en = Signal()
-        per_row = (cx1 - cx0) * g.wpp
-        if rep.prologue_reads:
-            pt = StageTimer(m, self.pro_go, rep.prologue_clocks, "pro")
-            words = [Signal(g.word_bits, name=f"pword{w}") for w in range(g.wpp)]
+        wl = self.words              # the words of a pixel this tile reads
+        nw = len(wl)
+        per_row = (cx1 - cx0) * nw
+        pro_reads = self.tile.prologue_reads
+        if pro_reads:
+            pt = StageTimer(m, self.pro_go, pro_reads + lat, "pro")
+            words = {w: Signal(g.word_bits, name=f"pword{w}") for w in wl[:-1]}
             with m.If(pt.run):
-                for n in range(rep.prologue_reads + lat):
+                for n in range(pro_reads + lat):
                     with m.If(pt.idx == n):
-                        if n < rep.prologue_reads:
+                        if n < pro_reads:
                             ri, rest = divmod(n, per_row)
-                            x, w = divmod(rest, g.wpp)
+                            x, q = divmod(rest, nw)
                             yy = rep.prologue_rows[ri]
-                            m.d.comb += [pro_rd_addr.eq((yy * g.w + cx0 + x) * g.wpp + w), pro_rd_en.eq(1)]
+                            m.d.comb += [pro_rd_addr.eq((yy * g.w + cx0 + x) * g.wpp + wl[q]), pro_rd_en.eq(1)]
                         if n >= lat:
                             ri, rest = divmod(n - lat, per_row)
-                            x, w = divmod(rest, g.wpp)
+                            x, q = divmod(rest, nw)
                             r = rep.prologue_rows[ri] - (y0 * s - pad)
-                            if w < g.wpp - 1:
-                                m.d.sync += words[w].eq(self.rd.data)
+                            if q < nw - 1:
+                                m.d.sync += words[wl[q]].eq(self.rd.data)
                             else:
-                                m.d.sync += lb[r][cx0 + x].eq(Cat(*words[:g.wpp - 1], self.rd.data)[:P])
+                                m.d.sync += lb[r][cx0 + x].eq(_pixel(g, {**words, wl[q]: self.rd.data}))
         # ---------------- gbus_in: the s x s new pixels ------------------------------
         st = StageTimer(m, self.go, sc.stages["gbus_in"], "gbus")
         m.d.comb += [self.rd.addr.eq(pro_rd_addr), self.rd.en.eq(pro_rd_en)]
@@ -261,19 +275,19 @@ class InputDistributor(wiring.Component):
         colbase = Signal(cw)
         m.d.comb += [rowbase.eq(y * s + (k - s - pad)), colbase.eq(t * s + ((x0 - sc.warmup) * s + k - s - pad))]
 
-        def slot(n):
-            rc, w = divmod(n, g.wpp)
+        pads = pad_words(g, self.pad_value)
+        slots = []
+        for rc in range(s * s):
             r, c = divmod(rc, s)
-            iy = Signal(cw, name=f"ny_{n}")
-            ix = Signal(cw, name=f"nx_{n}")
+            iy = Signal(cw, name=f"ny_{rc}")
+            ix = Signal(cw, name=f"nx_{rc}")
             m.d.comb += [iy.eq(rowbase + r), ix.eq(colbase + c)]
             # columns left of the replica's window enter during warm-up and leave before its
             # first output: they are never read
             real = act & _in_range(iy, 0, g.h) & _in_range(ix, cx0, cx1)
-            return real, (iy * g.w + ix) * g.wpp + w
+            slots += [(real, (iy * g.w + ix) * g.wpp + w, pads[w]) for w in wl]
 
-        final = _fetch_words(m, st, self.rd, [slot(n) for n in range(s * s * self.sched.tiles[rep.tile].pixel_words)],
-                             g.word_bits, "nword", pad_words(g, self.pad_value))
+        final = _fetch_words(m, st, self.rd, slots, g.word_bits, "nword")
         newpix = [[Signal(P, name=f"new{r}_{c}") for c in range(s)] for r in range(s)]
         # step metadata handed to the next stage
         rowtop = Signal(cw)      # real row of window row 0
@@ -281,8 +295,8 @@ class InputDistributor(wiring.Component):
         with m.If(st.last):
             for r in range(s):
                 for c in range(s):
-                    base = (r * s + c) * g.wpp
-                    m.d.sync += newpix[r][c].eq(Cat(*final[base:base + g.wpp])[:P])
+                    base = (r * s + c) * nw
+                    m.d.sync += newpix[r][c].eq(_pixel(g, dict(zip(wl, final[base:base + nw]))))
             m.d.sync += [rowtop.eq(rowbase - (k - s)), colent.eq(colbase)]
         t1 = Signal.like(self.t)   # the step's position in its row, handed along the stages
         t2 = Signal.like(self.t)

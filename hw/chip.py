@@ -19,18 +19,19 @@ Ports:
     i: stream in, the images: per image ``cp.input_layout.depth`` words of the first layer's
        feature-map layout (``gen.schedule.FMLayout.pack``).
     o: stream out, the logits: per image the last layer's ``Cout`` raw int32 values in
-       ``G``-bit words (lowest value first).
+       ``G``-bit words (lowest value first; ``cp.logit_layout``).
     prog: stream in, the programming port (``hw.pe.prog_layout``): ``(crossbar, row, weights)``
        beats, written as a real chip is programmed, before the first image. The crossbar
        modules hold no weights of their own.
     cycles: out, clocks since reset. status: out, one bit per stage (an image in flight).
     tap_valid, tap_data: out, trace taps (ports, so a testbench reads them from outside the
        black boxes): stage ``n`` hands output word ``tap_data[n]`` on this clock when
-       ``tap_valid[n]`` is high.
+       ``tap_valid[n]`` is high (``cp.tap(n)``: a stage over several tiles shows its joined
+       pixels).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,7 +41,7 @@ from hw.interconnect import FlowLinks, build_fabric
 from hw.layer import ConvLayerEngine
 from hw.links import PixelToWords, WordsToPixel
 from hw.pe import prog_layout
-from hw.post import GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
+from hw.post import ConcatUnit, GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
 
 __all__ = ["Chip"]
 
@@ -53,11 +54,12 @@ class Chip(wiring.Component):
         first, last = cp.stages[0], cp.stages[-1]
         super().__init__({
             "i": In(stream.Signature(unsigned(first.fm.word_bits))),
-            "o": Out(stream.Signature(unsigned(last.bus_bits))),
+            "o": Out(stream.Signature(unsigned(cp.logit_layout.word_bits if cp.merged(len(cp.stages) - 1)
+                                              else last.bus_bits))),
             "prog": In(stream.Signature(prog_layout(cp.chip.crossbar, cp.n_xbars))),
             "cycles": Out(32), "status": Out(len(cp.stages)),
             "tap_valid": Out(len(cp.stages)),
-            "tap_data": Out(unsigned(max(s.bus_bits for s in cp.stages))).array(len(cp.stages)),
+            "tap_data": Out(unsigned(max(cp.tap(n)[0] for n in range(len(cp.stages))))).array(len(cp.stages)),
         })
 
     def elaborate(self, platform):
@@ -97,13 +99,22 @@ class Chip(wiring.Component):
         # skip tensor is wholly in (gen.perf.chip_timing's K_l(n)), so its add never waits
         skip_pixels, skip_ok = {}, {}
         for f, ln in enumerate(cp.links):
-            if ln.port != "skip":
+            if ln.port == "in":
+                dst = engines[ln.consumer].i
+                m.d.comb += [dst.valid.eq(rx[f].valid), dst.payload.eq(rx[f].payload[:len(dst.payload)]),
+                             rx[f].ready.eq(dst.ready)]
                 continue
             c, out = ln.consumer, ln.out
             q = fifo.SyncFIFOBuffered(width=out.word_bits, depth=ln.slots * out.depth)
             m.submodules[f"skipfifo{c}"] = q
-            m.d.comb += [q.w_data.eq(rx[f].payload[:out.word_bits]), q.w_en.eq(rx[f].valid),
-                         rx[f].ready.eq(q.w_rdy)]
+            m.d.comb += q.w_data.eq(rx[f].payload[:out.word_bits])
+            if ln.port == "skip":
+                m.d.comb += [q.w_en.eq(rx[f].valid), rx[f].ready.eq(q.w_rdy)]
+            else:       # in+skip: each word into the banks and the skip FIFO at once
+                dst = engines[c].i
+                m.d.comb += [dst.payload.eq(rx[f].payload[:len(dst.payload)]),
+                             dst.valid.eq(rx[f].valid & q.w_rdy), q.w_en.eq(rx[f].valid & dst.ready),
+                             rx[f].ready.eq(dst.ready & q.w_rdy)]
             word = Signal(range(out.depth), name=f"skip_word{c}")
             full = Signal(range(ln.slots + 1), name=f"skip_images{c}")
             arrived = Signal(name=f"skip_arrived{c}")
@@ -118,40 +129,57 @@ class Chip(wiring.Component):
             wiring.connect(m, w2p.o, pix.w_stream)
             skip_pixels[c] = pix.r_stream
 
-        # each stage's tail, then a fork onto its links
+        # each stage's output: the tiles' words joined into pixels (a stage over several
+        # tiles), its tail, then a fork onto its links
+        taps = []
         for n, eng in enumerate(engines):
             src = eng.o[0]
             links = [(f, ln) for f, ln in enumerate(cp.links) if ln.producer == n]
             ops = cp.tail(n)
+            sc = cp.stages[n]
+            a_out = sc.a_out
+            pix = None
+            if cp.merged(n):
+                pix = self._join(m, n, eng)
+                taps.append((pix.valid & pix.ready, pix.payload))
+            else:
+                taps.append((src.valid & src.ready, src.payload))
             if ops:
-                sc = cp.stages[n]
-                px = links[0][1].pixel if links else None
+                px = links[0][1].pixel
+                if pix is None:
+                    m.submodules[f"tail{n}_w2p"] = w2p = WordsToPixel(len(src.payload), px.wpp, px.pix_bits)
+                    wiring.connect(m, src, w2p.i)
+                    pix = w2p.o
                 c, h, w = sc.out_shape
-                a = cp.chip.crossbar.a_bits
-                m.submodules[f"tail{n}_w2p"] = w2p = WordsToPixel(len(src.payload), px.wpp, px.pix_bits)
-                wiring.connect(m, src, w2p.i)
-                pix = w2p.o
                 for k, op in enumerate(ops):
-                    if op.kind == "add":
-                        u = ResidualAddUnit(c, cp.params[op.layer], a)
+                    if op.kind in ("add", "concat"):
+                        if op.kind == "add":
+                            u = ResidualAddUnit(c, cp.params[op.layer], a_out)
+                        else:
+                            cs = cp.skip_link(n).out.channels
+                            u = ConcatUnit(cs, c, a_out) if op.skip_first else ConcatUnit(c, cs, a_out)
+                            c += cs
                         main, skip = (u.b, u.a) if op.skip_first else (u.a, u.b)
                         wiring.connect(m, pix, main)
                         wiring.connect(m, skip_pixels[n], skip)
                     elif op.kind == "maxpool":
-                        u = MaxPoolUnit(c, h, w, op.k, a)
+                        u = MaxPoolUnit(c, h, w, op.k, a_out)
                         h, w = h // op.k, w // op.k
                         wiring.connect(m, pix, u.i)
                     else:
                         p = cp.params[op.layer]
-                        u = GlobalAvgPoolUnit(c, h, w, p.requant, a, z_in=p.z_in)
+                        u = GlobalAvgPoolUnit(c, h, w, p.requant, a_out, z_in=p.z_in)
                         h = w = 1
                         wiring.connect(m, pix, u.i)
                     m.submodules[f"tail{n}_{k}_{op.kind}"] = u
                     pix = u.o
-                out = links[0][1].out
+            if pix is not None:
+                out = links[0][1].out if links else cp.logit_layout
                 m.submodules[f"tail{n}_p2w"] = p2w = PixelToWords(out.pix_bits, out.word_bits, out.wpp)
                 wiring.connect(m, pix, p2w.i)
                 src = p2w.o
+            if n == len(engines) - 1:
+                m.d.comb += [self.o.valid.eq(src.valid), self.o.payload.eq(src.payload), src.ready.eq(self.o.ready)]
             if links:       # the fork: a word leaves when every link takes it
                 readies = [tx[f].ready for f, _ in links]
                 for f, ln in links:
@@ -175,13 +203,34 @@ class Chip(wiring.Component):
             if n in skip_ok:
                 ok = ok & skip_ok[n]
             m.d.comb += eng.start_ok.eq(ok)
-        for f, ln in enumerate(cp.links):
-            if ln.port == "in":
-                dst = engines[ln.consumer].i
-                m.d.comb += [dst.valid.eq(rx[f].valid), dst.payload.eq(rx[f].payload[:len(dst.payload)]),
-                             rx[f].ready.eq(dst.ready)]
-        for n, eng in enumerate(engines):     # trace taps: every word a stage hands on
-            o = eng.o[0]
-            m.d.comb += [self.tap_valid[n].eq(o.valid & o.ready), self.tap_data[n].eq(o.payload)]
-        wiring.connect(m, engines[-1].o[0], wiring.flipped(self.o))
+        for n, (fire, data_) in enumerate(taps):     # trace taps: every word a stage hands on
+            m.d.comb += [self.tap_valid[n].eq(fire), self.tap_data[n].eq(data_)]
         return m
+
+    def _join(self, m, n: int, eng):
+        """Stage ``n``'s output tiles' words as one pixel stream: per tile a
+        :class:`hw.links.WordsToPixel` of its column blocks, then the channels in order; a
+        pixel leaves when every tile's part is in."""
+        sc = self.cp.stages[n]
+        a = sc.a_out
+        parts, chan = [], {}
+        for t in self.cp.out_tiles(n):
+            tile = sc.tiles[t]
+            w2p = WordsToPixel(sc.bus_bits, tile.out_words, tile.out_values * a)
+            m.submodules[f"join{n}_t{t}"] = w2p
+            m.d.comb += [w2p.i.valid.eq(eng.o[t].valid), w2p.i.payload.eq(eng.o[t].payload),
+                         eng.o[t].ready.eq(w2p.i.ready)]
+            q = 0
+            for _, c0, c1 in tile.out_cols:
+                for c in range(c0, c1):
+                    chan[c] = (w2p.o.payload, q)
+                    q += 1
+            parts.append(w2p.o)
+        pix = stream.Signature(sc.cout * a).create(path=(f"join{n}",))
+        every = 1
+        for p in parts:
+            every = every & p.valid
+        m.d.comb += [pix.valid.eq(every),
+                     pix.payload.eq(Cat(*[chan[c][0][chan[c][1] * a:(chan[c][1] + 1) * a] for c in range(sc.cout)]))]
+        m.d.comb += [p.ready.eq(pix.ready & every) for p in parts]
+        return pix

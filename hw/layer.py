@@ -24,9 +24,11 @@ From the first input word accepted to the last output word delivered:
 is full, the whole engine (crossbars included) holds its state for that clock
 (``EnableInserter``), so nothing is lost, duplicated or reordered.
 
-Output words of tile ``t`` per step: the tile's replicas in replica order, each ``Cout``
-values of ``a_out`` bits (``a_bits`` unsigned, or 32-bit signed for a raw layer), flattened,
-cut into ``G``-bit words (the last one zero-padded). A step in which none of the tile's
+Output words of tile ``t`` per step: the values of the column blocks whose sums leave from
+the tile (``TileSchedule.out_cols``: replica-major, then channel; all ``Cout`` of each of its
+replicas when a replica sits in one tile), ``a_out`` bits each (``a_bits`` unsigned, or
+32-bit signed for a raw layer), flattened, cut into ``G``-bit words (the last one
+zero-padded). A tile whose column blocks all leave from other tiles writes nothing. A step in which none of the tile's
 replicas has an output pixel writes nothing (warm-up steps never reach the output stage); a
 replica without a pixel in a written step contributes don't-care values.
 
@@ -68,7 +70,8 @@ class PEArray(Elaboratable):
     """The PEs of a layer behind the ``pbus_in`` and ``mvm`` stages.
 
     ``go`` (the fetch stage's done pulse) and ``go_next`` (high the clock before) start a
-    step; ``inputs[(replica, kpos)]`` are the PE input vectors the fetch stages hold. The
+    step; ``inputs[(tile, replica, kpos)]`` are the PE input vectors the tiles' fetch
+    stages hold. The
     crossbars' handshakes are driven from a register per PE (set the clock before), so no
     single net fans out to them all. ``psums[(replica, cols)]`` are the partial-sum vectors
     (one list of signed values per contributing crossbar), registered on the MVM's last
@@ -97,10 +100,11 @@ class PEArray(Elaboratable):
         m.d.comb += self.done.eq(mvm.done)
         taken: dict[tuple[int, tuple[int, int]], int] = {}
         index = {p: n for n, p in enumerate(self.lp.placements)}
+        t_index = {t.chip_tile: t.index for t in self.sched.tiles}
         for (tile, pe_i), pls in _pe_groups(self.lp).items():
             kpos, rep = pls[0].kpos, pls[0].replica
             blocks = [PEBlock(p.rows[0], self.params.block(p)) for p in pls]
-            src = self.inputs[(rep, kpos)]
+            src = self.inputs[(t_index[tile], rep, kpos)]
             if self.prog is None:
                 pe = PE(xb, len(src) // xb.a_bits, blocks)
             else:
@@ -195,8 +199,9 @@ class PostStage(Elaboratable):
 
 
 class OutputStage(Elaboratable):
-    """Tile ``t``'s ``gbus_out`` stage: its replicas' values as ``out_words`` words of ``G``
-    bits, one per clock, written (``we``/``data``) when any of its replicas has a pixel."""
+    """Tile ``t``'s ``gbus_out`` stage: the values of its column blocks (``tile.out_cols``,
+    in that order) as ``out_words`` words of ``G`` bits, one per clock, written
+    (``we``/``data``) when any of its replicas has a pixel."""
 
     def __init__(self, sched: LayerSchedule, t: int, y: list):
         self.sched, self.tile, self.y = sched, sched.tiles[t], y
@@ -212,7 +217,7 @@ class OutputStage(Elaboratable):
         G = sc.bus_bits
         st = StageTimer(m, self.go, sc.stages["gbus_out"], "out")
         m.d.comb += self.done.eq(st.done)
-        vec = Cat(*[self.y[r][c] for r in tile.replicas for c in range(sc.cout)])
+        vec = Cat(*[self.y[r][c] for r, c0, c1 in tile.out_cols for c in range(c0, c1)])
         words = [vec[q * G:(q + 1) * G] for q in range(tile.out_words)]
         # output step counter: which of the tile's replicas still has a pixel
         j = Signal(range(sc.out_steps + 2))
@@ -297,7 +302,7 @@ class _Core(Elaboratable):
         for t, tile in enumerate(sc.tiles):
             if sc.novel:
                 r = tile.replicas[0]
-                dist = InputDistributor(sc, r, self.params.z_in)
+                dist = InputDistributor(sc, r, self.params.z_in, tile=t)
                 m.submodules[f"dist{t}"] = dist
                 py, pc, act, _ = pos[r]
                 m.d.comb += [dist.go.eq(ctrl.step_go), dist.pro_go.eq(ctrl.pro_go), dist.y.eq(py), dist.t.eq(pc),
@@ -306,7 +311,7 @@ class _Core(Elaboratable):
                 for i in range(k):
                     for j in range(k):
                         q = i * k + j
-                        pe_inputs[(r, (i, j))] = dist.grid[q * fm.pix_bits:(q + 1) * fm.pix_bits]
+                        pe_inputs[(t, r, (i, j))] = dist.grid[q * fm.pix_bits:(q + 1) * fm.pix_bits]
             else:
                 wg = WindowGenerator(sc, t, self.params.z_in)
                 m.submodules[f"wgen{t}"] = wg
@@ -322,7 +327,7 @@ class _Core(Elaboratable):
                 reader, done, done_next = wg, tb.done, tb.last
                 wbits = k * k * fm.pix_bits
                 for n, r in enumerate(tile.replicas):
-                    pe_inputs[(r, None)] = win[n * wbits:(n + 1) * wbits]
+                    pe_inputs[(t, r, None)] = win[n * wbits:(n + 1) * wbits]
             wiring.connect(m, fmb.rd[t], reader.rd)
             if fetch_done is None:
                 fetch_done, fetch_done_next = done, done_next

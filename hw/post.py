@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from gen.intops import round_shift
 from gen.params import AddParams, Requant
 
-__all__ = ["sext", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
+__all__ = ["ConcatUnit", "sext", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
            "ResidualAddUnit"]
 
 
@@ -195,6 +195,20 @@ class GlobalAvgPoolUnit(wiring.Component):
         return m
 
 
+def _join_beat(m: Module, a, b, o):
+    """The handshake of a two-input join with a registered output ``o``: a beat is taken from
+    ``a`` and ``b`` together when both are valid and ``o`` has room; ``o.valid`` follows.
+    Returns the take condition (the caller registers ``o.payload`` under it)."""
+    room = ~o.valid | o.ready
+    take = a.valid & b.valid & room
+    m.d.comb += [a.ready.eq(b.valid & room), b.ready.eq(a.valid & room)]
+    with m.If(o.valid & o.ready):
+        m.d.sync += o.valid.eq(0)
+    with m.If(take):
+        m.d.sync += o.valid.eq(1)
+    return take
+
+
 class ResidualAddUnit(wiring.Component):
     """Residual join of two pixel streams ``a`` and ``b`` (``C`` channels each):
     ``clamp((((a-za)*Ma + (b-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``. A beat is
@@ -212,13 +226,7 @@ class ResidualAddUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c, a = self.c, self.a_bits
-        room = ~self.o.valid | self.o.ready
-        take = self.a.valid & self.b.valid & room
-        m.d.comb += [self.a.ready.eq(self.b.valid & room), self.b.ready.eq(self.a.valid & room)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(take):
-            m.d.sync += self.o.valid.eq(1)
+        with m.If(_join_beat(m, self.a, self.b, self.o)):
             for e in range(c):
                 p = self.params
                 xa, xb = _flat(self.a.payload, a, e), _flat(self.b.payload, a, e)
@@ -231,4 +239,25 @@ class ResidualAddUnit(wiring.Component):
                 if p.z_out:
                     r = r + Const(p.z_out, unsigned(a))
                 m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(r, a, p.lo()))
+        return m
+
+
+class ConcatUnit(wiring.Component):
+    """Channel concatenation of two pixel streams: ``a`` (``ca`` channels) then ``b`` (``cb``
+    channels), ``a_bits`` each; a beat is taken from both inputs together. The producers
+    share one scale and zero point (the front end requantizes them so), so the codes pass
+    as they are (``gen.intops.concat``)."""
+
+    def __init__(self, ca: int, cb: int, a_bits: int = 8):
+        self.ca, self.cb, self.a_bits = ca, cb, a_bits
+        super().__init__({
+            "a": In(stream.Signature(unsigned(ca * a_bits))),
+            "b": In(stream.Signature(unsigned(cb * a_bits))),
+            "o": Out(stream.Signature(unsigned((ca + cb) * a_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(_join_beat(m, self.a, self.b, self.o)):
+            m.d.sync += self.o.payload.eq(Cat(self.a.payload, self.b.payload))
         return m

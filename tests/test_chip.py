@@ -117,12 +117,31 @@ def test_chip_fabric_latency_per_topology():
         tiny_design("novel", topology="ring")
 
 
-@pytest.mark.parametrize("name, match", [("resnet20", "layer3.0.conv1': replica 0 spans 2 tiles"),
-                                         ("vgg16", "one tile")])
-def test_chip_refusals_name_the_layer(name, match):
+@pytest.mark.parametrize("name", ["resnet20", "resnet34", "vgg8"])
+def test_zoo_networks_plan_as_chips(name):
+    """Every layer over as many tiles as the plan gives it, residual joins, pools: the zoo's
+    networks all plan; their big layers join several tiles' outputs."""
     net = zoo(name)
-    with pytest.raises(ChipError, match=match):
-        plan_chip(net, random_weights(net, 0, calibrate=False), SMALL, "novel")
+    cp = plan_chip(net, random_weights(net, 0, calibrate=False), ChipConfig.preset("paper"), "novel")
+    assert len(cp.stages) == len(net.weight_layers) and any(cp.merged(n) for n in range(len(cp.stages)))
+    assert cp.chip.crossbar.rows == 128 and cp.n_xbars == len(cp.plan.placements)
+
+
+def wide() -> Network:
+    """A chain whose last two layers span several tiles (SMALL: 16 outputs per crossbar, 4 per
+    PE): conv 8->72 (two tiles, joined) and a classifier of 70 raw logits (several tiles,
+    partial sums across them, joined logits)."""
+    return Network("wide", (2, 4, 4), [Conv2d(name="c1", cin=2, cout=8, k=3, pad=1), MaxPool(name="p1", k=2),
+                                       Conv2d(name="c2", cin=8, cout=72, k=3, pad=1),
+                                       Linear(name="fc", in_features=72 * 2 * 2, out_features=70)])
+
+
+def test_wide_chip_plan():
+    cp = plan_chip(wide(), random_weights(wide(), 0), SMALL, "novel")
+    assert [len(s.tiles) for s in cp.stages] == [1, 2, 4] and [cp.merged(n) for n in range(3)] == [False, True, True]
+    # the join assembles the pixel from the tiles' words (1 clock), then sends its words
+    assert cp.links[1].merged and cp.links[1].delay == 1 + cp.links[1].out.wpp + 1
+    assert cp.out_delay == 1 + cp.logit_layout.wpp and cp.logit_layout.wpp == -(-70 * 32 // 64)
 
 
 def test_residual_chip_plan():
@@ -158,8 +177,10 @@ def test_residual_chip_model_waits_for_the_skip():
 @pytest.mark.parametrize("net, topology, match", [
     (tiny_residual(), "mesh", "branches .* use --topology 5pp"),
     (Network("cat", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), Conv2d(name="b", inputs=("a",), cin=4, cout=4, k=1),
-                                Concat(name="cat", inputs=("a", "b")), Linear(name="fc", in_features=128, out_features=2)]),
-     "5pp", "'cat' \\(Concat\\): not built on the chip yet"),
+                                Conv2d(name="c", inputs=("a",), cin=4, cout=4, k=1),
+                                Concat(name="cat", inputs=("a", "b", "c")),
+                                Linear(name="fc", in_features=192, out_features=2)]),
+     "5pp", "'cat' \\(Concat\\): the chip joins two operands, got 3"),
     (Network("avg", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), AvgPool(name="p", k=2),
                                 Linear(name="fc", in_features=16, out_features=2)]),
      "5pp", "'p' \\(AvgPool\\): not built on the chip yet"),
@@ -224,6 +245,15 @@ def test_tiny_residual_chip(mapping, sim_cache):
     x = np.random.default_rng(7).integers(0, 256, (3, 2, 8, 8))
     _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
+@pytest.mark.parametrize("mapping", ["novel", pytest.param("conventional", marks=pytest.mark.slow)])
+def test_wide_chip(mapping, sim_cache):
+    """Layers over several tiles on the chip: the tiles' outputs joined into pixels (and into
+    the logits), partial sums across tiles; bit-exact and clock-exact."""
+    d = ChipDesign(wide(), random_weights(wide(), 0), SMALL, mapping)
+    x = np.random.default_rng(5).integers(0, 256, (3, 2, 4, 4))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
 
 
 # --- slow set: the trained digits chip ---------------------------------------------------------------

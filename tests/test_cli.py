@@ -56,7 +56,7 @@ def test_build_writes_a_chip_folder(tmp_path):
     r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
-    assert m["kind"] == "chip" and m["schema"] == 2 and m["source"] == "trained" and m["pimgen"]
+    assert m["kind"] == "chip" and m["schema"] == 3 and m["source"] == "trained" and m["pimgen"]
     assert m["topology"] == "5pp" and m["plan"]["topology"]["hops"] == [1, 1, 1]
     assert "module chip(" in (out / "rtl" / "chip.v").read_text()
     assert len((out / "weights" / "program.hex").read_text().split()) == m["ports"]["prog"]["beats"]
@@ -67,9 +67,10 @@ def test_build_writes_a_chip_folder(tmp_path):
 
 def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "r20"
-    r = subprocess.run(PIMGEN + ["build", "resnet20", "-o", str(out)], capture_output=True, text=True)
+    r = subprocess.run(PIMGEN + ["build", "resnet20", "--topology", "mesh", "-o", str(out)], capture_output=True,
+                       text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pimgen build: error: layer ")
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pimgen build: error: network 'resnet20' branches")
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

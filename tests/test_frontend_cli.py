@@ -115,7 +115,7 @@ def _residual_concat_onnx(path):
     return str(path)
 
 
-def test_residual_concat_onnx_map_accuracy_and_build_refusal(tmp_path, capsys):
+def test_residual_concat_onnx_map_accuracy_and_build(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     path = _residual_concat_onnx(tmp_path / "rescat.onnx")
     cal, x, _ = _digits_files(tmp_path)
@@ -130,11 +130,11 @@ def test_residual_concat_onnx_map_accuracy_and_build_refusal(tmp_path, capsys):
                  "--adc-bits", "0", "--cell-bits", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["float"] == 1.0 and r["int8"] >= 0.8
-    # the chip planner builds chains of layers only: its refusal is one line, exit 2
-    assert main(["build", path, "--calibration", cal, "-o", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "layer '" in err and "Traceback" not in err
-    assert not (tmp_path / "b").exists()
+    # the chip builds the residual join and the concat in the tails of their engines
+    assert main(["build", path, "--calibration", cal, "-o", str(tmp_path / "b"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    tails = [op["kind"] for st in m["plan"]["stages"] for op in st["tail"]]
+    assert {"add", "concat", "maxpool"} <= set(tails) and (tmp_path / "b" / "rtl" / "chip.v").exists()
 
 
 def test_quantized_onnx_and_pimgen_everywhere(tmp_path, capsys):
@@ -167,3 +167,26 @@ def test_quantized_onnx_needs_no_calibration(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["images"] == 10
     assert main(["quantize", path, "--calibration", str(tmp_path / "x.npy")]) == 2
     assert "already a quantized ONNX model" in capsys.readouterr().err
+
+
+def test_quantized_residual_onnx_on_the_chip(tmp_path, capsys):
+    """A quantized (QDQ) ONNX model with a residual add, a concat, a max-pool and a global
+    average pool, built as a chip and simulated: logits bit-exact vs the golden model, clocks
+    exact, its classes the int8 golden model's."""
+    from test_onnx_quant import qdq_residual
+    from gen.onnx_import import load_onnx
+    from sim.golden import run_network
+    path, _, _ = qdq_residual(tmp_path)
+    x = np.random.default_rng(4).integers(0, 256, (3, 2, 8, 8)).astype(np.uint8)
+    qm = load_onnx(path)
+    want = [int(np.argmax(run_network(qm.net, qm.params, xi))) for xi in x]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(want))
+    assert main(["build", path, "-o", str(tmp_path / "b"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(tmp_path / "b"), "--images", "3", "--dataset", str(tmp_path / "x.npy"),
+                 "--labels", str(tmp_path / "y.npy"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["passed"] and r["mismatches"] == 0 and r["measured_latency"] == r["predicted_latency"]
+    assert r["measured_interval"] == r["predicted_interval"] and r["images"] == 3
+    assert r["predictions"] == want and r["accuracy"] == 1.0

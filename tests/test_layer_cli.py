@@ -47,12 +47,10 @@ def _chip(**kw):
 
 def test_engine_refuses_unsupported_plans():
     spec = parse_layer_spec("conv Cin=40 Cout=16 K=3 H=4 W=4 pad=1")
-    # conventional: 360 rows -> 23 row-blocks x 3 column-blocks = 69 crossbars > one tile of 9 PEs x 4
+    # conventional: 360 rows -> 23 row-blocks x 3 column-blocks = 69 crossbars > one tile of 9
+    # PEs x 4: a replica over two tiles is built
     _, lp = layer_plan(spec, _chip(), "conventional")
-    assert "spans 2 tiles; the layer engine supports one tile per replica" in \
-        schedule_layer(lp, _chip()).engine_refusal()
-    with pytest.raises(ValueError, match="spans 2 tiles"):
-        LayerDesign(spec, _chip(), "conventional")
+    assert lp.n_tiles == 2 and schedule_layer(lp, _chip()).engine_refusal() is None
     # novel replicas must split rows, not columns
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1")
     _, lp = layer_plan(spec, _chip(), "novel", duplication=2)
@@ -91,7 +89,7 @@ def test_generate_writes_build(tmp_path, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--tiles", "1", "--dup", "3", "--mapping", "novel"],
      "does not fit the hardware: the novel mapping needs 3 tiles"),
-    (["--layer", "conv Cin=40 Cout=16 K=3 H=4 W=4 pad=1"], "spans 2 tiles"),
+    (["--layer", "conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1", "--dup", "2", "--mapping", "novel"], "equal width"),
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--crossbar", "16by16"], "use ROWSxCOLS"),
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--cell-bits", "3"], "cell_bits=3 is not allowed"),
     (["--layer", "conv Cout=4 K=3 H=5 W=5"], "misses Cin"),

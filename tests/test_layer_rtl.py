@@ -27,7 +27,10 @@ def design(spec, mapping, chip=CHIP, dup=1, raw=False, seed=0):
 def check(d, sim_cache, **kw):
     rep = run_layer_check(d, cache_dir=sim_cache, **kw)
     assert rep["mismatches"] == 0, rep
-    assert rep["pixels_checked"] == kw.get("images", 1) * int(np.prod(d.lp.out_shape[1:])), rep
+    # every output pixel, once per tile its channels leave from
+    per_img = sum(d.sched.replicas[r].out_steps for t in d.sched.tiles for r in {r for r, _, _ in t.out_cols})
+    assert per_img >= int(np.prod(d.lp.out_shape[1:]))
+    assert rep["pixels_checked"] == kw.get("images", 1) * per_img, rep
     if rep["timing_checked"]:
         assert rep["measured_per_image"] and set(rep["measured_per_image"]) == {rep["predicted_clocks"]}, rep
     assert rep["fm_reads"] == rep["expected_fm_reads"], rep
@@ -43,15 +46,22 @@ def check(d, sim_cache, **kw):
     s, k, pad = sc.stride, sc.k, sc.pad
     wpp = -(-c * 8 // min(sc.bus_bits, c * 8))
     if d.lp.mapping == "novel" and d.lp.duplication == 1:
-        # every input pixel the layer uses is read exactly once
+        # every input pixel the layer uses is read exactly once (by each tile: the words of
+        # its channels)
         used_r = {y * s + i - pad for y in range(ho) for i in range(k)} & set(range(h))
         used_c = {x * s + j - pad for x in range(wo) for j in range(k)} & set(range(w))
-        assert per_img == len(used_r) * len(used_c) * wpp
-    elif d.lp.mapping == "conventional":
+        assert per_img == len(used_r) * len(used_c) * (wpp if len(sc.tiles) == 1 else
+                                                       sum(t.pixel_words for t in sc.tiles))
+    elif d.lp.mapping == "conventional" and len(sc.tiles) == 1:
         # every real pixel of every window, once per window
         real = sum(1 for y in range(ho) for x in range(wo) for i in range(k) for j in range(k)
                    if 0 <= y * s + i - pad < h and 0 <= x * s + j - pad < w)
         assert per_img == real * wpp
+    elif d.lp.mapping == "conventional":
+        # each tile reads, for each real pixel of a window, the words of its rows' channels there
+        real = [sum(1 for y in range(ho) for x in range(wo)
+                    if 0 <= y * s + kp // k - pad < h and 0 <= x * s + kp % k - pad < w) for kp in range(k * k)]
+        assert per_img == sum(real[kp] * len(wl) for t in sc.tiles for _, kp, wl in t.reads)
     return rep
 
 
@@ -190,3 +200,28 @@ def test_layer_dup2_backpressure_verilator(sim_cache):
     d = design(CASES["dup2"][0], "novel", dup=2)
     assert len(d.sched.tiles) == 2
     check(d, sim_cache, images=2, seed=9, ready_prob=0.4, gap_prob=0.3)
+
+
+# --- a replica over several tiles (fast: the RTL corner the chip's big layers use) ----------
+MULTI_TILE = {
+    # novel: 3 row-blocks x 2 column blocks per kernel position, 18 PEs over 2 tiles; the
+    # second reads only the words of its channels (2..4 of 5), the partial sums of one
+    # output meet in the adder tree across the tiles, each column block leaves from one
+    "novel": ("conv Cin=40 Cout=9 K=3 H=5 W=5 pad=1", CHIP),
+    # conventional: 12 row-blocks of the unrolled matrix over 6 one-PE tiles, each reading only
+    # the words that hold its rows' channels; the two column blocks leave from two tiles
+    "conventional": ("conv Cin=20 Cout=9 K=3 H=5 W=5 pad=1", dataclasses.replace(CHIP, pes_per_tile=1)),
+}
+
+
+@pytest.mark.parametrize("mapping", list(MULTI_TILE))
+def test_layer_replica_over_tiles_verilator(mapping, sim_cache):
+    spec, chip = MULTI_TILE[mapping]
+    d = design(spec, mapping, chip, seed=4)
+    sc = d.sched
+    assert d.lp.mapping == mapping and len(sc.replicas) == 1 and len(sc.tiles) >= 2
+    assert sc.engine_refusal() is None
+    full = sc.fm.wpp * (1 if sc.novel else 9)
+    assert any(t.pixel_words < full for t in sc.tiles)        # a tile reads part of a pixel
+    assert sum(1 for t in sc.tiles if t.out_words) == 2
+    check(d, sim_cache, images=2, seed=5)

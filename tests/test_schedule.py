@@ -105,7 +105,10 @@ def test_engine_refusals_come_from_the_schedule():
     c = dataclasses.replace(chip(64, 9), crossbar=dataclasses.replace(XB, rows=8))
     _, lp = layer_plan(LayerSpec("conv", 40, 4, 3, 5, 5, 1, 1), c, "novel")
     sc = schedule_layer(lp, c)
-    assert lp.n_tiles > 1 and "spans 2 tiles" in sc.engine_refusal()
+    assert lp.n_tiles > 1 and sc.engine_refusal() is None      # a replica over several tiles is built
+    # each tile reads the words of its channels only, and the column blocks leave from one tile each
+    assert any(t.pixel_words < sc.fm.wpp for t in sc.tiles) and all(t.pixel_words <= sc.fm.wpp for t in sc.tiles)
+    assert sorted(c for t in sc.tiles for _, c0, c1 in t.out_cols for c in range(c0, c1)) == list(range(4))
     _, lp = layer_plan(LayerSpec("conv", 4, 4, 3, 5, 5, 1, 1), chip(64, 9), "novel", 2)
     assert schedule_layer(lp, chip(64, 9)).engine_refusal() is None
 
