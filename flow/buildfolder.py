@@ -20,7 +20,32 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["check_output", "write_folder", "write_file", "read_manifest", "reading_build", "is_build"]
+__all__ = ["check_output", "write_folder", "write_file", "read_manifest", "reading_build", "is_build", "watch_sigint",
+           "interrupted"]
+
+_SIGINT_SEEN = threading.Event()
+
+
+def watch_sigint() -> None:
+    """Make SIGINT raise ``KeyboardInterrupt`` as Python's default handler does, and also
+    remember it: a tool that runs in-process (Yosys under wasmtime, behind Amaranth's
+    Verilog back end) can swallow the exception, and an interrupted build must still stop
+    before it writes anything (:func:`write_folder` checks :func:`interrupted`)."""
+    _SIGINT_SEEN.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        _SIGINT_SEEN.set()
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, handler)
+
+
+def interrupted() -> bool:
+    """A SIGINT arrived since :func:`watch_sigint` (even one some tool swallowed)."""
+    return _SIGINT_SEEN.is_set()
 
 
 def is_build(path: str | Path) -> bool:
@@ -107,6 +132,8 @@ def write_folder(out: str | Path, files: dict[str, str | bytes], *, force: bool 
                 p.write_bytes(data)
             else:
                 p.write_text(data)
+        if interrupted():
+            raise KeyboardInterrupt
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from flow.buildfolder import interrupted, watch_sigint
 from gen.errors import ToolError
 
 COMMANDS = ["build", "simulate", "crossbar", "map", "compare", "topology", "generate", "synth", "demo", "quantize",
@@ -46,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    watch_sigint()
     try:
-        return int(args._run(args) or 0)
+        rc = int(args._run(args) or 0)
+        return 130 if interrupted() else rc
     except ValueError as e:
         print(f"pimgen {args.command}: error: {e}", file=sys.stderr)
         return 2
