@@ -72,11 +72,12 @@ def run(args) -> int:
     print(f"network    {d.network.name} ({d.source}), {d.mapping} mapping; {len(cp.stages)} layer engines, "
           f"{cp.n_xbars} crossbars, {len(cp.links)} links ({sum(ln.port == 'skip' for ln in cp.links)} into skip "
           f"FIFOs) on {cp.placement.topo.label if cp.placement else 'no fabric'}")
+    wn = max(len(s.name) for s in cp.stages)
     for n, s in enumerate(cp.stages):
         tail = "".join(f" -> {'+ stage ' + str(op.skip) if op.kind == 'add' else op.kind}"
                        + (f" {op.k}x{op.k}" if op.k else "") for op in cp.tail(n))
         to = ", ".join(f"{ln.consumer}" + (" (skip)" if ln.port == "skip" else "") for ln in cp.out_links(n))
-        print(f"  stage {n}  {s.name:8} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
+        print(f"  stage {n:<2} {s.name:{wn}} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
               f"{tail}" + (f" -> stage {to}" if to else ""))
     e = m["expected"]
     print(f"expected   latency {e['latency_first_images'][0]} clocks (first image), interval {e['steady_interval']} "
