@@ -207,7 +207,7 @@ class ChipTiming:
     first_word: list[int]
     last_logit: list[int]
     starts: list[list[int]]
-    steady_interval: int
+    steady_interval: int | float
     bound: str
 
     @property
@@ -239,12 +239,42 @@ def chip_timing(cp, images: int) -> ChipTiming:
     its bank at ``Rel_l(n) = O_l(n) + 1``. A link ``p -> l`` (``gen.chipplan.Link.delay``)
     fills the consumer's bank, or its skip FIFO, at ``A_l(n)`` or ``K_l(n) = O_p(n) +
     delay + 1``. The last logit leaves ``ChipPlan.out_delay`` clocks after ``O_{L-1}(n)``.
+
+    ``steady_interval`` is the mean interval once the recurrence is periodic (run over
+    enough images; with joins and credits the intervals can alternate, e.g. 4491, 4489),
+    ``bound`` the stage with the most busy clocks per image.
     """
+    first, last, starts = _recurrence(cp, images)
+    st = cp.stages
+    busy = [s.clocks + 1 for s in st]
+    load0 = st[0].load_words
+    bound = st[busy.index(max(busy))].name if max(busy) >= load0 else "input"
+    return ChipTiming(first, last, starts, _steady_interval(cp), bound)
+
+
+def _steady_interval(cp) -> int | float:
+    """The mean interval over the recurrence's final period (see :func:`chip_timing`): run
+    long enough to be periodic, then find the shortest period."""
+    n = 8 * len(cp.stages) + 32
+    first = _recurrence(cp, n)[0]
+    iv = [b - a for a, b in zip(first, first[1:])]
+    tail = iv[len(iv) // 2:]
+    for p in range(1, 9):
+        if all(tail[k] == tail[k + p] for k in range(len(tail) - p)):
+            mean = sum(tail[-p:]) / p
+            return int(mean) if mean == int(mean) else mean
+    return sum(tail) / len(tail)        # not periodic within 8 images: the tail's mean
+
+
+def _recurrence(cp, images: int):
+    """``(first word, last logit, starts)`` per image: the max-plus recurrence of :func:`chip_timing`."""
     st = cp.stages
     L = len(st)
     load0 = st[0].load_words
     clocks = [s.clocks for s in st]
     outs = [cp.out_links(l) for l in range(L)]
+    feeds = [(cp.in_link(l), cp.skip_link(l)) for l in range(L)]
+    out_delay = cp.out_delay
     neg = -(1 << 60)
     rel = [[neg] * L for _ in range(images)]
     done = [[neg] * L for _ in range(images)]
@@ -254,7 +284,7 @@ def chip_timing(cp, images: int) -> ChipTiming:
         i_n = 0 if n == 0 else max(first[n - 1] + load0, rel[n - 2][0] if n >= 2 else neg)
         first.append(i_n)
         for l in range(L):
-            inl, skip = cp.in_link(l), cp.skip_link(l)
+            inl, skip = feeds[l]
             s = i_n + load0 if inl is None else done[n][inl.producer] + inl.delay + 1
             if skip is not None:
                 s = max(s, done[n][skip.producer] + skip.delay + 1)
@@ -266,9 +296,5 @@ def chip_timing(cp, images: int) -> ChipTiming:
             starts[n][l] = s
             done[n][l] = s + clocks[l]
             rel[n][l] = done[n][l] + 1
-        last.append(done[n][L - 1] + cp.out_delay)
-    # once full, each stage is busy clocks + 1 per image; the slowest sets the interval
-    busy = [c + 1 for c in clocks]
-    steady = max(max(busy), load0)
-    bound = st[busy.index(max(busy))].name if max(busy) >= load0 else "input"
-    return ChipTiming(first, last, starts, steady, bound)
+        last.append(done[n][L - 1] + out_delay)
+    return first, last, starts
