@@ -133,7 +133,7 @@ class Chip(wiring.Component):
         # tiles), its tail, then a fork onto its links
         taps = []
         for n, eng in enumerate(engines):
-            src = eng.o[0]
+            src = eng.o[cp.out_tiles(n)[0]]     # the one tile the outputs leave from (unless merged)
             links = [(f, ln) for f, ln in enumerate(cp.links) if ln.producer == n]
             ops = cp.tail(n)
             sc = cp.stages[n]

@@ -261,6 +261,18 @@ def test_wide_chip(mapping, sim_cache):
     _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
 
 
+def test_rows_over_tiles_chip(sim_cache):
+    """A layer whose rows span two tiles, all its sums leaving from the second (130 input
+    channels: 37 row-blocks on SMALL): the chip takes that tile's stream."""
+    net = Network("deep", (2, 4, 4), [Conv2d(name="c1", cin=2, cout=130, k=1),
+                                      Conv2d(name="c2", cin=130, cout=10, k=3, pad=1),
+                                      Linear(name="fc", in_features=160, out_features=5)])
+    d = ChipDesign(net, random_weights(net, 0), SMALL, "novel")
+    assert len(d.cp.stages[1].tiles) == 2 and d.cp.out_tiles(1) == [1] and not d.cp.merged(1)
+    x = np.random.default_rng(3).integers(0, 256, (2, 2, 4, 4))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 2)
+
+
 # --- slow set: the trained digits chip ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("mapping, topology", [("novel", "5pp"), ("conventional", "5pp"), ("novel", "mesh")])
