@@ -80,6 +80,12 @@ class TailOp:
     skip_first: bool = False
 
 
+def pixel_path_delay(n_ops: int, out: FMLayout) -> int:
+    """Clocks a word path through words -> pixel -> ``n_ops`` tail units -> words adds after
+    the last word in: one to assemble the pixel, one per unit, ``out.wpp`` to send it."""
+    return 1 + n_ops + out.wpp
+
+
 @dataclass(frozen=True)
 class Link:
     """What carries stage ``producer``'s output words (after its tail, ``ops``) to stage
@@ -106,7 +112,7 @@ class Link:
 
     @property
     def delay(self) -> int:
-        return (1 + len(self.ops) + self.out.wpp if self.ops or self.merged else 0) + self.fabric_clocks
+        return (pixel_path_delay(len(self.ops), self.out) if self.ops or self.merged else 0) + self.fabric_clocks
 
     @property
     def pool(self) -> int | None:
@@ -176,7 +182,7 @@ class ChipPlan:
     def out_delay(self) -> int:
         """Clocks from the last engine's last output word to the last logit word: the join of
         a merged last stage (assemble, then the pixel's words), else 0."""
-        return 1 + self.logit_layout.wpp if self.merged(len(self.stages) - 1) else 0
+        return pixel_path_delay(0, self.logit_layout) if self.merged(len(self.stages) - 1) else 0
 
     def in_link(self, stage: int) -> Link | None:
         """The link that fills ``stage``'s input banks (None for stage 0: the image input)."""

@@ -152,11 +152,6 @@ class ReplicaSchedule:
         """Steps of the replica: ``row_steps`` per output row (warm-up steps included)."""
         return (self.region[1] - self.region[0]) * self.row_steps
 
-    @property
-    def prologue_clocks(self) -> int:
-        """Clocks of the replica's line-buffer fill (0 with nothing to read)."""
-        return self.prologue_reads + timing.FM_READ_LATENCY if self.prologue_reads else 0
-
 
 @dataclass(frozen=True)
 class TileSchedule:
