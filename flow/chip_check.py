@@ -5,7 +5,8 @@
   block), the programming image, the manifest.
 * :func:`write_build` / :func:`load_build` — ``build/<name>/``: ``rtl/chip.v``,
   ``weights/params.json`` (the lowered network's :class:`gen.params.NetworkParams`) and
-  ``weights/program.hex`` (the programming beats, one packed payload per line),
+  ``weights/program.hex`` (the programming beats ``(crossbar, row, cells)``, one packed payload
+  per line; the cells are the device model's when the design has one, ``ChipDesign.device``),
   ``manifest.json`` (schema version, pimgen version, ports, stages, expected clocks). Written
   to a temporary folder and renamed at the end, so nothing half-written is ever left.
 * :func:`run_chip_check` — images through ``sim.tb.chip``: every logit against
@@ -15,6 +16,8 @@
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,13 +28,14 @@ import numpy as np
 
 from gen.chipplan import ChipPlan, plan_chip
 from gen.config import ChipConfig
+from gen.devices import DeviceModel, plan_conductances
 from gen.network import Network, zoo
 from gen.params import NetworkParams
 from gen.perf import chip_timing
 from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from flow.cli import pimgen_version
 
-SCHEMA = 3   # 3: stage tails, forks and skip links; 2: stages on a fabric (topology); 1: wired links
+SCHEMA = 4   # 4: programming beats carry cells (device model); 3: stage tails, forks and skip links; 2: stages on a fabric (topology); 1: wired links
 TOP = "chip"
 
 
@@ -44,11 +48,28 @@ class ChipDesign:
     mapping: str = "novel"
     source: str = ""
     topology: str = "5pp"
+    device: DeviceModel | None = None
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.params.check(self.network, w_bits=self.chip.crossbar.w_bits)
         self.cp: ChipPlan = plan_chip(self.network, self.params, self.chip, self.mapping, self.topology)
+        self._conductances = None
+
+    @property
+    def conductances(self) -> dict | None:
+        """The cells the chip is programmed with, one map per crossbar of the (lowered) plan
+        (``gen.devices.plan_conductances``), or ``None`` for ideal cells. The programming image
+        and the golden model both read them here."""
+        if self.device is not None and self._conductances is None:
+            self._conductances = plan_conductances(self.cp.plan, self.cp.params, self.device)
+        return self._conductances
+
+    def with_device(self, device: DeviceModel | None) -> "ChipDesign":
+        """The same chip (plan and RTL) with its cells programmed under ``device``."""
+        new = copy.copy(self)
+        new.device, new._conductances = device, None
+        return new
 
     @property
     def verilog(self) -> str:
@@ -61,7 +82,7 @@ class ChipDesign:
     def program_words(self) -> list[int]:
         """The programming beats packed as ``hw.pe.prog_layout`` payloads."""
         from hw.pe import pack_program
-        return pack_program(self.cp.programming(), self.chip.crossbar, self.cp.n_xbars)
+        return pack_program(self.cp.programming(self.conductances), self.chip.crossbar, self.cp.n_xbars)
 
     def timing(self, images: int):
         return chip_timing(self.cp, images)
@@ -73,6 +94,7 @@ class ChipDesign:
             "schema": SCHEMA, "pimgen": pimgen_version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
             "network": self.network.name, "network_ir": self.network.to_dict(), "source": self.source,
             "mapping": self.mapping, "topology": self.topology,
+            "device": None if self.device is None else dataclasses.asdict(self.device),
             "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),
             "ports": {"i": {"dir": "in", "kind": "stream", "bits": cp.input_layout.word_bits,
                             "words_per_image": cp.input_layout.depth},
@@ -88,19 +110,20 @@ class ChipDesign:
 
 
 def design_from_network(name_or_net, chip: ChipConfig, mapping: str = "novel", seed: int = 0,
-                        topology: str = "5pp") -> ChipDesign:
+                        topology: str = "5pp", device: DeviceModel | None = None) -> ChipDesign:
     """A chip for a zoo name (``digits``: the trained model shipped with pimgen, others:
-    ``gen.quantize.random_weights``) or a ``(Network, NetworkParams)`` pair."""
+    ``gen.quantize.random_weights``) or a ``(Network, NetworkParams)`` pair, its cells under
+    ``device`` (``None``: ideal)."""
     if isinstance(name_or_net, tuple):
         net, params = name_or_net
-        return ChipDesign(net, params, chip, mapping, source="given", topology=topology)
+        return ChipDesign(net, params, chip, mapping, source="given", topology=topology, device=device)
     net = zoo(name_or_net)
     trained = _trained(name_or_net)
     if trained is not None:
-        return ChipDesign(net, trained, chip, mapping, source="trained", topology=topology)
+        return ChipDesign(net, trained, chip, mapping, source="trained", topology=topology, device=device)
     from gen.quantize import random_weights
     return ChipDesign(net, random_weights(net, seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
-                      chip, mapping, source=f"random_weights(seed={seed})", topology=topology)
+                      chip, mapping, source=f"random_weights(seed={seed})", topology=topology, device=device)
 
 
 def _trained(name: str):
@@ -139,8 +162,9 @@ def load_build(folder: str | Path) -> ChipDesign:
                          f"pimgen reads {SCHEMA}); rebuild it with `pimgen build`")
     with reading_build(folder, "chip", "`pimgen build`"):
         params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
+        device = m.get("device")
         d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
-                       m.get("source", ""), m.get("topology", "5pp"))
+                       m.get("source", ""), m.get("topology", "5pp"), None if device is None else DeviceModel(**device))
         d._verilog = (folder / m["rtl"]).read_text()
     return d
 
@@ -148,7 +172,8 @@ def load_build(folder: str | Path) -> ChipDesign:
 def golden(design: ChipDesign, x_codes: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Per image, every layer's tensor of the chip's (lowered) plan, crossbar-exact."""
     from sim.golden import run_plan
-    return [run_plan(design.cp.plan, design.cp.params, x, return_all=True) for x in x_codes]
+    return [run_plan(design.cp.plan, design.cp.params, x, return_all=True, conductances=design.conductances)
+            for x in x_codes]
 
 
 def _words(t: np.ndarray, bits: int, g: int) -> list[int]:

@@ -79,7 +79,7 @@ class LayerDesign:
         from gen.chipplan import programming_beats
         from hw.pe import pack_program
         cfg = self.chip.crossbar
-        return pack_program(programming_beats(self.lp.placements, lambda p: self.params, cfg.outputs), cfg,
+        return pack_program(programming_beats(self.lp.placements, lambda p: self.params, cfg), cfg,
                             len(self.lp.placements))
 
     @property

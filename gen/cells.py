@@ -28,7 +28,7 @@ import numpy as np
 from gen.config import CrossbarConfig
 from gen.intops import as_int, check_range
 
-__all__ = ["cell_levels", "check_weight_block", "encode_row", "ideal_conductances", "check_conductances", "CellArray"]
+__all__ = ["cell_levels", "check_weight_block", "encode_row", "pack_row", "ideal_conductances", "check_conductances", "CellArray"]
 
 
 def cell_levels(w, cfg: CrossbarConfig) -> np.ndarray:
@@ -67,11 +67,12 @@ def encode_row(weights, cfg: CrossbarConfig) -> int:
     w = as_int(w if w.size else w.astype(np.int64), "weights")     # [] is an empty row
     if w.ndim != 1 or len(w) > cfg.outputs:
         raise ValueError(f"a crossbar row holds at most {cfg.outputs} weights, got shape {w.shape}")
-    return _pack_row(ideal_conductances(w.reshape(1, -1), cfg)[0], cfg)
+    return pack_row(ideal_conductances(w.reshape(1, -1), cfg)[0], cfg)
 
 
-def _pack_row(g_row, cfg: CrossbarConfig) -> int:
-    """One row of conductances as an integer, column ``c`` at bits ``c·g_bits``."""
+def pack_row(g_row, cfg: CrossbarConfig) -> int:
+    """One row of conductances as an integer, column ``c`` at bits ``c·g_bits``: a crossbar
+    row's contents and the ``cells`` of a programming beat (``hw.crossbar`` write port)."""
     word = 0
     for c, g in enumerate(np.asarray(g_row).tolist()):
         word |= g << (c * cfg.g_bits)
@@ -134,7 +135,7 @@ class CellArray:
         """The contents holding conductance map ``g[rows, cols]`` (units of ``2**-g_frac_bits``
         of a level, columns as the crossbar stores them), e.g. from :mod:`gen.devices`."""
         g = check_conductances(g, cfg)
-        return cls(cfg, tuple(_pack_row(g[r], cfg) for r in range(cfg.rows)))
+        return cls(cfg, tuple(pack_row(g[r], cfg) for r in range(cfg.rows)))
 
     def conductances(self) -> np.ndarray:
         """The cells as int64 ``[rows, cols]`` conductances (what ``sim.golden`` takes)."""

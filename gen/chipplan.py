@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gen.commgraph import CommGraph, Core, Flow
-from gen.config import ChipConfig
+from gen.cells import ideal_conductances, pack_row
+from gen.config import ChipConfig, CrossbarConfig
 from gen.mapping import MappingPlan, map_network
 from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
@@ -204,9 +205,11 @@ class ChipPlan:
         """Raw int32 values the chip returns per image."""
         return self.stages[-1].cout
 
-    def programming(self) -> list[tuple[int, int, list[int]]]:
-        """The programming beats of the whole chip (:func:`programming_beats`)."""
-        return programming_beats(self.plan.placements, lambda p: self.params[p.layer], self.chip.crossbar.outputs)
+    def programming(self, conductances: dict | None = None) -> list[tuple[int, int, int]]:
+        """The programming beats of the whole chip (:func:`programming_beats`); ``conductances``:
+        ``None`` (ideal cells) or ``{Placement: g}`` from ``gen.devices.plan_conductances``."""
+        return programming_beats(self.plan.placements, lambda p: self.params[p.layer], self.chip.crossbar,
+                                 conductances)
 
     def to_dict(self) -> dict:
         return {"network": self.network.name, "mapping": self.plan.mapping, "n_xbars": self.n_xbars,
@@ -225,15 +228,19 @@ class ChipPlan:
                     "hops": [self.placement.hops(f) for f in self.placement.cg.flows]}}
 
 
-def programming_beats(placements, params_of, outputs: int) -> list[tuple[int, int, list[int]]]:
-    """``(crossbar id, row, weights of that row)`` for every row of every placed weight block,
-    crossbar ``n`` being ``placements[n]`` (rows beyond a block stay at the crossbars' reset
-    weights, 0). ``params_of(placement)``: that placement's layer's ``WeightParams``."""
+def programming_beats(placements, params_of, cfg: CrossbarConfig,
+                      conductances: dict | None = None) -> list[tuple[int, int, int]]:
+    """``(crossbar id, row, cells)`` for every row of every placed weight block, crossbar ``n``
+    being ``placements[n]`` and ``cells`` the row's conductances packed as the write port takes
+    them (``gen.cells.pack_row``): the ideal cells of the block, or the placement's map in
+    ``conductances`` (a device model's, ``gen.devices.plan_conductances``). Rows beyond a
+    block keep the crossbars' reset contents (``w = 0``); they get no input. ``params_of(p)``:
+    placement ``p``'s layer's ``WeightParams``."""
     out = []
     for n, p in enumerate(placements):
         blk = params_of(p).block(p)
-        for r in range(blk.shape[0]):
-            out.append((n, r, [int(v) for v in blk[r]] + [0] * (outputs - blk.shape[1])))
+        g = ideal_conductances(blk, cfg) if conductances is None else conductances[p]
+        out += [(n, r, pack_row(g[r], cfg)) for r in range(blk.shape[0])]
     return out
 
 

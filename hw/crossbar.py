@@ -53,7 +53,7 @@ PARTIAL_ROWS = 8
 MIN_PIPELINE_CLOCKS = 5
 
 # ``encode_row`` is re-exported: the cell encoding's home is ``gen.cells``.
-__all__ = ["Crossbar", "crossbar_signature_layouts", "encode_row"]
+__all__ = ["Crossbar", "crossbar_handshake", "crossbar_signature_layouts", "encode_row"]
 
 
 def crossbar_signature_layouts(cfg: CrossbarConfig):
@@ -62,9 +62,22 @@ def crossbar_signature_layouts(cfg: CrossbarConfig):
     y = data.ArrayLayout(signed(cfg.dot_bits), cfg.outputs)
     w = data.StructLayout({
         "row": unsigned(max(1, ceil_log2(cfg.rows))),
-        "weights": data.ArrayLayout(signed(cfg.w_bits), cfg.outputs),
+        "cells": data.ArrayLayout(unsigned(cfg.g_bits), cfg.cols),
     })
     return x, y, w
+
+
+def crossbar_handshake(m: Module, xb: wiring.Component, idle, done):
+    """The stream rules every crossbar kind shares: a row write is taken only while ``idle``,
+    ahead of a waiting input; an input is taken while idle or on the edge the waiting result
+    (``done``) is handed over. Returns the input-accept condition."""
+    m.d.comb += [
+        xb.busy.eq(~idle),
+        xb.w.ready.eq(idle),
+        xb.i.ready.eq((idle & ~xb.w.valid) | (done & xb.o.ready)),
+        xb.o.valid.eq(done),
+    ]
+    return xb.i.valid & xb.i.ready
 
 
 def _tree_sum(values):
@@ -84,8 +97,10 @@ class Crossbar(wiring.Component):
     Ports:
         i: stream in, one input vector of ``rows`` unsigned activations.
         o: stream out, the ``outputs`` signed dot products (``dot_bits`` wide each).
-        w: stream in, re-programs one row (``row``, ``weights[outputs]``); taken only
-           while the crossbar is idle, ahead of a waiting input.
+        w: stream in, programs one row: ``row`` and its ``cells[cols]`` conductances
+           (``gen.cells.pack_row``: ideal cells ``level << g_frac_bits``, or a device model's
+           map, reference column included); taken only while the crossbar is idle, ahead of a
+           waiting input.
         busy: high while an MVM is in flight or its result is waiting.
 
     Args:
@@ -144,29 +159,13 @@ class Crossbar(wiring.Component):
         shift = Signal(range(cfg.a_bits + 1))  # t * dac_bits of the current input cycle
         x = Signal(cfg.rows * cfg.a_bits)      # input vector, shifted right each input cycle
 
-        idle = ~running & ~done
-        m.d.comb += [
-            self.busy.eq(~idle),
-            self.w.ready.eq(idle),
-            self.i.ready.eq((idle & ~self.w.valid) | (done & self.o.ready)),
-            self.o.valid.eq(done),
-        ]
-        accept = self.i.valid & self.i.ready
+        accept = crossbar_handshake(m, self, ~running & ~done, done)
 
-        # --- re-programming: one row, offset binary = sign bit flipped ------------------
-        # Ideal cells: each slice's level lands in the top cell_bits of its cell (<< F).
-        enc = Signal(cfg.cols * gb)
-        for o in range(cfg.outputs):
-            u = Signal(cfg.w_bits, name=f"u{o}")
-            m.d.comb += u.eq(self.w.payload.weights[o].as_unsigned() ^ Const(cfg.weight_offset, cfg.w_bits))
-            for k in range(cfg.slices):
-                c = o * cfg.slices + k
-                m.d.comb += enc[c * gb + F:(c + 1) * gb].eq(u[k * cb:(k + 1) * cb])
-        m.d.comb += enc[cfg.ref_col * gb:(cfg.ref_col + 1) * gb].eq(1 << F)
+        # --- programming: one row's conductances, as gen.cells encodes them ---------------
         with m.If(self.w.valid & self.w.ready):
             for r in range(cfg.rows):
                 with m.If(self.w.payload.row == r):
-                    m.d.sync += cells[r].eq(enc)
+                    m.d.sync += cells[r].eq(self.w.payload.cells.as_value())
 
         # --- analog part, pipelined ------------------------------------------------------
         # One column per ADC per clock, in `depth` registered stages so that the column

@@ -20,8 +20,8 @@ Timing (``gen.timing.emulated_crossbar_host_clocks``): accept on edge 0, reads o
 ``reads`` clocks that follow, ``EMU_PIPELINE_CLOCKS`` more to the edge the result is taken;
 the next input is taken on the edge this one is handed over, as with the flip-flop crossbar.
 
-Re-programming (``w``, one row): column-major storage makes it a read-modify-write of the
-row's word in every stored column, one column per clock (``columns + 1`` clocks, busy
+Programming (``w``, one row's conductances as for the flip-flop crossbar): column-major
+storage makes it a read-modify-write of the row's word in every stored column, one column per clock (``columns + 1`` clocks, busy
 meanwhile). Like the flip-flop crossbar it is taken only while idle, ahead of a waiting input.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from amaranth.lib.memory import Memory
 from gen.cells import CellArray
 from gen.config import CrossbarConfig
 from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, EmulatedGeometry
-from hw.crossbar import Crossbar
+from hw.crossbar import Crossbar, crossbar_handshake
 
 __all__ = ["EmulatedCrossbar"]
 
@@ -79,7 +79,7 @@ class EmulatedCrossbar(wiring.Component):
         cfg, geo = self.cfg, self.geometry
         cb, cw, rpw, n_groups, n_reads = cfg.cell_bits, geo.cell_width, geo.rows_per_word, geo.groups, geo.reads
         n_cols, n_t, dac = len(geo.column_order), cfg.input_cycles, cfg.dac_bits
-        frac, drop = geo.frac_bits, geo.frac_bits + cfg.adc_shift     # the ADC drops F + adc_shift bits
+        drop = geo.frac_bits + cfg.adc_shift     # the ADC drops F + adc_shift bits
         m = Module()
 
         m.submodules.cells = mem = Memory(
@@ -91,14 +91,7 @@ class EmulatedCrossbar(wiring.Component):
         running, done = Signal(), Signal()
         writing, wr_pending = Signal(), Signal()
         step = Signal(range(n_reads + EMU_PIPELINE_CLOCKS))
-        idle = ~running & ~done & ~writing & ~wr_pending
-        m.d.comb += [
-            self.busy.eq(~idle),
-            self.w.ready.eq(idle),
-            self.i.ready.eq((idle & ~self.w.valid) | (done & self.o.ready)),
-            self.o.valid.eq(done),
-        ]
-        accept = self.i.valid & self.i.ready
+        accept = crossbar_handshake(m, self, ~running & ~done & ~writing & ~wr_pending, done)
 
         # --- read sequence: column j (reference first), slice k, row group g --------------
         g = Signal(range(n_groups), name="group")
@@ -184,15 +177,10 @@ class EmulatedCrossbar(wiring.Component):
         waddr = Signal(range(n_reads + n_groups))
         wcount = Signal(range(n_cols))
         wr_addr, wr_level = Signal.like(rd.addr), Signal(cw)
-        # ideal cells, ``level << F``: the reference column at level 1, then each output's
-        # offset-binary weight (sign bit flipped), slices LSB first
-        enc = [Const(1 << frac, cw)]
-        for o in range(cfg.outputs):
-            u = self.w.payload.weights[o].as_unsigned() ^ Const(cfg.weight_offset, cfg.w_bits)
-            enc += [u[s * cb:(s + 1) * cb].shift_left(frac) for s in range(cfg.slices)]
         row = self.w.payload.row
         with m.If(self.w.valid & self.w.ready):
-            m.d.sync += [writing.eq(1), wcount.eq(0), levels.eq(Cat(*enc))]
+            m.d.sync += [writing.eq(1), wcount.eq(0),
+                         levels.eq(Cat(*(self.w.payload.cells[c] for c in geo.column_order)))]
             if n_groups > 1:
                 shift = rpw.bit_length() - 1          # rows_per_word is a power of two here
                 m.d.sync += [row_group.eq(row >> shift), row_pos.eq(row[:shift]), waddr.eq(row >> shift)]

@@ -23,31 +23,25 @@ from amaranth.utils import ceil_log2
 from gen.config import CrossbarConfig
 from gen.timing import adder_tree_clocks as adder_levels
 from hw.blackbox import instantiate
-from hw.crossbar import Crossbar
+from hw.crossbar import Crossbar, crossbar_signature_layouts
 
 __all__ = ["PEBlock", "PE", "AdderTree", "adder_levels", "prog_layout"]
 
 
 def prog_layout(cfg: CrossbarConfig, n_xbars: int) -> data.StructLayout:
     """One programming beat: crossbar ``xbar`` (chip-wide index), its row ``row`` and that
-    row's signed ``weights`` (what the crossbar's write port encodes into cells)."""
+    row's ``cells`` (conductances, as the crossbar's write port takes them)."""
+    xb_layout = crossbar_signature_layouts(cfg)[2]
     return data.StructLayout({"xbar": unsigned(max(1, ceil_log2(max(2, n_xbars)))),
-                              "row": unsigned(max(1, ceil_log2(cfg.rows))),
-                              "weights": data.ArrayLayout(signed(cfg.w_bits), cfg.outputs)})
+                              "row": xb_layout["row"].shape, "cells": xb_layout["cells"].shape})
 
 
 def pack_program(beats, cfg: CrossbarConfig, n_xbars: int) -> list[int]:
-    """Programming beats ``(crossbar, row, weights)`` packed as :func:`prog_layout` payloads."""
+    """Programming beats ``(crossbar, row, cells word)`` (``gen.chipplan.programming_beats``)
+    packed as :func:`prog_layout` payloads."""
     lay = prog_layout(cfg, n_xbars)
-    fx, fr, fw = lay["xbar"].offset, lay["row"].offset, lay["weights"].offset
-    mask = (1 << cfg.w_bits) - 1
-    out = []
-    for x, r, ws in beats:
-        v = (x << fx) | (r << fr)
-        for k, wv in enumerate(ws):
-            v |= (wv & mask) << (fw + k * cfg.w_bits)
-        out.append(v)
-    return out
+    fx, fr, fc = lay["xbar"].offset, lay["row"].offset, lay["cells"].offset
+    return [(x << fx) | (r << fr) | (word << fc) for x, r, word in beats]
 
 
 class PEBlock:
@@ -104,7 +98,7 @@ class PE(wiring.Component):
                                  lambda: Crossbar(cfg))
                 p = self.prog
                 m.d.comb += [xb.w.valid.eq(p.valid & (p.payload.xbar == self.xbar_ids[n])),
-                             xb.w.payload.row.eq(p.payload.row), xb.w.payload.weights.eq(p.payload.weights)]
+                             xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells)]
             xbars.append(xb)
             for r in range(b.r1 - b.r0):
                 m.d.comb += xb.i.payload[r].eq(self.i.payload[(b.r0 + r) * a:(b.r0 + r + 1) * a])

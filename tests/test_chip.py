@@ -19,7 +19,7 @@ from gen.network import Add, AvgPool, Concat, Conv2d, GlobalAvgPool, Linear, Max
 from gen.params import NetworkParams
 from gen.quantize import random_weights
 from sim.golden import run_network, run_plan
-from flow.chip_check import ChipDesign, design_from_network, run_chip_check
+from flow.chip_check import ChipDesign, design_from_network, golden, run_chip_check
 
 SMALL = ChipConfig.preset("small")
 
@@ -224,7 +224,7 @@ def test_tiny_chip_novel(sim_cache):
         lay = __import__("hw.pe", fromlist=["prog_layout"]).prog_layout(d.chip.crossbar, d.cp.n_xbars)
         for k, v in enumerate(args["prog"]):
             if (v >> lay["xbar"].offset) & ((1 << lay["xbar"].shape.width) - 1) == base:
-                args["prog"][k] = v ^ (0x7F << lay["weights"].offset)     # flip a weight's low bits
+                args["prog"][k] = v ^ (0x7F << lay["cells"].offset)     # change the first cells of a row
                 break
         return args
 
@@ -237,6 +237,27 @@ def test_tiny_chip_conventional_mesh(sim_cache):
     assert {s.mapping for s in d.cp.stages} == {"conventional"}
     x = np.random.default_rng(6).integers(0, 256, (3, 2, 6, 6))
     _check(run_chip_check(d, x, seed=4, cache_dir=sim_cache), 3)
+
+
+def test_tiny_chip_faulty_cells(sim_cache):
+    """Non-ideal cells on a chip: the cells of a device model (stuck-at, variation, F = 2)
+    go in through the programming port, and the chip's logits are the golden model's under
+    the same conductance maps, bit for bit, clocks unchanged. The same chip programmed with
+    ideal cells gives the ideal network's logits (F > 0 alone changes nothing)."""
+    from gen.devices import DeviceModel
+    chip = dataclasses.replace(SMALL, crossbar=dataclasses.replace(SMALL.crossbar, g_frac_bits=2))
+    faulty = tiny_design("novel", chip=chip).with_device(
+        DeviceModel(stuck_at_0=0.03, stuck_at_1=0.02, variation=0.4, seed=4))
+    x = np.random.default_rng(8).integers(0, 256, (2, 2, 6, 6))
+    ideal = [run_network(faulty.network, faulty.params, xi) for xi in x]
+    gold = [run_plan(faulty.cp.plan, faulty.cp.params, xi, conductances=faulty.conductances) for xi in x]
+    assert not all(np.array_equal(a.reshape(-1), b.reshape(-1)) for a, b in zip(ideal, gold))   # the faults show
+    # what the chip check compares the chip's logits with: the faulty golden model
+    assert all(np.array_equal(g["fc"].reshape(-1), f.reshape(-1)) for g, f in zip(golden(faulty, x), gold))
+    _check(run_chip_check(faulty, x, seed=1, cache_dir=sim_cache), 2)
+    ideal_chip = faulty.with_device(None)
+    assert all(np.array_equal(g["fc"].reshape(-1), i.reshape(-1)) for g, i in zip(golden(ideal_chip, x), ideal))
+    _check(run_chip_check(ideal_chip, x, seed=1, cache_dir=sim_cache), 2)
 
 
 @pytest.mark.parametrize("mapping", ["novel", "conventional"])

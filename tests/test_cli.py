@@ -51,12 +51,42 @@ def test_bad_config_is_one_line_exit_2():
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_build_programs_the_device_models_cells(tmp_path):
+    """Device flags on `pimgen build`: the manifest records the model, and the programming
+    image holds its cells (checked against gen.devices' maps, decoded from the beats)."""
+    from amaranth.hdl import Shape
+    from gen.cells import CellArray
+    from gen.devices import DeviceModel
+    from flow.chip_check import load_build
+    from hw.pe import prog_layout
+    out = tmp_path / "faulty"
+    r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--g-frac-bits", "2", "--stuck-at", "0.02",
+                                 "--variation", "0.2", "--seed", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "cells      stuck-at-0 0.02, stuck-at-1 0, variation 0.2, seed 3; 4-bit levels, g_frac_bits=2" in r.stdout
+    d = load_build(out)
+    assert d.device == DeviceModel(stuck_at_0=0.02, variation=0.2, seed=3) and d.chip.crossbar.g_frac_bits == 2
+    cfg, lay = d.chip.crossbar, prog_layout(d.chip.crossbar, d.cp.n_xbars)
+    field = lambda v, f: (v >> lay[f].offset) & ((1 << Shape.cast(lay[f].shape).width) - 1)   # noqa: E731
+    rows = {}
+    for v in (int(h, 16) for h in (out / "weights" / "program.hex").read_text().split()):
+        rows[(field(v, "xbar"), field(v, "row"))] = field(v, "cells")
+    want = d.conductances
+    ideal = {(x, r): w for x, r, w in d.cp.programming()}
+    assert rows.keys() == ideal.keys() and sum(rows[k] != ideal[k] for k in rows) > len(rows) // 2
+    for n, p in enumerate(d.cp.plan.placements):
+        used = p.rows[1] - p.rows[0]
+        got = CellArray(cfg, tuple(rows[(n, r)] for r in range(used)) + (0,) * (cfg.rows - used)).conductances()
+        assert np.array_equal(got[:used], want[p][:used]), p
+
+
 def test_build_writes_a_chip_folder(tmp_path):
     out = tmp_path / "digits"
     r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
-    assert m["kind"] == "chip" and m["schema"] == 3 and m["source"] == "trained" and m["pimgen"]
+    assert m["kind"] == "chip" and m["schema"] == 4 and m["source"] == "trained" and m["pimgen"]
+    assert m["device"] is None
     assert m["topology"] == "5pp" and m["plan"]["topology"]["hops"] == [1, 1, 1]
     assert "module chip(" in (out / "rtl" / "chip.v").read_text()
     assert len((out / "weights" / "program.hex").read_text().split()) == m["ports"]["prog"]["beats"]

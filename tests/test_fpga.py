@@ -145,7 +145,7 @@ def test_wrapper_has_five_pins_and_covers_every_crossbar_port():
     assert names_in == ["i.payload", "i.valid", "o.ready", "w.payload", "w.valid"]
     assert names_out == ["i.ready", "o.payload", "o.valid", "w.ready", "busy"]
     ins, outs = port_bits(top.dut)
-    assert top.scan_bits == sum(len(v) for _, v in ins) == TINY.rows * TINY.a_bits + 1 + 1 + 2 + TINY.outputs * TINY.w_bits + 1
+    assert top.scan_bits == sum(len(v) for _, v in ins) == TINY.rows * TINY.a_bits + 1 + 1 + 2 + TINY.cols * TINY.g_bits + 1
     assert top.out_bits == sum(len(v) for _, v in outs)
     v = to_verilog(top, "fpga_top")
     ports = re.search(r"module fpga_top\(([^)]*)\)", v).group(1)
@@ -171,7 +171,7 @@ def test_scan_chain_loads_the_crossbar_ports():
     want = {
         "i.payload": 0xA5C3_0F96,            # 4 rows x 8 bits
         "i.valid": 0, "o.ready": 1, "w.valid": 0,
-        "w.payload": 0x2B5,                  # row 1 (bits 0-1) and one weight 0xAD (bits 2-9)
+        "w.payload": 0x2B5,                  # row 1 (bits 0-1), cells 0xAD (bits 2-17, 2 bits per column)
     }
     word = top.scan_word(want)
     seq = top.shift_sequence(word)
@@ -187,7 +187,8 @@ def test_scan_chain_loads_the_crossbar_ports():
         await ctx.tick().repeat(3)
         assert ctx.get(dut.i.payload.as_value()) == want["i.payload"]
         assert ctx.get(dut.w.payload.as_value()) == want["w.payload"]
-        assert ctx.get(dut.w.payload.row) == 1 and ctx.get(dut.w.payload.weights[0]) == 0xAD - 256
+        assert ctx.get(dut.w.payload.row) == 1 and ctx.get(dut.w.payload.cells.as_value()) == 0xAD
+        assert [ctx.get(dut.w.payload.cells[c]) for c in range(4)] == [1, 3, 2, 2]     # 0xAD = 10 10 11 01
         assert (ctx.get(dut.i.valid), ctx.get(dut.o.ready), ctx.get(dut.w.valid)) == (0, 1, 0)
 
     sim = Simulator(top)

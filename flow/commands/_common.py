@@ -27,9 +27,10 @@ def add_crossbar_args(p: argparse.ArgumentParser, *, defaults: CrossbarConfig | 
                                                    f"[{d.g_frac_bits}]")
 
 
-def add_device_args(p: argparse.ArgumentParser) -> None:
-    """The device-model flags (``gen.devices.DeviceModel``); the draws use the command's ``--seed``."""
-    g = p.add_argument_group("device model (non-ideal cells, DESIGN.md §3)")
+def add_device_args(p: argparse.ArgumentParser, note: str | None = None) -> None:
+    """The device-model flags (``gen.devices.DeviceModel``); the draws use the command's ``--seed``.
+    ``note``: what they mean for this command (the group's description)."""
+    g = p.add_argument_group("device model (non-ideal cells, DESIGN.md §3)", note)
     g.add_argument("--variation", type=float, metavar="SIGMA", help="programming variation sigma, in levels [0]")
     g.add_argument("--stuck-at", type=float, metavar="RATE", help="fraction of cells stuck at 0 [0]")
     g.add_argument("--stuck-at-1", type=float, metavar="RATE", help="fraction of cells stuck at the top level [0]")

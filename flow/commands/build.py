@@ -25,9 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topology", choices=list(TOPOLOGIES), default="5pp",
                    help="interconnect the stages are placed on: 5pp (a link FIFO per flow) or mesh/torus (routers) "
                         "[5pp]")
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights (networks without trained ones) [0]")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of random weights (networks without trained ones) and of the device model's draws [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
     add_chip_args(p, default_preset="small")
+    from flow.commands._common import add_device_args
+    add_device_args(p, note="the cells programmed into the chip (weights/program.hex) and predicted by the golden "
+                            "model; draws seeded by --seed")
 
 
 def design_from_args(args):
@@ -35,18 +39,21 @@ def design_from_args(args):
     from flow.commands.map import chip_from_args
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed} is not allowed: it must be >= 0")
+    from flow.commands._common import device_from_args
     from flow.network_input import network_input
     chip = chip_from_args(args)
+    device = device_from_args(args, args.seed)
     ni = network_input(args, need_params=True)
     if ni.quant is not None:
-        return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source, topology=args.topology)
+        return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source, topology=args.topology,
+                          device=device)
     if ni.kind == "zoo":
-        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology)
+        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology, device)
     # a NeuroSim CSV: the architecture only, random weights as for the zoo networks
     from gen.quantize import random_weights
     return ChipDesign(ni.net, random_weights(ni.net, args.seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
                       chip, args.mapping, source=f"{ni.source}, random_weights(seed={args.seed})",
-                      topology=args.topology)
+                      topology=args.topology, device=device)
 
 
 def run(args) -> int:
@@ -79,6 +86,9 @@ def run(args) -> int:
         to = ", ".join(f"{ln.consumer}" + (" (skip)" if ln.port == "skip" else "") for ln in cp.out_links(n))
         print(f"  stage {n:<2} {s.name:{wn}} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
               f"{tail}" + (f" -> stage {to}" if to else ""))
+    xb = d.chip.crossbar
+    print(f"cells      {d.device.describe() if d.device else 'ideal'}; {xb.cell_bits}-bit levels, "
+          f"g_frac_bits={xb.g_frac_bits}")
     e = m["expected"]
     print(f"expected   latency {e['latency_first_images'][0]} clocks (first image), interval {e['steady_interval']} "
           f"clocks once full (bound: {e['bound']}) = {d.chip.clock_hz / e['steady_interval']:.0f} images/s at "

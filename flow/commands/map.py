@@ -23,7 +23,7 @@ _CHIP_FLAGS = [  # (flag, ChipConfig field, help)
     ("--clock-mhz", "clock_mhz", "clock for reporting time and images/s"),
 ]
 _XBAR_FLAGS = [("--rows", "rows"), ("--cols", "cols"), ("--cell-bits", "cell_bits"), ("--cols-per-adc", "cols_per_adc"),
-               ("--dac-bits", "dac_bits")]
+               ("--dac-bits", "dac_bits"), ("--adc-bits", "adc_bits"), ("--g-frac-bits", "g_frac_bits")]
 
 
 def add_chip_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:

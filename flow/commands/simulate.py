@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random gaps on the input and random ready on the outputs (clocks not checked)")
     p.add_argument("--waves", action="store_true", help="dump a waveform next to the simulation log")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    from flow.commands._common import add_device_args
+    add_device_args(p, note="chip builds: program the cells under this device model instead of the build's "
+                            "(its draws seeded by --seed); the golden model predicts the faulty outputs")
 
 
 def _load_npy(path: str, flag: str):
@@ -63,7 +66,11 @@ def _chip_images(design, args):
 
 def _run_chip(args) -> int:
     from flow.chip_check import load_build, run_chip_check
+    from flow.commands._common import device_from_args
     design = load_build(args.build)
+    device = device_from_args(args, args.seed)
+    if device is not None:
+        design = design.with_device(device)
     x, labels, source = _chip_images(design, args)
     rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
@@ -77,6 +84,7 @@ def _run_chip(args) -> int:
     print(f"chip           {rep['network']} ({rep['mapping']} mapping, {rep['topology']}), {rep['images']} image(s) "
           f"from {source}")
     speed = f", {rep['clocks_per_second']} clocks/s" if rep.get("clocks_per_second") else ""
+    print(f"cells          {design.device.describe() if design.device else 'ideal'}")
     print(f"simulator      {rep['sim']} ({rep['wall_seconds']} s{speed}); programming: {rep['prog_beats']} beats in "
           f"{rep['programming_clocks']} clocks")
     print(f"logits         {'bit-exact vs sim.golden.run_plan' if ok else 'MISMATCH'} "
@@ -110,6 +118,10 @@ def run(args) -> int:
     if m.get("top") != TOP:
         raise ValueError(f"{args.build!r} is not a design pimgen can simulate: its manifest is neither a chip "
                          f"(`pimgen build`) nor a layer engine (`pimgen generate`)")
+    from flow.commands._common import device_from_args
+    if device_from_args(args, args.seed) is not None:
+        raise ValueError(f"{args.build!r} is a layer engine: device flags apply to chips (`pimgen build`) and to "
+                         f"`pimgen crossbar`")
     design, manifest = load_build(args.build)
     images = 1 if args.images is None else args.images
     if args.input:

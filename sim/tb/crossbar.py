@@ -14,7 +14,7 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from gen.cells import ideal_conductances
+from gen.cells import ideal_conductances, pack_row
 from gen.config import CrossbarConfig
 from sim.golden import crossbar_mvm
 from sim.stream import pack, unpack
@@ -33,12 +33,12 @@ async def _run_batch(tb, cfg, driver, sink, vectors, timeout_clocks):
     return np.array(got, dtype=np.int64).reshape(-1, cfg.outputs)
 
 
-async def _program(tb, cfg, wdrv, rows_weights, timeout_clocks):
-    """Re-program rows through the write port (one beat per row)."""
+async def _program(tb, cfg, wdrv, rows_cells, timeout_clocks):
+    """Program rows through the write port: one beat per ``(row, conductances of that row)``."""
     rb = _row_bits(cfg)
     n0 = len(wdrv.accepted)
-    wdrv.send((r | (pack(w, cfg.w_bits) << rb)) for r, w in rows_weights)
-    await tb.wait_for(lambda: wdrv.idle and len(wdrv.accepted) >= n0 + len(rows_weights), timeout_clocks)
+    wdrv.send((r | (pack_row(g_row, cfg) << rb)) for r, g_row in rows_cells)
+    await tb.wait_for(lambda: wdrv.idle and len(wdrv.accepted) >= n0 + len(rows_cells), timeout_clocks)
     await tb.clocks(1)
 
 
@@ -62,12 +62,13 @@ async def crossbar_matches_golden(dut):
     expected = [crossbar_mvm(vectors[:half], weights, cfg, conductances=g)]
     if a.get("reprogram"):
         new = np.array(a["reprogram_weights"], dtype=np.int64)
-        await _program(tb, cfg, wdrv, list(zip(a["reprogram"], new.tolist())), timeout)
         weights = weights.copy()
         weights[a["reprogram"]] = new
-        if g is not None:       # the write port programs ideal cells: those rows lose their faults
+        ideal = ideal_conductances(weights, cfg)     # the rows are re-written with ideal cells
+        await _program(tb, cfg, wdrv, [(r, ideal[r]) for r in a["reprogram"]], timeout)
+        if g is not None:       # those rows lose their faults
             g = g.copy()
-            g[a["reprogram"]] = ideal_conductances(weights, cfg)[a["reprogram"]]
+            g[a["reprogram"]] = ideal[a["reprogram"]]
         got.append(await _run_batch(tb, cfg, driver, sink, vectors[half:], timeout))
         expected.append(crossbar_mvm(vectors[half:], weights, cfg, conductances=g))
     got_all, exp_all = np.concatenate(got), np.concatenate(expected)
