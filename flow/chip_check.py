@@ -49,6 +49,7 @@ class ChipDesign:
     source: str = ""
     topology: str = "5pp"
     device: DeviceModel | None = None
+    fault_aware: bool = False
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -59,16 +60,18 @@ class ChipDesign:
     @property
     def conductances(self) -> dict | None:
         """The cells the chip is programmed with, one map per crossbar of the (lowered) plan
-        (``gen.devices.plan_conductances``), or ``None`` for ideal cells. The programming image
-        and the golden model both read them here."""
+        (``gen.devices.plan_conductances``, ``fault_aware`` or not), or ``None`` for ideal cells.
+        The programming image and the golden model both read them here."""
         if self.device is not None and self._conductances is None:
-            self._conductances = plan_conductances(self.cp.plan, self.cp.params, self.device)
+            self._conductances = plan_conductances(self.cp.plan, self.cp.params, self.device,
+                                                   fault_aware=self.fault_aware)
         return self._conductances
 
-    def with_device(self, device: DeviceModel | None) -> "ChipDesign":
-        """The same chip (plan and RTL) with its cells programmed under ``device``."""
+    def with_device(self, device: DeviceModel | None, fault_aware: bool = False) -> "ChipDesign":
+        """The same chip (plan and RTL) with its cells programmed under ``device`` (around its
+        stuck cells with ``fault_aware``)."""
         new = copy.copy(self)
-        new.device, new._conductances = device, None
+        new.device, new.fault_aware, new._conductances = device, fault_aware, None
         return new
 
     @property
@@ -95,6 +98,7 @@ class ChipDesign:
             "network": self.network.name, "network_ir": self.network.to_dict(), "source": self.source,
             "mapping": self.mapping, "topology": self.topology,
             "device": None if self.device is None else dataclasses.asdict(self.device),
+            "fault_aware": self.fault_aware,
             "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),
             "ports": {"i": {"dir": "in", "kind": "stream", "bits": cp.input_layout.word_bits,
                             "words_per_image": cp.input_layout.depth},
@@ -110,20 +114,22 @@ class ChipDesign:
 
 
 def design_from_network(name_or_net, chip: ChipConfig, mapping: str = "novel", seed: int = 0,
-                        topology: str = "5pp", device: DeviceModel | None = None) -> ChipDesign:
+                        topology: str = "5pp", device: DeviceModel | None = None,
+                        fault_aware: bool = False) -> ChipDesign:
     """A chip for a zoo name (``digits``: the trained model shipped with pimgen, others:
     ``gen.quantize.random_weights``) or a ``(Network, NetworkParams)`` pair, its cells under
-    ``device`` (``None``: ideal)."""
+    ``device`` (``None``: ideal; ``fault_aware``: programmed around its stuck cells)."""
+    kw = {"topology": topology, "device": device, "fault_aware": fault_aware}
     if isinstance(name_or_net, tuple):
         net, params = name_or_net
-        return ChipDesign(net, params, chip, mapping, source="given", topology=topology, device=device)
+        return ChipDesign(net, params, chip, mapping, source="given", **kw)
     net = zoo(name_or_net)
     trained = _trained(name_or_net)
     if trained is not None:
-        return ChipDesign(net, trained, chip, mapping, source="trained", topology=topology, device=device)
+        return ChipDesign(net, trained, chip, mapping, source="trained", **kw)
     from gen.quantize import random_weights
     return ChipDesign(net, random_weights(net, seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
-                      chip, mapping, source=f"random_weights(seed={seed})", topology=topology, device=device)
+                      chip, mapping, source=f"random_weights(seed={seed})", **kw)
 
 
 def _trained(name: str):
@@ -164,7 +170,8 @@ def load_build(folder: str | Path) -> ChipDesign:
         params = NetworkParams.from_json((folder / m["weights"]["params"]).read_text())
         device = m.get("device")
         d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
-                       m.get("source", ""), m.get("topology", "5pp"), None if device is None else DeviceModel(**device))
+                       m.get("source", ""), m.get("topology", "5pp"), None if device is None else DeviceModel(**device),
+                       bool(m.get("fault_aware", False)))
         d._verilog = (folder / m["rtl"]).read_text()
     return d
 

@@ -22,7 +22,8 @@ from sim.runner import run_testbench
 class CrossbarCheck:
     """What to simulate: random weights and vectors from ``seed``, optional stress, and an
     optional device model (``device``: the crossbar's cells are its conductance map, crossbar
-    index 0, as initial contents; the golden model gets the same map)."""
+    index 0, as initial contents; the golden model gets the same map; ``fault_aware``: the
+    levels are chosen around the measured stuck cells first, ``gen.fault_aware``)."""
 
     cfg: CrossbarConfig
     vectors: int = 16
@@ -33,6 +34,7 @@ class CrossbarCheck:
     gap_prob: float = 0.0
     reprogram_rows: int = 0
     device: DeviceModel | None = None
+    fault_aware: bool = False
 
     def __post_init__(self):
         if self.vectors < 1:
@@ -70,7 +72,7 @@ def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None,
     }
     cells, faulty = CellArray.from_weights(weights, cfg), 0
     if check.device is not None:
-        g = crossbar_conductances(weights, cfg, check.device, 0)
+        g = crossbar_conductances(weights, cfg, check.device, 0, fault_aware=check.fault_aware)
         cells = CellArray.from_conductances(g, cfg)
         faulty = int((g != ideal_conductances(weights, cfg)).sum())
         args["conductances"] = g.tolist()
@@ -86,6 +88,7 @@ def run_crossbar_check(check: CrossbarCheck, cache_dir: Path | None = None,
         "mismatches": res.data.get("mismatches"),
         "vectors": check.vectors, "delivered": res.data.get("delivered"),
         "device": dataclasses.asdict(check.device) if check.device is not None else None,
+        "fault_aware": check.fault_aware,
         "cells_off_ideal": faulty,
         "latencies": sorted(set(res.data.get("latencies", []))),
         "wall_seconds": round(time.perf_counter() - t0, 2),

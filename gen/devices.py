@@ -36,9 +36,10 @@ import numpy as np
 
 from gen.cells import ideal_conductances
 from gen.config import CrossbarConfig
+from gen.fault_aware import FREE, fault_aware_levels
 from gen.params import NetworkParams
 
-__all__ = ["DeviceModel", "conductance_map", "crossbar_conductances", "plan_conductances"]
+__all__ = ["DeviceModel", "conductance_map", "crossbar_conductances", "plan_conductances", "stuck_map"]
 
 
 def _check_real(name: str, value, lo: float, hi: float | None = None, *, open_lo: bool = False) -> None:
@@ -108,6 +109,29 @@ class DeviceModel:
         return ", ".join(parts) + f", seed {self.seed}"
 
 
+def _draws(cfg: CrossbarConfig, model: DeviceModel, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crossbar ``index``'s pinned draws (module docstring): ``u`` (stuck-at) then ``n`` (variation)."""
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ValueError(f"index={index!r} is not allowed: a crossbar index is an integer >= 0")
+    rng = np.random.default_rng([model.seed, index])
+    u = rng.random((cfg.rows, cfg.cols))                   # stuck-at draws, row-major
+    n = rng.standard_normal((cfg.rows, cfg.cols))         # variation draws, row-major
+    return u, n
+
+
+def stuck_map(cfg: CrossbarConfig, model: DeviceModel, index: int = 0) -> np.ndarray:
+    """Crossbar ``index``'s stuck cells as a test would measure them: int64 ``[rows, cols]``,
+    ``gen.fault_aware.FREE`` (-1) for a cell that is not stuck, else the level it is stuck at
+    (0, or ``2**cell_bits - 1``). The same draws as :func:`conductance_map`."""
+    u, _ = _draws(cfg, model, index)
+    out = np.full((cfg.rows, cfg.cols), FREE, dtype=np.int64)
+    out[u < model.stuck_at_0] = 0
+    out[(u >= model.stuck_at_0) & (u < model.stuck_at_0 + model.stuck_at_1)] = cfg.max_level
+    if not model.ref_column:
+        out[:, cfg.ref_col] = FREE
+    return out
+
+
 def conductance_map(levels, cfg: CrossbarConfig, model: DeviceModel, index: int = 0) -> np.ndarray:
     """The conductances ``g[rows, cols]`` (int64) of crossbar ``index`` whose ideal cell levels are
     ``levels[rows, cols]`` (integers in ``[0, 2**cell_bits - 1]``), under ``model``."""
@@ -116,12 +140,8 @@ def conductance_map(levels, cfg: CrossbarConfig, model: DeviceModel, index: int 
             or (levels.size and (levels.min() < 0 or levels.max() > cfg.max_level)):
         raise ValueError(f"levels must be integers in [0, {cfg.max_level}] of shape [rows, cols] = "
                          f"[{cfg.rows}, {cfg.cols}], got {levels.dtype} {levels.shape}")
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-        raise ValueError(f"index={index!r} is not allowed: a crossbar index is an integer >= 0")
     F = cfg.g_frac_bits
-    rng = np.random.default_rng([model.seed, index])
-    u = rng.random((cfg.rows, cfg.cols))                   # stuck-at draws, row-major
-    n = rng.standard_normal((cfg.rows, cfg.cols))         # variation draws, row-major
+    u, n = _draws(cfg, model, index)
     analog = (levels.astype(np.float64) + model.variation * n) * model.drift_factor
     g = np.clip(np.rint(analog * (1 << F)), 0, cfg.g_max).astype(np.int64)
     g[u < model.stuck_at_0] = 0
@@ -131,20 +151,27 @@ def conductance_map(levels, cfg: CrossbarConfig, model: DeviceModel, index: int 
     return g
 
 
-def crossbar_conductances(weights, cfg: CrossbarConfig, model: DeviceModel, index: int = 0) -> np.ndarray:
+def crossbar_conductances(weights, cfg: CrossbarConfig, model: DeviceModel, index: int = 0, *,
+                          fault_aware: bool = False) -> np.ndarray:
     """:func:`conductance_map` of the crossbar holding weight block ``weights[n_rows, n_out]``
-    (laid out as ``gen.cells.ideal_conductances`` lays it out)."""
-    return conductance_map(ideal_conductances(weights, cfg) >> cfg.g_frac_bits, cfg, model, index)
+    (laid out as ``gen.cells.ideal_conductances`` lays it out); with ``fault_aware`` the levels
+    are chosen around its measured stuck cells first (``gen.fault_aware``)."""
+    if fault_aware:
+        levels = fault_aware_levels(weights, cfg, stuck_map(cfg, model, index))
+    else:
+        levels = ideal_conductances(weights, cfg) >> cfg.g_frac_bits
+    return conductance_map(levels, cfg, model, index)
 
 
-def plan_conductances(plan, params, model: DeviceModel) -> dict:
+def plan_conductances(plan, params, model: DeviceModel, *, fault_aware: bool = False) -> dict:
     """One conductance map per crossbar of a :class:`gen.mapping.MappingPlan`:
     ``{Placement: g[rows, cols]}``, what ``sim.golden.run_plan(..., conductances=...)`` takes.
 
     Crossbar ``index`` is the placement's position in ``plan.placements`` (layer order, then
     the layer's placements in order); its weights are ``params[layer].block(placement)``.
+    ``fault_aware``: program around each crossbar's stuck cells (:func:`crossbar_conductances`).
     """
     params = NetworkParams.of(params)
     cfg = plan.chip.crossbar
-    return {p: crossbar_conductances(params[p.layer].block(p), cfg, model, i) for i, p in enumerate(plan.placements)}
-
+    return {p: crossbar_conductances(params[p.layer].block(p), cfg, model, i, fault_aware=fault_aware)
+            for i, p in enumerate(plan.placements)}

@@ -255,6 +255,10 @@ def test_tiny_chip_faulty_cells(sim_cache):
     # what the chip check compares the chip's logits with: the faulty golden model
     assert all(np.array_equal(g["fc"].reshape(-1), f.reshape(-1)) for g, f in zip(golden(faulty, x), gold))
     _check(run_chip_check(faulty, x, seed=1, cache_dir=sim_cache), 2)
+    # programmed around the stuck cells (gen.fault_aware): other cells, still predicted exactly
+    aware = faulty.with_device(faulty.device, fault_aware=True)
+    assert aware.program_words() != faulty.program_words()
+    _check(run_chip_check(aware, x, seed=1, cache_dir=sim_cache), 2)
     ideal_chip = faulty.with_device(None)
     assert all(np.array_equal(g["fc"].reshape(-1), i.reshape(-1)) for g, i in zip(golden(ideal_chip, x), ideal))
     _check(run_chip_check(ideal_chip, x, seed=1, cache_dir=sim_cache), 2)

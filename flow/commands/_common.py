@@ -38,6 +38,9 @@ def add_device_args(p: argparse.ArgumentParser, note: str | None = None) -> None
     g.add_argument("--time", type=float, metavar="T", help="seconds since programming, for --drift [1]")
     g.add_argument("--ideal-ref-column", action="store_true",
                    help="keep the reference column's cells ideal (default: they get the same effects)")
+    g.add_argument("--fault-aware", action="store_true",
+                   help="program the cells around the stuck cells a test measures: free slices and the row's reference "
+                        "absorb the stuck ones (gen.fault_aware)")
 
 
 def device_from_args(args: argparse.Namespace, seed: int):

@@ -48,6 +48,9 @@ def add_arguments(p):
     p.add_argument("--g-frac-bits", default="0", metavar="F,...",
                    help="conductance fraction bits (sub-level variation needs F > 0) [0]")
     p.add_argument("--seeds", type=int, default=1, help="device seeds 0..N-1 per faulty grid point [1]")
+    p.add_argument("--fault-aware", action="store_true",
+                   help="run every faulty point twice: plain cells, and cells programmed around the measured stuck "
+                        "cells (gen.fault_aware)")
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--plot", metavar="F.png", help="write a plot of accuracy vs ADC bits")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -117,10 +120,13 @@ def accuracy(args) -> dict:
     grid = []
     points = [(cb, ab, db, f) for cb in axes["--cell-bits"] for ab in axes["--adc-bits"] for db in axes["--dac-bits"]
               for f in axes["--g-frac-bits"]]
-    total = len(points) * len(devices)
-    for n, ((cb, ab, db, f), dev) in enumerate(((p, d) for p in points for d in devices), 1):
+    runs = [(p, d, fa) for p in points for d in devices
+            for fa in ((False, True) if args.fault_aware and not d.is_ideal else (False,))]
+    total = len(runs)
+    for n, ((cb, ab, db, f), dev, fa) in enumerate(runs, 1):
         row = {"cell_bits": cb, "adc_bits": ab or None, "dac_bits": db, "g_frac_bits": f,
-               "stuck_at_0": dev.stuck_at_0, "stuck_at_1": dev.stuck_at_1, "variation": dev.variation}
+               "stuck_at_0": dev.stuck_at_0, "stuck_at_1": dev.stuck_at_1, "variation": dev.variation,
+               "fault_aware": fa}
         try:
             xb = dataclasses.replace(chip0.crossbar, cell_bits=cb, dac_bits=db, adc_bits=None, g_frac_bits=f,
                                      w_bits=qm.w_bits, a_bits=qm.a_bits)
@@ -135,7 +141,8 @@ def accuracy(args) -> dict:
         seeds = [0] if dev.is_ideal else list(range(args.seeds))
         accs = []
         for seed in seeds:
-            maps = None if dev.is_ideal else plan_conductances(plan, qm.params, dataclasses.replace(dev, seed=seed))
+            maps = None if dev.is_ideal else plan_conductances(plan, qm.params, dataclasses.replace(dev, seed=seed),
+                                                               fault_aware=fa)
             pred = np.array([run_plan(plan, qm.params, c, conductances=maps).reshape(-1).argmax() for c in codes])
             accs.append(float((pred == y).mean()))
         # an ADC wider than the lossless width converts exactly as the lossless one: say which was used
@@ -162,10 +169,10 @@ def run(args) -> int:
     if "float" in r:
         head += f"; float {r['float']:.4f}"
     print(head + f"; ideal int8 {r['int8']:.4f}")
-    print(f"{'cell':>4} {'adc':>8} {'dac':>3} {'F':>2} {'device':<26} {'seeds':>5} {'min':>7} {'mean':>7} {'max':>7}")
+    print(f"{'cell':>4} {'adc':>8} {'dac':>3} {'F':>2} {'device':<30} {'seeds':>5} {'min':>7} {'mean':>7} {'max':>7}")
     for g in r["grid"]:
         adc = "lossless" if g["adc_bits"] is None else str(g["adc_bits"])
-        head = f"{g['cell_bits']:>4} {adc:>8} {g['dac_bits']:>3} {g['g_frac_bits']:>2} {_device_label(g):<26}"
+        head = f"{g['cell_bits']:>4} {adc:>8} {g['dac_bits']:>3} {g['g_frac_bits']:>2} {_device_label(g):<30}"
         if "refused" in g:
             print(f"{head}  refused: {g['refused']}")
         else:
@@ -175,10 +182,11 @@ def run(args) -> int:
 
 
 def _device_label(g) -> str:
-    """``ideal`` or the row's non-zero device effects, e.g. ``sa0 2% var 0.1``."""
+    """``ideal`` or the row's non-zero device effects, e.g. ``sa0 2% var 0.1`` (``+ fault-aware``
+    when the cells were programmed around the stuck ones)."""
     parts = [f"{k} {g[f]:.3g}{u}" if u != "%" else f"{k} {100 * g[f]:.3g}%" for k, f, u in
              (("sa0", "stuck_at_0", "%"), ("sa1", "stuck_at_1", "%"), ("var", "variation", "")) if g[f]]
-    return " ".join(parts) or "ideal"
+    return (" ".join(parts) or "ideal") + (" + fault-aware" if g.get("fault_aware") else "")
 
 
 def _plot(r, path):

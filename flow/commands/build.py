@@ -46,14 +46,14 @@ def design_from_args(args):
     ni = network_input(args, need_params=True)
     if ni.quant is not None:
         return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source, topology=args.topology,
-                          device=device)
+                          device=device, fault_aware=args.fault_aware)
     if ni.kind == "zoo":
-        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology, device)
+        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology, device, args.fault_aware)
     # a NeuroSim CSV: the architecture only, random weights as for the zoo networks
     from gen.quantize import random_weights
     return ChipDesign(ni.net, random_weights(ni.net, args.seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
                       chip, args.mapping, source=f"{ni.source}, random_weights(seed={args.seed})",
-                      topology=args.topology, device=device)
+                      topology=args.topology, device=device, fault_aware=args.fault_aware)
 
 
 def run(args) -> int:
@@ -87,7 +87,8 @@ def run(args) -> int:
         print(f"  stage {n:<2} {s.name:{wn}} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
               f"{tail}" + (f" -> stage {to}" if to else ""))
     xb = d.chip.crossbar
-    print(f"cells      {d.device.describe() if d.device else 'ideal'}; {xb.cell_bits}-bit levels, "
+    print(f"cells      {d.device.describe() if d.device else 'ideal'}{', fault-aware' if d.fault_aware else ''}; "
+          f"{xb.cell_bits}-bit levels, "
           f"g_frac_bits={xb.g_frac_bits}")
     e = m["expected"]
     print(f"expected   latency {e['latency_first_images'][0]} clocks (first image), interval {e['steady_interval']} "

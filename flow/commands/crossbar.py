@@ -31,7 +31,7 @@ def run(args) -> int:
     check = CrossbarCheck(cfg, vectors=args.vectors, seed=args.seed, sim=args.sim, waves=args.waves,
                           ready_prob=0.5 if args.backpressure else 1.0,
                           gap_prob=0.3 if args.backpressure else 0.0, reprogram_rows=args.reprogram,
-                          device=device)
+                          device=device, fault_aware=args.fault_aware)
     rep = run_crossbar_check(check)
     if args.json:
         print_json(rep)
@@ -41,7 +41,8 @@ def run(args) -> int:
               f"adc_shift={cfg.adc_shift} cols_per_adc={cfg.cols_per_adc}  "
               f"-> {cfg.outputs} outputs, {cfg.num_adcs} ADCs")
         if device is not None:
-            print(f"device         {device.describe()}, g_frac_bits={cfg.g_frac_bits}: "
+            print(f"device         {device.describe()}{', fault-aware cells' if args.fault_aware else ''}, "
+                  f"g_frac_bits={cfg.g_frac_bits}: "
                   f"{rep['cells_off_ideal']} of {cfg.rows * cfg.cols} cells off their ideal conductance")
         print(f"simulator      {rep['sim']}  ({rep['wall_seconds']} s)")
         print(f"vectors        {rep['vectors']} sent, {rep['delivered']} delivered, {rep['mismatches']} mismatches")

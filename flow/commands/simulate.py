@@ -70,7 +70,7 @@ def _run_chip(args) -> int:
     design = load_build(args.build)
     device = device_from_args(args, args.seed)
     if device is not None:
-        design = design.with_device(device)
+        design = design.with_device(device, args.fault_aware)
     x, labels, source = _chip_images(design, args)
     rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
@@ -84,7 +84,8 @@ def _run_chip(args) -> int:
     print(f"chip           {rep['network']} ({rep['mapping']} mapping, {rep['topology']}), {rep['images']} image(s) "
           f"from {source}")
     speed = f", {rep['clocks_per_second']} clocks/s" if rep.get("clocks_per_second") else ""
-    print(f"cells          {design.device.describe() if design.device else 'ideal'}")
+    print(f"cells          {design.device.describe() if design.device else 'ideal'}"
+          f"{', fault-aware' if design.fault_aware else ''}")
     print(f"simulator      {rep['sim']} ({rep['wall_seconds']} s{speed}); programming: {rep['prog_beats']} beats in "
           f"{rep['programming_clocks']} clocks")
     print(f"logits         {'bit-exact vs sim.golden.run_plan' if ok else 'MISMATCH'} "
