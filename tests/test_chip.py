@@ -323,6 +323,28 @@ def test_digits_chip_lossy_adc(sim_cache):
 
 
 @pytest.mark.slow
+def test_faulty_digits_chip_through_the_cli(tmp_path):
+    """`pimgen build --g-frac-bits 2 --stuck-at ... --fault-aware` then `pimgen simulate`: the
+    faulty trained chip on real digits is bit-exact vs the faulty golden model, clocks exact;
+    `simulate --stuck-at` re-programs the same build under another draw."""
+    import json
+    import subprocess
+    import sys
+    pimgen = [sys.executable, "-m", "flow.cli"]
+    out = tmp_path / "faulty"
+    r = subprocess.run(pimgen + ["build", "digits", "-o", str(out), "--g-frac-bits", "2", "--stuck-at", "0.02",
+                                 "--variation", "0.1", "--seed", "3", "--fault-aware"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for extra in ([], ["--stuck-at-1", "0.01", "--seed", "5"]):
+        r = subprocess.run(pimgen + ["simulate", str(out), "--images", "6", "--json", *extra],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr + r.stdout
+        rep = json.loads(r.stdout)
+        assert rep["passed"] and rep["mismatches"] == 0 and rep["timing_checked"]
+        assert rep["measured_latency"] == rep["predicted_latency"]
+
+
+@pytest.mark.slow
 def test_onnx_imported_digits_chip(sim_cache):
     """The front end's path into the chip: the float digits ONNX model quantized on the fly
     (gen.onnx_import + gen.quantize) runs on the chip bit-exact, clocks exact; its classes
