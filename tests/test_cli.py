@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from flow.cli import main
 
@@ -113,3 +114,15 @@ def test_simulate_refuses_a_foreign_schema(tmp_path):
 def test_version():
     r = subprocess.run(PIMGEN + ["--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("pimgen ")
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--stuck-at", "2"], "--stuck-at 2.0 is not allowed: --stuck-at must be a number in [0, 1]"),
+    (["--stuck-at", "0.6", "--stuck-at-1", "0.6"], "--stuck-at 0.6 + --stuck-at-1 0.6 is not allowed"),
+    (["--drift", "0.1", "--time", "0"], "--time 0.0 is not allowed: --time must be a number > 0"),
+])
+def test_build_refuses_bad_device_flags_naming_the_flag(tmp_path, flags, says):
+    out = tmp_path / "x"
+    r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), *flags], capture_output=True, text=True)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -52,7 +53,18 @@ def device_from_args(args: argparse.Namespace, seed: int):
     given = {k: v for k, v in given.items() if v is not None}
     if not given and not getattr(args, "ideal_ref_column", False):
         return None
-    return DeviceModel(**given, ref_column=not getattr(args, "ideal_ref_column", False), seed=seed)
+    try:
+        return DeviceModel(**given, ref_column=not getattr(args, "ideal_ref_column", False), seed=seed)
+    except ValueError as e:     # the model names its fields; the user typed flags
+        msg = str(e)
+        for field, flag in _DEVICE_FLAGS.items():
+            msg = re.sub(rf"\b{field}\b=?", lambda m, flag=flag: flag + (" " if m.group().endswith("=") else ""), msg)
+        raise ValueError(msg) from None
+
+
+#: DeviceModel field -> the flag that sets it (for error messages).
+_DEVICE_FLAGS = {"stuck_at_0": "--stuck-at", "stuck_at_1": "--stuck-at-1", "variation": "--variation",
+                 "drift_nu": "--drift", "time": "--time", "seed": "--seed"}
 
 
 def crossbar_from_args(args: argparse.Namespace) -> CrossbarConfig:
