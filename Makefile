@@ -28,6 +28,13 @@ tools:
 	      || echo "warning: could not install iverilog; Icarus tests will be skipped"; \
 	  else echo "note: iverilog missing and not root; Icarus tests will be skipped (apt-get install iverilog)"; fi; \
 	fi
+	@if [ ! -e /usr/include/lz4.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing liblz4-dev (apt), for FST waves"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liblz4-dev >/dev/null) \
+	      || echo "warning: could not install liblz4-dev; Verilator waves will be VCD"; \
+	  else echo "note: liblz4-dev missing and not root; Verilator waves will be VCD (apt-get install liblz4-dev)"; fi; \
+	fi
 
 demo: $(STAMP) tools
 	$(VENV)/bin/pimgen demo

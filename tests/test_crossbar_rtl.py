@@ -1,4 +1,6 @@
 """Crossbar RTL under cocotb: bit-exact vs the golden model, clocks == gen.timing.crossbar_latency."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -221,3 +223,20 @@ def test_crossbar_takes_a_cell_array():
     x = np.array([3, 200, 17, 255])
     y, _ = _amaranth_mvm(cfg, CellArray.from_weights(w, cfg), x)
     assert y == crossbar_mvm(x, w, cfg).tolist()
+
+
+def test_waves_land_next_to_the_design_as_fst_where_lz4_is(tmp_path, sim_cache):
+    """`--waves`: FST from Verilator where the lz4 headers are (`make tools` installs them),
+    VCD otherwise; moved out of the cache into the folder asked for. FST is a gzip/lz4 block
+    file with a 0x00 header block; a VCD is text naming the design's signals."""
+    from sim.tools import have_fst
+    cfg = CrossbarConfig(rows=8, cols=8, cell_bits=2)
+    rep = run_crossbar_check(CrossbarCheck(cfg, vectors=3, seed=4, waves=True), cache_dir=sim_cache,
+                             waves_dir=tmp_path)
+    _assert_pass(rep)
+    wave = Path(rep["waves"])
+    assert wave.parent == tmp_path and wave.stat().st_size > 0
+    if have_fst():
+        assert wave.suffix == ".fst" and wave.read_bytes()[0] == 0
+    else:
+        assert wave.suffix == ".vcd" and "$var" in wave.read_text() and "busy" in wave.read_text()
