@@ -3,7 +3,7 @@
     .venv/bin/python bench/sim_turnaround.py [--only l1|layer180|digits] [--json]
 
 For the README's layer example (L1: ``conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1``,
-novel mapping, ``pimgen generate``'s default chip), a large layer (``conv Cin=64 Cout=64 K=3
+novel mapping, the 'small' chip with 2-bit cells and a 32-bit PE bus), a large layer (``conv Cin=64 Cout=64 K=3
 H=16 W=16``, novel, 32x32 crossbars, 20 per PE: 180 crossbars in one tile) and the digits chip ('small' preset, 3 images), each
 in a fresh simulator cache (a cold build), it prints: crossbars, Verilog MB, generate s,
 Verilator build s, run s (simulator start-up included) and simulated clocks per second of
@@ -25,8 +25,11 @@ from flow.cli import build_parser  # noqa: E402
 
 LAYERS = {"l1": "conv Cin=8 Cout=16 K=3 H=8 W=8 stride=1 pad=1",
           "layer180": "conv Cin=64 Cout=64 K=3 H=16 W=16 stride=1 pad=1"}
-# the large layer in one tile (the engine takes one tile per replica): 9 PEs x 20 subarrays = 180 crossbars
-EXTRA = {"l1": [], "layer180": ["--subarrays-per-pe", "20"]}
+# The designs the table was first measured on: 2-bit cells and a 32-bit PE bus (generate's old
+# default chip; it now takes the 'small' preset, 4-bit cells). The large layer in one tile (the
+# engine takes one tile per replica): 9 PEs x 20 subarrays = 180 crossbars.
+OLD_DEFAULT = ["--cell-bits", "2", "--pe-bus-bits", "32"]
+EXTRA = {"l1": OLD_DEFAULT, "layer180": [*OLD_DEFAULT, "--subarrays-per-pe", "20"]}
 
 
 class _Stamps:

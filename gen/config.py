@@ -52,6 +52,12 @@ def _refuse_unknown(cls, d: dict[str, Any], what: str) -> None:
         raise ValueError(f"unknown {what} field(s) {unknown}; allowed: {sorted(names)}")
 
 
+def _knob(default, help_: str):
+    """A configuration field that is a user knob: its default and its one-line help, which
+    every command's flag for it reads (``flow.commands._common.add_config_flags``)."""
+    return dataclasses.field(default=default, metadata={"help": help_})
+
+
 @dataclass(frozen=True)
 class CrossbarConfig:
     """One RRAM crossbar (subarray) and its periphery.
@@ -75,16 +81,16 @@ class CrossbarConfig:
             ``F > 0`` lets a device model express programming variation and drift.
     """
 
-    rows: int = 32
-    cols: int = 32
-    cell_bits: int = 2
-    w_bits: int = 8
-    a_bits: int = 8
-    dac_bits: int = 1
-    adc_bits: int | None = None
-    adc_shift: int = 0
-    cols_per_adc: int = 8
-    g_frac_bits: int = 0
+    rows: int = _knob(32, "cell rows")
+    cols: int = _knob(32, "cell columns, the reference column included")
+    cell_bits: int = _knob(2, "bits per cell: 1, 2 or 4 (must divide w_bits)")
+    w_bits: int = _knob(8, "signed weight bits")
+    a_bits: int = _knob(8, "unsigned activation bits")
+    dac_bits: int = _knob(1, "input bits per input cycle (must divide a_bits)")
+    adc_bits: int | None = _knob(None, "ADC resolution, bits (none: the lossless width)")
+    adc_shift: int = _knob(0, "coarse ADC step 2**S")
+    cols_per_adc: int = _knob(8, "columns sharing one ADC")
+    g_frac_bits: int = _knob(0, "fraction bits F of a cell's conductance (non-ideal cells)")
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 2, 4096)
@@ -293,16 +299,16 @@ class ChipConfig:
     """
 
     crossbar: CrossbarConfig = dataclasses.field(default_factory=_paper_crossbar)
-    subarrays_per_pe: int = 4
-    pes_per_tile: int = 9
-    tiles: int | None = None
-    global_buffer_kib: int = 1024
-    tile_buffer_kib: int = 64
-    pe_buffer_kib: int = 4
-    global_bus_bits: int = 256
-    tile_bus_bits: int = 256
-    pe_bus_bits: int = 128
-    clock_mhz: int = 1000
+    subarrays_per_pe: int = _knob(4, "subarrays (crossbars) per PE")
+    pes_per_tile: int = _knob(9, "PEs per tile (the novel mapping needs K*K of them)")
+    tiles: int | None = _knob(None, "tiles on the chip (none: as many as the network needs)")
+    global_buffer_kib: int = _knob(1024, "global buffer KiB (reported)")
+    tile_buffer_kib: int = _knob(64, "tile buffer KiB (reported)")
+    pe_buffer_kib: int = _knob(4, "PE buffer KiB (reported)")
+    global_bus_bits: int = _knob(256, "global bus bits per clock")
+    tile_bus_bits: int = _knob(256, "tile bus bits per clock")
+    pe_bus_bits: int = _knob(128, "PE bus and PE-to-PE link bits per clock")
+    clock_mhz: int = _knob(1000, "clock MHz, for reporting time and images/s")
 
     def __post_init__(self) -> None:
         if not isinstance(self.crossbar, CrossbarConfig):

@@ -70,3 +70,27 @@ def test_every_command_has_json(name):
 
 def test_missing_json_names_real_commands():
     assert MISSING_JSON <= set(COMMANDS)
+
+
+def test_one_spelling_and_one_help_per_knob():
+    """Every config knob a command takes is spelled ``--field-name`` and has the same help text
+    (the bracketed default aside) in every command; no command spells a knob another way.
+    The knobs come from the dataclasses' fields, so a knob added later is covered."""
+    import dataclasses
+    import re
+
+    from gen.config import ChipConfig, CrossbarConfig
+    knobs = {f.name: f.metadata["help"] for cls in (CrossbarConfig, ChipConfig)
+             for f in dataclasses.fields(cls) if "help" in f.metadata}
+    seen: dict[str, set[str]] = {}
+    for name in COMMANDS:
+        for path, parser in _walk((name,), _command(name)):
+            for a in parser._actions:
+                for opt in a.option_strings:
+                    field = opt[2:].replace("-", "_")
+                    if field in knobs and a.type is int:      # list-valued grid flags (sweep) take strings
+                        seen.setdefault(field, set()).add(re.sub(r" \[[^\]]*\]$", "", a.help))
+                    # old spellings of knobs (--crossbar RxC, --global-bus) are gone
+                    assert opt not in ("--crossbar", "--global-bus", "--tile-bus", "--pe-bus"), (path, opt)
+    assert seen.keys() == knobs.keys()
+    assert {k: v for k, v in seen.items() if v != {knobs[k]}} == {}

@@ -12,7 +12,7 @@ from gen.params import WeightParams
 from gen.quantize import random_weights
 from gen.schedule import schedule_layer
 
-GEN = ["--crossbar", "16x16", "--cell-bits", "4", "--cols-per-adc", "4"]
+GEN = ["--rows", "16", "--cols", "16", "--cell-bits", "4", "--cols-per-adc", "4"]
 
 
 def test_parse_layer_spec():
@@ -90,7 +90,7 @@ def test_generate_writes_build(tmp_path, capsys):
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--tiles", "1", "--dup", "3", "--mapping", "novel"],
      "does not fit the hardware: the novel mapping needs 3 tiles"),
     (["--layer", "conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1", "--dup", "2", "--mapping", "novel"], "equal width"),
-    (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--crossbar", "16by16"], "use ROWSxCOLS"),
+    (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--rows", "1"], "rows=1 is not allowed"),
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--cell-bits", "3"], "cell_bits=3 is not allowed"),
     (["--layer", "conv Cout=4 K=3 H=5 W=5"], "misses Cin"),
 ])

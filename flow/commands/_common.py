@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -10,22 +11,39 @@ from typing import Any
 from gen.config import CrossbarConfig
 
 
+def add_config_flags(g, cls, defaults=None, *, where: str = "") -> None:
+    """One ``--field-name N`` flag per knob of config dataclass ``cls`` (every field with a
+    ``help`` in its metadata, ``gen.config._knob``): one spelling and one help text per knob in
+    every command. ``defaults`` (an instance) is what the help shows in brackets, after ``where``."""
+    d = defaults if defaults is not None else cls()
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            v = getattr(d, f.name)
+            g.add_argument("--" + f.name.replace("_", "-"), type=int, metavar="N",
+                           help=f"{f.metadata['help']} [{where}{'none' if v is None else v}]")
+
+
+def knob_help(name: str) -> str:
+    """The help text of knob ``name`` (a ``CrossbarConfig`` or ``ChipConfig`` field)."""
+    from gen.config import ChipConfig
+    for cls in (CrossbarConfig, ChipConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == name and "help" in f.metadata:
+                return f.metadata["help"]
+    raise KeyError(name)
+
+
+def config_overrides(args: argparse.Namespace, cls) -> dict[str, Any]:
+    """The knobs of ``cls`` the command line set (:func:`add_config_flags`), by field name."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if "help" in f.metadata and getattr(args, f.name, None) is not None}
+
+
 def add_crossbar_args(p: argparse.ArgumentParser, *, defaults: CrossbarConfig | None = None) -> None:
-    """The crossbar knobs, one flag per ``CrossbarConfig`` field, plus ``--config FILE.toml``."""
-    d = defaults or CrossbarConfig()
+    """The crossbar knobs (:func:`add_config_flags`) plus ``--config FILE.toml`` (a crossbar TOML)."""
     g = p.add_argument_group("crossbar")
     g.add_argument("--config", metavar="TOML", help="load the crossbar config from a TOML file; flags override it")
-    g.add_argument("--rows", type=int, help=f"cell rows [{d.rows}]")
-    g.add_argument("--cols", type=int, help=f"cell columns incl. the reference column [{d.cols}]")
-    g.add_argument("--cell-bits", type=int, help=f"bits per cell, 1|2|4 [{d.cell_bits}]")
-    g.add_argument("--w-bits", type=int, help=f"signed weight bits [{d.w_bits}]")
-    g.add_argument("--a-bits", type=int, help=f"unsigned activation bits [{d.a_bits}]")
-    g.add_argument("--dac-bits", type=int, help=f"input bits per input cycle [{d.dac_bits}]")
-    g.add_argument("--adc-bits", type=int, help="ADC resolution [lossless]")
-    g.add_argument("--adc-shift", type=int, help=f"coarse ADC step 2**S [{d.adc_shift}]")
-    g.add_argument("--cols-per-adc", type=int, help=f"columns sharing one ADC [{d.cols_per_adc}]")
-    g.add_argument("--g-frac-bits", type=int, help=f"fraction bits F of a cell's conductance (non-ideal cells) "
-                                                   f"[{d.g_frac_bits}]")
+    add_config_flags(g, CrossbarConfig, defaults)
 
 
 def add_device_args(p: argparse.ArgumentParser, note: str | None = None) -> None:
@@ -68,12 +86,9 @@ _DEVICE_FLAGS = {"stuck_at_0": "--stuck-at", "stuck_at_1": "--stuck-at-1", "vari
 
 
 def crossbar_from_args(args: argparse.Namespace) -> CrossbarConfig:
+    """The crossbar :func:`add_crossbar_args` describe: ``--config`` (or the defaults), then the flags."""
     base = CrossbarConfig.from_toml(args.config).to_dict() if getattr(args, "config", None) else {}
-    for name in CrossbarConfig.__dataclass_fields__:
-        v = getattr(args, name, None)
-        if v is not None:
-            base[name] = v
-    return CrossbarConfig.from_dict(base)
+    return CrossbarConfig.from_dict({**base, **config_overrides(args, CrossbarConfig)})
 
 
 def print_json(obj: Any) -> None:

@@ -32,9 +32,10 @@ PAPER = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flow.commands.map import add_chip_args, add_network_args
+    from flow.commands.map import add_chip_args, add_network_args, add_plan_args
     add_network_args(p)
     add_chip_args(p)
+    add_plan_args(p)
     p.add_argument("--pipeline", action="store_true",
                    help="make the main comparison the pipelined chip (both are always shown)")
     p.add_argument("--layers", action="store_true", help="also print the per-layer side-by-side table")

@@ -7,13 +7,11 @@ import json
 
 HELP = "generate the RTL of one conv/linear layer engine (conventional or novel mapping) + weights + manifest"
 DESCRIPTION = (
-    "Map one layer onto a small chip and generate its layer engine (hw.layer.ConvLayerEngine): "
-    "OUT/rtl/layer.v, OUT/weights/ (params.json and one $readmemh file of cell levels per crossbar) and "
+    "Map one layer onto a chip (the 'small' preset unless told otherwise, as for `pimgen build`) and generate "
+    "its layer engine (hw.layer.ConvLayerEngine): OUT/rtl/layer.v (crossbars programmed through `prog`), "
+    "OUT/weights/ (params.json and program.hex, the programming beats) and "
     "OUT/manifest.json (ports, shapes, schedule, expected clocks from the cycle model, the config). "
     "Simulate it with `pimgen simulate OUT`.")
-
-DEFAULT_CHIP = {"subarrays_per_pe": 4, "pes_per_tile": 9, "global_bus_bits": 64, "tile_bus_bits": 64,
-                "pe_bus_bits": 32}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,56 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true",
                    help="raw int32 outputs (last layer) instead of bias+requantize+ReLU to a_bits")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and requantization [0]")
-    g = p.add_argument_group("hardware")
-    g.add_argument("--config", metavar="TOML", help="chip config TOML ([chip] + [crossbar]); flags override it")
-    g.add_argument("--crossbar", metavar="RxC", default=None, help="crossbar rows x cols [32x32]")
-    for flag, h in [("cell-bits", "bits per cell 1|2|4 [2]"), ("w-bits", "weight bits [8]"),
-                    ("a-bits", "activation bits [8]"), ("dac-bits", "input bits per input cycle [1]"),
-                    ("adc-bits", "ADC bits [lossless]"), ("adc-shift", "coarse ADC step 2**S [0]"),
-                    ("cols-per-adc", "columns sharing one ADC [8]")]:
-        g.add_argument(f"--{flag}", type=int, default=None, metavar="N", help=h)
-    for flag, key in [("subarrays-per-pe", "subarrays_per_pe"), ("pes-per-tile", "pes_per_tile"),
-                      ("tiles", "tiles"), ("global-bus", "global_bus_bits"), ("tile-bus", "tile_bus_bits"),
-                      ("pe-bus", "pe_bus_bits")]:
-        dflt = DEFAULT_CHIP.get(key)
-        g.add_argument(f"--{flag}", type=int, default=None, metavar="N",
-                       help=f"{key.replace('_', ' ')} [{dflt if dflt is not None else 'as needed'}]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
-
-
-def chip_from_args(args):
-    from gen.config import ChipConfig, CrossbarConfig
-    if args.config:
-        chip = ChipConfig.from_toml(args.config)
-        xb = chip.crossbar.to_dict()
-        base = {k: v for k, v in chip.to_dict().items() if k != "crossbar"}
-    else:
-        xb = CrossbarConfig().to_dict()
-        base = dict(DEFAULT_CHIP)
-    if args.crossbar:
-        try:
-            r, c = (int(v) for v in args.crossbar.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--crossbar {args.crossbar!r} is not allowed: use ROWSxCOLS, e.g. 32x32") from None
-        xb.update(rows=r, cols=c)
-    for key in ("cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits", "adc_shift", "cols_per_adc"):
-        v = getattr(args, key)
-        if v is not None:
-            xb[key] = v
-    xb["cols_per_adc"] = min(xb["cols_per_adc"], xb["cols"]) if getattr(args, "cols_per_adc") is None \
-        else xb["cols_per_adc"]
-    for flag, key in [("subarrays_per_pe", "subarrays_per_pe"), ("pes_per_tile", "pes_per_tile"),
-                      ("tiles", "tiles"), ("global_bus", "global_bus_bits"), ("tile_bus", "tile_bus_bits"),
-                      ("pe_bus", "pe_bus_bits")]:
-        v = getattr(args, flag)
-        if v is not None:
-            base[key] = v
-    return ChipConfig.from_dict({**base, "crossbar": CrossbarConfig.from_dict(xb)})
+    from flow.commands.map import add_chip_args
+    add_chip_args(p, default_preset="small")
 
 
 def design_from_args(args):
     from gen.layerspec import parse_layer_spec
     from flow.layer_check import LayerDesign
+    from flow.commands.map import chip_from_args
     spec = parse_layer_spec(args.layer)
     chip = chip_from_args(args)
     return LayerDesign(spec, chip, args.mapping, args.dup, args.raw, args.seed)

@@ -13,19 +13,6 @@ DESCRIPTION = (HELP + ". Networks: digits, vgg8, vgg16, resnet18, resnet34, resn
                "(positional or --neurosim-csv FILE), an ONNX file (float or quantized; only the architecture is "
                "used) or a .pimgen file. The chip is the 'paper' preset unless told otherwise.")
 
-_CHIP_FLAGS = [  # (flag, ChipConfig field, help)
-    ("--subarrays-per-pe", "subarrays_per_pe", "subarrays per PE"),
-    ("--pes-per-tile", "pes_per_tile", "PEs per tile (novel mapping needs K*K of them)"),
-    ("--tiles", "tiles", "tiles on the chip (default: as many as the network needs)"),
-    ("--global-bus-bits", "global_bus_bits", "global bus bits per clock"),
-    ("--tile-bus-bits", "tile_bus_bits", "tile bus bits per clock"),
-    ("--pe-bus-bits", "pe_bus_bits", "PE bus / PE-to-PE link bits per clock"),
-    ("--clock-mhz", "clock_mhz", "clock for reporting time and images/s"),
-]
-_XBAR_FLAGS = [("--rows", "rows"), ("--cols", "cols"), ("--cell-bits", "cell_bits"), ("--cols-per-adc", "cols_per_adc"),
-               ("--dac-bits", "dac_bits"), ("--adc-bits", "adc_bits"), ("--g-frac-bits", "g_frac_bits")]
-
-
 def add_chip_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
     """The chip knobs: ``--preset NAME|FILE.toml`` (``default_preset`` when neither it nor
     ``--chip-config`` is given), ``--chip-config``, and one flag per chip/crossbar field."""
@@ -35,10 +22,17 @@ def add_chip_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> 
                    help=f"chip preset ({', '.join(chip_presets())}) or a chip TOML file [{default_preset}]")
     g.add_argument("--chip-config", metavar="TOML", help="load the chip config from a TOML file instead of a preset")
     p.set_defaults(default_preset=default_preset)
-    for flag, _, h in _CHIP_FLAGS:
-        g.add_argument(flag, type=int, help=h)
-    for flag, name in _XBAR_FLAGS:
-        g.add_argument(flag, type=int, help=f"crossbar {name}")
+    from flow.commands._common import add_config_flags
+    from gen.config import ChipConfig, CrossbarConfig
+    d = ChipConfig.preset(default_preset)
+    add_config_flags(g, ChipConfig, d, where=f"{default_preset}: ")
+    add_config_flags(p.add_argument_group("crossbar (of the chip)"), CrossbarConfig, d.crossbar,
+                     where=f"{default_preset}: ")
+
+
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    """How the analysis commands (map, compare, sweep) plan and count: duplication, speed-up, serial."""
+    g = p.add_argument_group("plan")
     g.add_argument("--speedup", type=int, default=8,
                    help="NeuroSim speed-up degree for the pipelined chip's duplication [8]")
     g.add_argument("--duplication", metavar="N|auto",
@@ -60,10 +54,10 @@ def chip_from_args(args):
         raise ValueError(f"--preset {preset} and --chip-config {args.chip_config} both name the chip: give one")
     chip = (ChipConfig.from_toml(args.chip_config) if getattr(args, "chip_config", None)
             else ChipConfig.preset(preset or getattr(args, "default_preset", "paper")))
-    over = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _ in _CHIP_FLAGS}
-    over = {k: v for k, v in over.items() if v is not None}
-    xo = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in _XBAR_FLAGS}
-    xo = {k: v for k, v in xo.items() if v is not None}
+    from flow.commands._common import config_overrides
+    from gen.config import CrossbarConfig
+    over = config_overrides(args, ChipConfig)
+    xo = config_overrides(args, CrossbarConfig)
     if xo:
         over["crossbar"] = dataclasses.replace(chip.crossbar, **xo)
     return dataclasses.replace(chip, **over) if over else chip
@@ -185,5 +179,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight mapping [conventional]")
     p.add_argument("--pipeline", action="store_true", help="layer-pipelined chip (duplication 'auto' by default)")
     add_chip_args(p)
+    add_plan_args(p)
     p.add_argument("--write-csv", metavar="FILE", help="also write the network as a NeuroSim CSV")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -14,8 +14,9 @@ def add_arguments(p):
     p.add_argument("-o", "--output", metavar="OUT.pimgen", help="output file [MODEL.pimgen]")
     p.add_argument("--percentile", type=float, help="clip activation ranges at this percentile (e.g. 99.99) "
                                                      "instead of min/max")
-    p.add_argument("--a-bits", type=int, default=8, help="activation bits [8]")
-    p.add_argument("--w-bits", type=int, default=8, help="weight bits [8]")
+    from flow.commands._common import knob_help
+    p.add_argument("--a-bits", type=int, default=8, help=f"{knob_help('a_bits')} [8]")
+    p.add_argument("--w-bits", type=int, default=8, help=f"{knob_help('w_bits')} [8]")
     p.add_argument("--force", action="store_true",
                    help="overwrite OUT.pimgen even if it is not a pimgen quantized model")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

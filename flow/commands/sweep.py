@@ -11,25 +11,27 @@ DESCRIPTION = (HELP + ". Every knob flag takes comma-separated values; every com
                "are not recomputed; DIR/pareto.png plots throughput vs area and vs energy per image.")
 
 #: (flag, dest, help) of the integer knobs; each takes comma-separated values
-_INT_KNOBS = [
-    ("--rows", "rows", "crossbar rows"),
-    ("--cell-bits", "cell_bits", "bits per cell"),
-    ("--adc-bits", "adc_bits", "ADC bits, 0 = lossless"),
-    ("--global-bus-bits", "global_bus_bits", "global bus bits per clock"),
+_INT_KNOBS = [   # (flag, field, what the list may hold beyond the field's help)
+    ("--rows", "rows", ""),
+    ("--cell-bits", "cell_bits", ""),
+    ("--adc-bits", "adc_bits", "; 0 = lossless"),
+    ("--global-bus-bits", "global_bus_bits", ""),
 ]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flow.commands.map import add_chip_args, add_network_args
+    from flow.commands.map import add_chip_args, add_network_args, add_plan_args
     add_network_args(p)
     # the chip flags come from `pimgen map`; the knob flags below take lists instead, and
     # "resolve" lets them replace map's single-value --rows/--cell-bits/--global-bus-bits
     p.conflict_handler = "resolve"
     add_chip_args(p)
+    add_plan_args(p)
     g = p.add_argument_group("grid (comma-separated values; the grid is every combination)")
     g.add_argument("--mapping", default="conventional,novel", help="weight mappings [conventional,novel]")
-    for flag, _, h in _INT_KNOBS:
-        g.add_argument(flag, metavar="N[,N...]", help=f"{h} [the chip's]")
+    from flow.commands._common import knob_help
+    for flag, field, extra in _INT_KNOBS:
+        g.add_argument(flag, metavar="N[,N...]", help=f"{knob_help(field)}{extra} [the chip's]")
     p.add_argument("--pipeline", action="store_true", help="layer-pipelined chip (duplication 'auto' by default)")
     p.add_argument("--energy-table", metavar="FILE.toml",
                    help="per-event energies and per-block areas (default: gen/presets/energy.toml, ISAAC 32 nm)")

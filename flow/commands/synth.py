@@ -22,26 +22,15 @@ DESCRIPTION = (
 
 # --- block kinds --------------------------------------------------------------------
 def _crossbar_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("crossbar (defaults: gen.config.CrossbarConfig)")
-    g.add_argument("--config", metavar="TOML", help="load the crossbar config from a TOML file; flags override it")
-    for flag, help_ in [("rows", "cell rows"), ("cols", "cell columns (reference column included)"),
-                        ("cell-bits", "bits per cell: 1, 2 or 4"), ("w-bits", "weight bits"),
-                        ("a-bits", "activation bits"), ("dac-bits", "input bits per input cycle"),
-                        ("adc-bits", "ADC bits (default: lossless)"), ("adc-shift", "coarse ADC step 2**S"),
-                        ("cols-per-adc", "columns sharing one ADC")]:
-        g.add_argument(f"--{flag}", type=int, default=None, metavar="N", help=help_)
+    from flow.commands._common import add_crossbar_args
+    add_crossbar_args(p)
 
 
 def _crossbar_build(args):
-    from gen.config import CrossbarConfig
+    from flow.commands._common import crossbar_from_args
     from hw.crossbar import Crossbar
 
-    base = CrossbarConfig.from_toml(args.config).to_dict() if args.config else {}
-    for key in ("rows", "cols", "cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits", "adc_shift", "cols_per_adc"):
-        v = getattr(args, key)
-        if v is not None:
-            base[key] = v
-    cfg = CrossbarConfig.from_dict(base)
+    cfg = crossbar_from_args(args)
     name = fpga.design_name(f"crossbar-{cfg.rows}x{cfg.cols}", cfg.to_dict())
     desc = (f"crossbar {cfg.rows}x{cfg.cols} (cell_bits {cfg.cell_bits}, dac_bits {cfg.dac_bits}, "
             f"adc_bits {cfg.adc_resolution}, adc_shift {cfg.adc_shift}, cols_per_adc {cfg.cols_per_adc})")

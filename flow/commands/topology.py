@@ -12,7 +12,7 @@ ALL = ["5pp", "mesh", "torus", "ring", "bus"]
 
 
 def add_arguments(p):
-    from flow.commands._common import add_crossbar_args
+    from flow.commands.map import add_chip_args
     from flow.network_input import add_network_args
     add_network_args(p)
     p.add_argument("--topology", default="all", metavar="T",
@@ -31,7 +31,7 @@ def add_arguments(p):
                    help="write the interconnect RTL of the (single) placed topology: point-to-point links "
                         "for 5PP, routers for mesh/torus")
     p.add_argument("--fifo-depth", type=int, default=2, help="link / router input FIFO depth for --verilog [2]")
-    add_crossbar_args(p)
+    add_chip_args(p)
 
 
 def parse_kinds(spec: str) -> list[str]:
@@ -162,11 +162,10 @@ def plot(placements, path: str) -> None:
 
 
 def run(args) -> int:
-    from flow.commands._common import crossbar_from_args, print_json
+    from flow.commands._common import print_json
+    from flow.commands.map import chip_from_args
     from flow.network_input import network_from_args
-    flags = [n for n in ("config", "rows", "cols", "cell_bits", "w_bits", "a_bits", "dac_bits", "adc_bits",
-                         "adc_shift", "cols_per_adc") if getattr(args, n, None) is not None]
-    cfg = crossbar_from_args(args) if flags else None  # None: the ChipConfig (paper) defaults
+    cfg = chip_from_args(args)
     kinds = parse_kinds(args.topology)
     if not 1 <= args.psum_bits <= 64:
         raise ValueError(f"--psum-bits {args.psum_bits} is not allowed: it must be an integer in [1, 64]")
