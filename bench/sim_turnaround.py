@@ -8,7 +8,8 @@ H=16 W=16``, novel, 32x32 crossbars, 20 per PE: 180 crossbars in one tile) and t
 in a fresh simulator cache (a cold build), it prints: crossbars, Verilog MB, generate s,
 Verilator build s, run s (simulator start-up included) and simulated clocks per second of
 the run. The stage times come from ``sim.runner``'s progress calls, so build and run are
-measured apart.
+measured apart. Verilator builds are hierarchical (the shared crossbar module compiled once,
+``sim.runner``'s ``hier_blocks``); ``--flat`` measures the flat build for comparison.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class _Stamps:
             self.t[key] = time.perf_counter()
 
 
-def _layer(name: str, cache: Path) -> dict:
+def _layer(name: str, cache: Path, hierarchical: bool = True) -> dict:
     from flow.commands.generate import design_from_args
     from flow.layer_check import run_layer_check
     args = build_parser().parse_args(["generate", "--layer", LAYERS[name], "--mapping", "novel", *EXTRA[name],
@@ -55,14 +56,14 @@ def _layer(name: str, cache: Path) -> dict:
     v = d.verilog
     gen_s = time.perf_counter() - t0
     st = _Stamps()
-    rep = run_layer_check(d, images=1, cache_dir=cache, progress=st)
+    rep = run_layer_check(d, images=1, cache_dir=cache, progress=st, hierarchical=hierarchical)
     run_s = st.t["done"] - st.t["run"]
     return {"design": f"{name}: {LAYERS[name]}", "crossbars": d.lp.n_subarrays, "verilog_mb": round(len(v) / 1e6, 2),
             "generate_s": round(gen_s, 1), "build_s": round(st.t["run"] - st.t["build"], 1), "run_s": round(run_s, 1),
             "clocks_per_s": round(sum(rep["measured_per_image"]) / run_s), "passed": rep["passed"]}
 
 
-def _digits(cache: Path) -> dict:
+def _digits(cache: Path, hierarchical: bool = True) -> dict:
     from flow.chip_check import design_from_network, run_chip_check
     from gen.config import ChipConfig
     from gen.models import digits_dataset
@@ -72,7 +73,7 @@ def _digits(cache: Path) -> dict:
     gen_s = time.perf_counter() - t0
     x, labels = digits_dataset("test")
     st = _Stamps()
-    rep = run_chip_check(d, x[:3], labels=labels[:3], cache_dir=cache, progress=st)
+    rep = run_chip_check(d, x[:3], labels=labels[:3], cache_dir=cache, progress=st, hierarchical=hierarchical)
     return {"design": "digits chip (small preset, 3 images)", "crossbars": d.cp.n_xbars,
             "verilog_mb": round(len(v) / 1e6, 2), "generate_s": round(gen_s, 1),
             "build_s": round(st.t["run"] - st.t["build"], 1), "run_s": round(st.t["done"] - st.t["run"], 1),
@@ -82,13 +83,16 @@ def _digits(cache: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["l1", "layer180", "digits"], action="append")
+    ap.add_argument("--flat", action="store_true",
+                    help="Verilate flat (the crossbar module inlined everywhere), not hierarchically")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows = []
     for name in args.only or ["l1", "layer180", "digits"]:
         print(f"  {name} ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="pimgen-cold-") as cache:
-            rows.append(_digits(Path(cache)) if name == "digits" else _layer(name, Path(cache)))
+            rows.append(_digits(Path(cache), not args.flat) if name == "digits"
+                        else _layer(name, Path(cache), not args.flat))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

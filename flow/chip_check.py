@@ -35,7 +35,9 @@ from gen.perf import chip_timing
 from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from flow.cli import pimgen_version
 
-SCHEMA = 4   # 4: programming beats carry cells (device model); 3: stage tails, forks and skip links; 2: stages on a fabric (topology); 1: wired links
+# 4: programming beats carry cells (device model); 3: stage tails, forks and skip links;
+# 2: stages on a fabric (topology); 1: wired links
+SCHEMA = 4
 TOP = "chip"
 
 
@@ -176,6 +178,13 @@ def load_build(folder: str | Path) -> ChipDesign:
     return d
 
 
+def shared_blocks(cfg) -> tuple[str, ...]:
+    """The modules a programmed design instantiates many times, for hierarchical Verilation:
+    its one crossbar module (``hw.blackbox``)."""
+    from hw.crossbar import Crossbar
+    return (Crossbar.module_name(cfg),)
+
+
 def golden(design: ChipDesign, x_codes: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Per image, every layer's tensor of the chip's (lowered) plan, crossbar-exact."""
     from sim.golden import run_plan
@@ -224,10 +233,11 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
 def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,
                    sim: str = "verilator", waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
                    cache_dir: Path | None = None, args_hook=None, waves_dir: Path | None = None,
-                   progress=None) -> dict[str, Any]:
+                   progress=None, hierarchical: bool = True) -> dict[str, Any]:
     """Simulate ``design`` on ``images`` (``[N, C, H, W]`` input codes); return the report
     (``passed``, ``mismatches``, ``images``, ``measured_latency``, ``predicted_latency``,
-    ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...)."""
+    ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...).
+    ``hierarchical``: Verilator compiles the shared crossbar module once, apart (``sim.runner``)."""
     from sim.runner import run_testbench
     x = np.asarray(images)
     if progress:
@@ -237,6 +247,7 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
         args = args_hook(args)
     t0 = time.perf_counter()
     res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
+                        hier_blocks=shared_blocks(design.chip.crossbar) if hierarchical else (),
                         seed=seed, waves_dir=waves_dir, progress=progress)
     d = res.data
     timing_ok = (not args["check_timing"]) or (d.get("measured_latency") == args["predicted_latency"]

@@ -192,8 +192,10 @@ def random_images(design: LayerDesign, n: int, seed: int) -> np.ndarray:
 
 def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: int = 0, sim: str = "verilator",
                     waves: bool = False, ready_prob: float = 1.0, gap_prob: float = 0.0,
-                    cache_dir: Path | None = None, waves_dir: Path | None = None, progress=None) -> dict[str, Any]:
+                    cache_dir: Path | None = None, waves_dir: Path | None = None, progress=None,
+                    hierarchical: bool = True) -> dict[str, Any]:
     """Simulate ``design`` on random (or given ``[n, Cin, H, W]``) images; return the report.
+    ``hierarchical``: Verilator compiles the shared crossbar module once, apart (``sim.runner``).
     ``progress``: an optional stage-line callable (``flow.progress.Progress``).
     With ``waves``, the waveform goes to ``waves_dir`` (the build folder, say; see ``sim.runner``)."""
     from sim.runner import run_testbench
@@ -210,8 +212,10 @@ def run_layer_check(design: LayerDesign, *, images: int | np.ndarray = 1, seed: 
     args = tb_arguments(design, imgs, seed=seed, ready_prob=ready_prob, gap_prob=gap_prob)
     t0 = time.perf_counter()
     verilog = icarus_fixup(design.verilog) if sim == "icarus" else design.verilog
+    from flow.chip_check import shared_blocks
     res = run_testbench(verilog, TOP, "sim.tb.layer", args, sim=sim, waves=waves, cache_dir=cache_dir, seed=seed,
-                        waves_dir=waves_dir, progress=progress)
+                        waves_dir=waves_dir, progress=progress,
+                        hier_blocks=shared_blocks(design.chip.crossbar) if hierarchical else ())
     d = res.data
     timing_ok = (not args["check_timing"]) or (
         bool(d.get("measured_per_image")) and all(c == args["predicted_clocks"] for c in d["measured_per_image"]))

@@ -83,10 +83,14 @@ def _check_sim(sim: str) -> None:
 def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str, Any], *,
                   sim: str = "verilator", waves: bool = False, cache_dir: Path | None = None,
                   testcase: str | None = None, seed: int = 0, waves_dir: Path | None = None,
-                  progress: Callable[[str], None] | None = None) -> SimResult:
+                  progress: Callable[[str], None] | None = None, hier_blocks: tuple[str, ...] = ()) -> SimResult:
     """Build ``verilog`` (cached) and run the cocotb module ``test_module`` on it.
 
     ``progress`` (optional) is told, in words, when the build and the run begin.
+    ``hier_blocks``: Verilog modules Verilator compiles once each, apart from the rest
+    (hierarchical Verilation; ignored by Icarus) -- the modules a design instantiates many
+    times, e.g. its shared crossbar. The testbench then must not reach inside them (it reads
+    the top's ports only, DESIGN.md §6).
 
     ``args`` is handed to the testbench as JSON; the testbench's result dictionary is
     returned in :attr:`SimResult.data`. With ``waves``, the waveform ends up in ``waves_dir``
@@ -96,14 +100,16 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, args: dict[str,
     _check_sim(sim)
     runner = _runner(sim)
     cache_dir = Path(cache_dir or DEFAULT_CACHE)
-    recipe = (VERILATOR_RECIPE + (";fst" if waves and have_fst() else "")) if sim == "verilator" else ""
+    hier_blocks = tuple(sorted(hier_blocks)) if sim == "verilator" else ()
+    recipe = (VERILATOR_RECIPE + (";fst" if waves and have_fst() else "")
+              + "".join(f";hier={m}" for m in hier_blocks)) if sim == "verilator" else ""
     key = hashlib.sha256(f"{sim}\0{toplevel}\0{waves}\0{recipe}\0{verilog}".encode()).hexdigest()[:16]
     # the shared hold keeps eviction (ours after the build, or another worker's) off this folder
     # until the run is over
     say = progress or (lambda stage: None)
     with hold(cache_dir / f"{toplevel}-{sim}-{key}") as build_dir:
         say(f"{sim}: building {toplevel} in {build_dir} (cached builds are reused; a cold one takes minutes)")
-        if _build(runner, verilog, toplevel, sim, waves, build_dir):
+        if _build(runner, verilog, toplevel, sim, waves, build_dir, hier_blocks):
             # only a new build grows the cache; a re-run of a cached one need not walk it
             evict(cache_dir, cache_limit(cache_dir)[0], keep=build_dir)
         say(f"{sim}: running {test_module}")
@@ -133,12 +139,15 @@ def _runner(sim: str):
     return LeanVerilator()
 
 
-def _build(runner, verilog: str, toplevel: str, sim: str, waves: bool, build_dir: Path) -> bool:
+def _build(runner, verilog: str, toplevel: str, sim: str, waves: bool, build_dir: Path,
+           hier_blocks: tuple[str, ...] = ()) -> bool:
     """Build in ``build_dir`` (a no-op when it holds this build already); ``True`` if it was new."""
     build_args = []
     if sim == "verilator":
         ports = build_dir / "ports.vlt"
         build_args = ["-Wno-fatal", *[f"-Wno-{w}" for w in VERILATOR_LINT_OFF], str(ports)]
+        if hier_blocks:
+            build_args.append("--hierarchical")
         if waves:       # FST where the lz4 headers are (sim.tools.have_fst), else VCD
             build_args += ["--trace-structs"]
     try:
@@ -150,7 +159,9 @@ def _build(runner, verilog: str, toplevel: str, sim: str, waves: bool, build_dir
             if new:
                 src.write_text(verilog)
             if sim == "verilator":
-                (build_dir / "ports.vlt").write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+                (build_dir / "ports.vlt").write_text(
+                    f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+                    + "".join(f'hier_block -module "{m}"\n' for m in hier_blocks))
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
                          waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     except (RuntimeError, OSError) as e:
