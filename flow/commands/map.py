@@ -13,6 +13,7 @@ DESCRIPTION = (HELP + ". Networks: digits, vgg8, vgg16, resnet18, resnet34, resn
                "(positional or --neurosim-csv FILE), an ONNX file (float or quantized; only the architecture is "
                "used) or a .pimgen file. The chip is the 'paper' preset unless told otherwise.")
 
+
 def add_chip_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
     """The chip knobs: ``--preset NAME|FILE.toml`` (``default_preset`` when neither it nor
     ``--chip-config`` is given), ``--chip-config``, and one flag per chip/crossbar field."""
