@@ -120,6 +120,7 @@ def test_version():
     (["--stuck-at", "2"], "--stuck-at 2.0 is not allowed: --stuck-at must be a number in [0, 1]"),
     (["--stuck-at", "0.6", "--stuck-at-1", "0.6"], "--stuck-at 0.6 + --stuck-at-1 0.6 is not allowed"),
     (["--drift", "0.1", "--time", "0"], "--time 0.0 is not allowed: --time must be a number > 0"),
+    (["--fault-aware"], "--fault-aware needs a device model to work around: give --stuck-at"),
 ])
 def test_build_refuses_bad_device_flags_naming_the_flag(tmp_path, flags, says):
     out = tmp_path / "x"

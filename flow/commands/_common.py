@@ -62,14 +62,18 @@ def add_device_args(p: argparse.ArgumentParser, note: str | None = None) -> None
                         "absorb the stuck ones (gen.fault_aware)")
 
 
-def device_from_args(args: argparse.Namespace, seed: int):
-    """The ``gen.devices.DeviceModel`` the flags ask for, or ``None`` when none is given."""
+def device_from_args(args: argparse.Namespace, seed: int, *, fallback=None):
+    """The ``gen.devices.DeviceModel`` the flags ask for, or ``None`` when none is given.
+    ``--fault-aware`` needs a model: the flags' or ``fallback`` (e.g. the one a build holds)."""
     from gen.devices import DeviceModel
     given = {k: getattr(args, a, None) for k, a in (("variation", "variation"), ("stuck_at_0", "stuck_at"),
                                                     ("stuck_at_1", "stuck_at_1"), ("drift_nu", "drift"),
                                                     ("time", "time"))}
     given = {k: v for k, v in given.items() if v is not None}
     if not given and not getattr(args, "ideal_ref_column", False):
+        if getattr(args, "fault_aware", False) and fallback is None:
+            raise ValueError("--fault-aware needs a device model to work around: give --stuck-at and/or "
+                             "--stuck-at-1 (and any other device flags)")
         return None
     try:
         return DeviceModel(**given, ref_column=not getattr(args, "ideal_ref_column", False), seed=seed)

@@ -68,9 +68,11 @@ def _run_chip(args) -> int:
     from flow.chip_check import load_build, run_chip_check
     from flow.commands._common import device_from_args
     design = load_build(args.build)
-    device = device_from_args(args, args.seed)
+    device = device_from_args(args, args.seed, fallback=design.device)
     if device is not None:
         design = design.with_device(device, args.fault_aware)
+    elif args.fault_aware:          # the build's own device model, now worked around
+        design = design.with_device(design.device, True)
     x, labels, source = _chip_images(design, args)
     rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
