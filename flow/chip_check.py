@@ -52,6 +52,9 @@ class ChipDesign:
     topology: str = "5pp"
     device: DeviceModel | None = None
     fault_aware: bool = False
+    #: the emulation build (``hw.decoupled.EmulatedChip``: block-RAM crossbars, target clocks
+    #: advanced by an enable) instead of the simulation build (``hw.chip.Chip``)
+    emulated: bool = False
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -69,6 +72,13 @@ class ChipDesign:
                                                    fault_aware=self.fault_aware)
         return self._conductances
 
+    def emulation(self) -> "ChipDesign":
+        """The same chip's emulation build (``hw.decoupled``; the same plan, programming and
+        golden model)."""
+        new = copy.copy(self)
+        new.emulated, new._verilog = True, None
+        return new
+
     def with_device(self, device: DeviceModel | None, fault_aware: bool = False) -> "ChipDesign":
         """The same chip (plan and RTL) with its cells programmed under ``device`` (around its
         stuck cells with ``fault_aware``)."""
@@ -81,7 +91,8 @@ class ChipDesign:
         if self._verilog is None:
             from flow.emit import to_verilog
             from hw.chip import Chip
-            self._verilog = to_verilog(Chip(self.cp), TOP)
+            from hw.decoupled import EmulatedChip
+            self._verilog = to_verilog(EmulatedChip(self.cp) if self.emulated else Chip(self.cp), TOP)
         return self._verilog
 
     def program_words(self) -> list[int]:
@@ -178,11 +189,13 @@ def load_build(folder: str | Path) -> ChipDesign:
     return d
 
 
-def shared_blocks(cfg) -> tuple[str, ...]:
+def shared_blocks(cfg, emulated: bool = False) -> tuple[str, ...]:
     """The modules a programmed design instantiates many times, for hierarchical Verilation:
-    its one crossbar module (``hw.blackbox``)."""
+    its one crossbar module (``hw.blackbox``; the target-timed emulated one in an emulation
+    build)."""
     from hw.crossbar import Crossbar
-    return (Crossbar.module_name(cfg),)
+    from hw.decoupled import TargetCrossbar
+    return ((TargetCrossbar if emulated else Crossbar).module_name(cfg),)
 
 
 def golden(design: ChipDesign, x_codes: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -227,7 +240,19 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
         "stages": stages, "predicted_latency": t.latency, "predicted_interval": t.interval,
         "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
         "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
+        "target_clock": design.emulated,
+        "timeout_scale": _host_per_target_bound(design) if design.emulated else 1,
     }
+
+
+def _host_per_target_bound(design: ChipDesign) -> int:
+    """A bound on host clocks per target clock of the emulation build, for timeouts only: an
+    emulated MVM over the target MVM, or a row write (every stored column, and its pipeline)."""
+    from gen.emulation import EmulatedGeometry
+    from gen.timing import crossbar_latency, emulated_crossbar_host_clocks
+    xb = design.chip.crossbar
+    return 2 + max(-(-emulated_crossbar_host_clocks(xb) // crossbar_latency(xb)),
+                   len(EmulatedGeometry(xb).column_order) + 2)
 
 
 def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,
@@ -247,7 +272,7 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
         args = args_hook(args)
     t0 = time.perf_counter()
     res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
-                        hier_blocks=shared_blocks(design.chip.crossbar) if hierarchical else (),
+                        hier_blocks=shared_blocks(design.chip.crossbar, design.emulated) if hierarchical else (),
                         seed=seed, waves_dir=waves_dir, progress=progress)
     d = res.data
     timing_ok = (not args["check_timing"]) or (d.get("measured_latency") == args["predicted_latency"]
@@ -262,9 +287,14 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
         "timing_checked": args["check_timing"], "programming_clocks": d.get("programming_clocks"),
         "prog_beats": d.get("prog_beats"), "accuracy": None,
         "sim_clocks": d.get("sim_clocks"), "clocks_per_second": d.get("clocks_per_second"),
+        "emulated": design.emulated, "logits": d.get("logits"),
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "log": str(res.log) if res.log else None, "waves": str(res.waves) if res.waves else None,
     }
+    if design.emulated and d.get("image_target_clocks"):
+        report["host_clocks"] = d["image_host_clocks"]
+        report["target_clocks"] = d["image_target_clocks"]
+        report["host_per_target"] = round(d["image_host_clocks"] / d["image_target_clocks"], 3)
     if labels is not None and d.get("logits"):
         pred = [int(np.argmax(v)) if v is not None else -1 for v in d["logits"]]
         report["predictions"] = pred

@@ -49,8 +49,9 @@ __all__ = ["Chip"]
 class Chip(wiring.Component):
     """The whole network as RTL (module docstring)."""
 
-    def __init__(self, cp: ChipPlan):
+    def __init__(self, cp: ChipPlan, target=None):
         self.cp = cp
+        self.target = target        # hw.decoupled.TargetClock: the emulation build (hw.decoupled.EmulatedChip)
         first, last = cp.stages[0], cp.stages[-1]
         super().__init__({
             "i": In(stream.Signature(unsigned(first.fm.word_bits))),
@@ -68,7 +69,8 @@ class Chip(wiring.Component):
         lp_by = {lp.name: lp for lp in cp.plan.layers}
         engines = []
         for n, sc in enumerate(cp.stages):
-            eng = ConvLayerEngine(lp_by[sc.name], cp.chip, cp.params[sc.name], (cp.xbar_base(n), cp.n_xbars))
+            eng = ConvLayerEngine(lp_by[sc.name], cp.chip, cp.params[sc.name], (cp.xbar_base(n), cp.n_xbars),
+                                  target=self.target)
             m.submodules[f"stage{n}_{sc.name}"] = eng
             m.d.comb += [eng.prog.valid.eq(self.prog.valid), eng.prog.payload.eq(self.prog.payload),
                          self.status[n].eq(eng.busy)]

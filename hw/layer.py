@@ -78,9 +78,10 @@ class PEArray(Elaboratable):
     clock; ``done`` pulses after it.
     """
 
-    def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict, prog=None):
+    def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict, prog=None, target=None):
         self.lp, self.sched, self.xb, self.params, self.inputs = lp, sched, xb, params, inputs
         self.prog = prog            # (programming stream, first crossbar id, crossbars on the chip) or None
+        self.target = target        # hw.decoupled.TargetClock of an emulation build, or None
         self.go = Signal()
         self.go_next = Signal()
         self.done = Signal()
@@ -109,7 +110,7 @@ class PEArray(Elaboratable):
                 pe = PE(xb, len(src) // xb.a_bits, blocks)
             else:
                 stream_, base, n_xbars = self.prog
-                pe = PE(xb, len(src) // xb.a_bits, blocks, [base + index[p] for p in pls], n_xbars)
+                pe = PE(xb, len(src) // xb.a_bits, blocks, [base + index[p] for p in pls], n_xbars, self.target)
                 m.d.comb += [pe.prog.valid.eq(stream_.valid), pe.prog.payload.eq(stream_.payload)]
             m.submodules[f"pe_t{tile}_{pe_i}"] = pe
             pv = Signal(name=f"pvalid_t{tile}_{pe_i}")
@@ -245,8 +246,10 @@ class OutputStage(Elaboratable):
 class _Core(Elaboratable):
     """Everything but the output FIFOs; runs under the engine's global enable."""
 
-    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams, banks: int, prog):
+    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams, banks: int, prog,
+                 target=None):
         self.lp, self.chip, self.sched, self.params, self.banks, self.prog = lp, chip, sched, params, banks, prog
+        self.target = target
         fm = sched.fm
         self.start_ok = Signal(init=1)
         self.started = Signal()
@@ -334,7 +337,7 @@ class _Core(Elaboratable):
 
         # --- PEs, adder trees, post, output ---------------------------------------------------
         xb = self.chip.crossbar
-        m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs, self.prog)
+        m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs, self.prog, self.target)
         m.d.comb += [pes.go.eq(fetch_done), pes.go_next.eq(fetch_done_next)]
         m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits)
         m.d.comb += acc.go.eq(pes.done)
@@ -365,6 +368,8 @@ class ConvLayerEngine(wiring.Component):
         programmed: a stand-alone engine's crossbars are programmed through ``prog`` too
             (ids ``0 ..``, in ``lp.placements`` order), so they are one shared module whatever
             the weights; otherwise the weights are the crossbars' initial contents.
+        target: a chip stage's :class:`hw.decoupled.TargetClock` in the chip's emulation build
+            (target-timed emulated crossbars), else ``None``.
 
     Ports:
         i: stream in, the input feature map, ``sched.load_words`` words of
@@ -379,8 +384,9 @@ class ConvLayerEngine(wiring.Component):
     """
 
     def __init__(self, lp, chip: ChipConfig, params: WeightParams, chip_stage: tuple[int, int] | None = None, *,
-                 programmed: bool = False):
+                 programmed: bool = False, target=None):
         self.lp, self.chip, self.params, self.chip_stage = lp, chip, params, chip_stage
+        self.target = target
         self.xbars = chip_stage or ((0, len(lp.placements)) if programmed else None)
         self.sched = sched = schedule_layer(lp, chip)
         ports = {"i": In(stream.Signature(unsigned(sched.fm.word_bits))),
@@ -396,7 +402,7 @@ class ConvLayerEngine(wiring.Component):
         m = Module()
         staged = self.chip_stage is not None
         prog = (self.prog, *self.xbars) if self.xbars is not None else None
-        core = _Core(self.lp, self.chip, self.sched, self.params, 2 if staged else 1, prog)
+        core = _Core(self.lp, self.chip, self.sched, self.params, 2 if staged else 1, prog, self.target)
         en = Signal()
         m.submodules.core = EnableInserter(en)(core)
         rdy = 1

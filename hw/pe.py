@@ -24,6 +24,7 @@ from gen.config import CrossbarConfig
 from gen.timing import adder_tree_clocks as adder_levels
 from hw.blackbox import instantiate
 from hw.crossbar import Crossbar, crossbar_signature_layouts
+from hw.decoupled import TargetCrossbar
 
 __all__ = ["PEBlock", "PE", "AdderTree", "adder_levels", "prog_layout"]
 
@@ -71,12 +72,17 @@ class PE(wiring.Component):
     With ``xbar_ids`` (a chip), the crossbars hold no weights of their own: each is one
     instance of the shared crossbar module (``hw.blackbox``), programmed through ``prog``
     (layout :func:`prog_layout`, broadcast; crossbar ``b`` takes the beats addressed to
-    ``xbar_ids[b]``, while idle, before any image).
+    ``xbar_ids[b]``, while idle, before any image). With ``target`` (a
+    :class:`hw.decoupled.TargetClock`, the chip's emulation build) they are target-timed
+    emulated crossbars (:class:`hw.decoupled.TargetCrossbar`): each takes the target-clock
+    enable and drives its crossbar's ``ok``.
     """
 
-    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], xbar_ids=None, n_xbars: int = 0):
+    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], xbar_ids=None, n_xbars: int = 0,
+                 target=None):
         self.cfg, self.n_in, self.blocks = cfg, n_in, blocks
         self.xbar_ids = xbar_ids
+        self.target = target
         ports = {"i": In(stream.Signature(unsigned(n_in * cfg.a_bits))),
                  "o": Out(stream.Signature(unsigned(len(blocks) * cfg.outputs * cfg.dot_bits)))}
         if xbar_ids is not None:
@@ -93,9 +99,14 @@ class PE(wiring.Component):
                 xb = Crossbar(cfg, b.weights)
                 m.submodules[f"xbar{n}"] = xb
                 m.d.comb += xb.w.valid.eq(0)
-            else:                           # programmed through `prog`: one module for all
+            elif self.target is None:       # programmed through `prog`: one module for all
                 xb = instantiate(m, f"xbar{n}", Crossbar.module_name(cfg), Crossbar.signature_of(cfg),
                                  lambda: Crossbar(cfg))
+            else:                           # an emulation build: target-timed emulated crossbars
+                xb = instantiate(m, f"xbar{n}", TargetCrossbar.module_name(cfg), TargetCrossbar.signature_of(cfg),
+                                 lambda: TargetCrossbar(cfg))
+                m.d.comb += [xb.tick.eq(self.target.tick), self.target.ok[self.xbar_ids[n]].eq(xb.ok)]
+            if self.xbar_ids is not None:
                 p = self.prog
                 m.d.comb += [xb.w.valid.eq(p.valid & (p.payload.xbar == self.xbar_ids[n])),
                              xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells)]

@@ -53,6 +53,23 @@ class CycleCounter:
         return 0 if self.t0 is None else (get_sim_time("step") - self.t0) // self.period
 
 
+class PortCounter:
+    """A DUT's own clock count as the time stamp of transfers: ``now`` is the value of the
+    counter port ``port`` (read it in the ReadOnly phase, like :class:`CycleCounter`). For a
+    design whose clocks are not the simulator's edges: an emulation build counts target
+    clocks (``hw.decoupled``), and its streams transfer only on target edges."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def start(self) -> "PortCounter":
+        return self
+
+    @property
+    def now(self) -> int:
+        return int(self.port.value)
+
+
 def pack(values: Iterable[int], width: int) -> int:
     """Flatten element values (two's complement where negative) into one payload integer."""
     word, mask = 0, (1 << width) - 1

@@ -52,6 +52,9 @@ class TB:
         self.rng = random.Random(self.seed)
         self.clock_ns, self.reset_clocks = clock_ns, reset_clocks
         self.counter = CycleCounter(self.clk, clock_ns)
+        # what drivers and sinks stamp transfers with: the simulator's clock edges, or a
+        # DUT's own clock count (``sim.stream.PortCounter``: an emulation build's target clocks)
+        self.stamps = self.counter
         self.progress = Event()        # set by every driver and sink on each transfer
         self.drivers: dict[str, StreamDriver] = {}
         self.sinks: dict[str, StreamSink] = {}
@@ -68,7 +71,7 @@ class TB:
         """A driver on the DUT's input stream ``name`` (``valid`` low from now on).
         ``gap_prob`` defaults to ``args["gap_prob"]`` (0 when absent)."""
         gap = self.args.get("gap_prob", 0.0) if gap_prob is None else gap_prob
-        d = StreamDriver(self.clk, StreamPort.of(self.dut, name), self.counter, gap_prob=gap,
+        d = StreamDriver(self.clk, StreamPort.of(self.dut, name), self.stamps, gap_prob=gap,
                          rng=rng or self._port_rng(name), progress=self.progress)
         self.drivers[name] = d
         if self.started:
@@ -79,7 +82,7 @@ class TB:
         """A sink on the DUT's output stream ``name`` (``ready`` low until started).
         ``ready_prob`` defaults to ``args["ready_prob"]`` (1 when absent)."""
         ready = self.args.get("ready_prob", 1.0) if ready_prob is None else ready_prob
-        s = StreamSink(self.clk, StreamPort.of(self.dut, name), self.counter, ready_prob=ready,
+        s = StreamSink(self.clk, StreamPort.of(self.dut, name), self.stamps, ready_prob=ready,
                        rng=rng or self._port_rng(name), progress=self.progress)
         self.sinks[name] = s
         if self.started:

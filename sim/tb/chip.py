@@ -6,7 +6,10 @@ Arguments (``sim.runner.tb_args``): ``prog`` (the programming beats, packed payl
 ``stages`` (per stage: ``name``, ``words`` per image and ``value_bits``/``signed``, and
 ``expected`` words per image — the golden model's tensor of that layer, as the stage sends
 it), ``predicted_latency`` / ``predicted_interval`` (``gen.perf.chip_timing``),
-``ready_prob``, ``gap_prob``, ``seed``, ``check_timing``.
+``ready_prob``, ``gap_prob``, ``seed``, ``check_timing``, ``target_clock`` (an emulation build,
+``hw.decoupled``: transfers are stamped with the chip's ``cycles``, its target clocks, and
+``host_cycles`` is reported beside them) and ``timeout_scale`` (host clocks per target clock
+the timeouts allow).
 
 All weights are programmed through ``prog`` first (its clocks are reported apart); then
 every image streams in back to back. Each image's latency is measured from the clock its
@@ -20,7 +23,7 @@ import time
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.stream import unpack
+from sim.stream import PortCounter, unpack
 from sim.testbench import TB
 
 
@@ -47,6 +50,10 @@ async def chip_matches_golden(dut):
     tb = TB(dut)
     a = tb.args
     n_img = len(a["in_words"])
+    target = a.get("target_clock", False)
+    scale = a.get("timeout_scale", 1)
+    if target:
+        tb.stamps = PortCounter(dut.cycles)
     prog = tb.driver("prog", gap_prob=0.0)
     images = tb.driver("i", rng=tb.rng)
     logits = tb.sink("o")
@@ -56,16 +63,18 @@ async def chip_matches_golden(dut):
 
     t0, wall0 = tb.now, time.perf_counter()
     prog.send(a["prog"])
-    await tb.wait_for(lambda: len(prog.accepted) >= len(a["prog"]), timeout=10 * len(a["prog"]) + 100)
+    await tb.wait_for(lambda: len(prog.accepted) >= len(a["prog"]), timeout=scale * (10 * len(a["prog"]) + 100))
     prog_clocks = tb.now - t0
+    img0, target0 = tb.now, int(dut.cycles.value)
 
     for words in a["in_words"]:
         images.send(words)
     per_img = a["logit_words"]
-    budget = 20 * (max(a["predicted_latency"]) + sum(a["predicted_interval"]) + 1000)
+    budget = scale * 20 * (max(a["predicted_latency"]) + sum(a["predicted_interval"]) + 1000)
     await tb.wait_for(lambda: len(logits.received) >= per_img * n_img, timeout=budget)
     await tb.clocks(20)   # nothing extra may follow
     wall, clocks = time.perf_counter() - wall0, tb.now - t0
+    image_clocks, image_target = tb.now - img0, int(dut.cycles.value) - target0
 
     got_words = [p for _, p in logits.received]
     mismatches, first = 0, None
@@ -110,6 +119,8 @@ async def chip_matches_golden(dut):
         "clocks": int(dut.cycles.value),
         # simulator speed over programming and images (not start-up): clocks per wall second
         "sim_clocks": clocks, "sim_wall_seconds": round(wall, 3), "clocks_per_second": round(clocks / wall),
+        **({"host_cycles": int(dut.host_cycles.value), "image_host_clocks": image_clocks,
+             "image_target_clocks": image_target} if target else {}),
     })
     assert len(logits.received) == per_img * n_img, (
         f"received {len(logits.received)} logit words, expected {per_img * n_img}")

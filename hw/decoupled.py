@@ -1,0 +1,152 @@
+"""Decoupled target and host clocks: the chip's emulation build (DESIGN.md §10).
+
+On an FPGA the crossbars are :class:`hw.emu_crossbar.EmulatedCrossbar` s, which need more
+FPGA (host) clocks per MVM than the chip (target) clocks the cycle model counts. As in
+FPGA-accelerated simulators (FireSim), host and target clocks are decoupled:
+
+* :class:`TargetCrossbar` presents, at target-clock edges, exactly the ports and timing of
+  the flip-flop :class:`hw.crossbar.Crossbar` (accept on target edge 0, result offered from
+  target edge ``gen.timing.crossbar_latency − 1``, handed over on the edge it is taken, a
+  row write taken in one edge while idle), and lets its emulated crossbar work between target
+  edges on host clocks. Its ``ok`` says the next host edge may be a target edge: the emulated
+  result is in when the target timing needs it, and no row write is still being written;
+* :class:`EmulatedChip` is :class:`hw.chip.Chip` with those crossbars under one
+  ``EnableInserter``: every other register of the chip (engines, buffers, post units, FIFOs,
+  links, its clock counter) advances only on host edges where ``tick`` = every crossbar's
+  ``ok`` is high. The chip's own ``cycles`` therefore counts target clocks, and per-image
+  latency and interval in target clocks equal ``gen.perf.chip_timing``; ``host_cycles``
+  counts host clocks, for the host-per-target ratio.
+
+The target-clock enable reaches every crossbar as a port (``tick``): crossbars are black
+boxes to their parents (``hw.blackbox``), emitted once, so no enable can be inserted into
+them from outside. Outside the chip, a transfer on ``i``, ``o`` or ``prog`` happens only on a
+target edge: their handshakes are gated with ``tick`` here.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from amaranth.hdl import EnableInserter, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gen import timing
+from gen.config import CrossbarConfig
+from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS
+from hw.crossbar import Crossbar, crossbar_handshake
+from hw.emu_crossbar import EmulatedCrossbar
+
+__all__ = ["TargetClock", "TargetCrossbar", "EmulatedChip"]
+
+
+class TargetClock:
+    """The target-clock enable of an emulation build, as the chip's parts see it: ``tick``
+    (this host edge is a target edge) and one ``ok`` per crossbar of the chip, which that
+    crossbar's PE drives (the crossbar may take a target edge now)."""
+
+    def __init__(self, n_xbars: int):
+        self.tick = Signal(name="target_tick")
+        self.ok = [Signal(name=f"xbar_ok{n}") for n in range(n_xbars)]
+
+    def all_ok(self):
+        """Every crossbar may take the next target edge."""
+        v = 1
+        for s in self.ok:
+            v = v & s
+        return v
+
+
+class TargetCrossbar(wiring.Component):
+    """An :class:`EmulatedCrossbar` behind the flip-flop crossbar's target-clock timing.
+
+    Ports: those of :meth:`hw.crossbar.Crossbar.signature_of` (their handshakes count only on
+    host edges where ``tick`` is high), plus
+        tick: in, this host edge is a target edge.
+        ok: out, the next target edge may come: the emulated result is in if that edge is the
+            one the flip-flop crossbar's result appears on, and no row write is in progress.
+
+    Target state: ``running`` and ``done`` as in the flip-flop crossbar, and ``count``, the
+    target edges since the accept. Every transfer reaches the emulated crossbar on the target
+    edge itself (input and row write are taken there, as it is idle then; the result is handed
+    over there), so nothing is latched twice.
+    """
+
+    def __init__(self, cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS):
+        self.cfg, self.word_bits = cfg, word_bits
+        super().__init__(self.signature_of(cfg))
+
+    @staticmethod
+    def signature_of(cfg: CrossbarConfig) -> wiring.Signature:
+        """The crossbar's ports plus ``tick`` and ``ok``."""
+        members = dict(Crossbar.signature_of(cfg).members.items())
+        return wiring.Signature({**members, "tick": In(1), "ok": Out(1)})
+
+    @staticmethod
+    def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> str:
+        """The Verilog module name of a target-timed emulated crossbar of ``cfg``."""
+        key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS, timing.CROSSBAR_PIPELINE_CLOCKS))
+        return f"pimgen_target_crossbar_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        m = Module()
+        latency = timing.crossbar_latency(self.cfg)
+        m.submodules.emu = emu = EmulatedCrossbar(self.cfg, word_bits=self.word_bits)
+        running, done = Signal(), Signal()
+        count = Signal(range(max(2, latency)))
+        tick = self.tick
+        accept = crossbar_handshake(m, self, ~running & ~done, done)
+        completes = running & (count == latency - 2)     # the next target edge raises `done`
+        writing = emu.busy & ~running & ~done             # a row write still being written
+        m.d.comb += [
+            self.ok.eq(~(completes & ~emu.o.valid) & ~writing),
+            emu.i.valid.eq(accept & tick), emu.i.payload.eq(self.i.payload),
+            emu.w.valid.eq(self.w.valid & self.w.ready & tick), emu.w.payload.eq(self.w.payload),
+            emu.o.ready.eq(done & self.o.ready & tick),
+            self.o.payload.eq(emu.o.payload),
+        ]
+        with m.If(tick):
+            with m.If(accept):
+                m.d.sync += [running.eq(1), done.eq(0), count.eq(0)]
+            with m.Elif(running):
+                with m.If(completes):
+                    m.d.sync += [running.eq(0), done.eq(1)]
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+            with m.Elif(done & self.o.ready):
+                m.d.sync += done.eq(0)
+        return m
+
+
+class EmulatedChip(wiring.Component):
+    """The emulation build of a chip: :class:`hw.chip.Chip` of ``cp`` with target-timed
+    emulated crossbars, advanced one target clock at a time (module docstring).
+
+    Ports: those of :class:`hw.chip.Chip` (``cycles`` counts target clocks; ``i``, ``o``,
+    ``prog`` and the taps transfer only on target edges), plus
+        host_cycles: out, host clocks since reset.
+    """
+
+    def __init__(self, cp):
+        from hw.chip import Chip
+        self.cp = cp
+        self.target = TargetClock(cp.n_xbars)
+        self.core = Chip(cp, target=self.target)
+        super().__init__(wiring.Signature({**dict(self.core.signature.members.items()), "host_cycles": Out(32)}))
+
+    def elaborate(self, platform):
+        m = Module()
+        tick = self.target.tick
+        m.submodules.chip = EnableInserter(tick)(self.core)
+        chip = self.core
+        m.d.comb += tick.eq(self.target.all_ok())
+        for name in ("i", "prog"):
+            outer, inner = getattr(self, name), getattr(chip, name)
+            m.d.comb += [inner.valid.eq(outer.valid), inner.payload.eq(outer.payload),
+                         outer.ready.eq(inner.ready & tick)]
+        m.d.comb += [self.o.valid.eq(chip.o.valid & tick), self.o.payload.eq(chip.o.payload),
+                     chip.o.ready.eq(self.o.ready),
+                     self.cycles.eq(chip.cycles), self.status.eq(chip.status),
+                     self.tap_valid.eq(chip.tap_valid & tick.replicate(len(chip.tap_valid)))]
+        m.d.comb += [dst.eq(src) for dst, src in zip(self.tap_data, chip.tap_data)]
+        m.d.sync += self.host_cycles.eq(self.host_cycles + 1)
+        return m
