@@ -1,0 +1,177 @@
+"""The chip on an FPGA board: images in over UART, the class and the logits out.
+
+:class:`BoardCore` is everything below the board's pins and clock primitives, so cocotb runs
+it as it is: the chip's emulation build (:class:`hw.decoupled.EmulatedChip`), a
+:class:`ProgramLoader` that programs every crossbar from a block-RAM image of the
+programming beats after reset (as a real chip is programmed, through its ``prog`` port; the
+same beats ``pimgen build`` writes to ``weights/program.hex``), and the serial protocol:
+
+* host → board: an image as its input words (``ChipPlan.input_layout``), each word
+  ``ceil(word_bits / 8)`` bytes, least significant first; any number of images back to back
+  (a FIFO holds one image's words; the chip holds two more in its input banks);
+* board → host, per image, in order: one byte, the class (the index of the largest logit,
+  the first on a tie, as ``numpy.argmax``), then every logit as 4 bytes, little-endian two's
+  complement.
+
+LEDs: 0 programmed, 1 an image in the chip, 2 a received byte was lost (overrun), 3 the
+serial receiver's line, 4-7 the last class.
+
+:class:`ULX3STop` puts a core on the ULX3S's pins (``amaranth-boards``' ``ULX3S_85F_Platform``:
+the 25 MHz oscillator, the FTDI UART, the LEDs, the power button as reset).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, unsigned
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.decoupled import EmulatedChip
+from hw.uart import UartRx, UartTx
+
+__all__ = ["ProgramLoader", "BoardCore", "ULX3STop", "board_reply_bytes"]
+
+
+def board_reply_bytes(n_logits: int) -> int:
+    """Bytes the board sends per image: the class, then ``n_logits`` 4-byte logits."""
+    return 1 + 4 * n_logits
+
+
+class ProgramLoader(wiring.Component):
+    """Streams a fixed list of programming beats out of block RAM once after reset.
+
+    Ports:
+        o: stream out, the beats in order.
+        done: out, every beat has been taken.
+    """
+
+    def __init__(self, beats: list[int], width: int):
+        if not beats:
+            raise ValueError("a program of no beats is not allowed: the chip has crossbars to program")
+        self.beats, self.width = list(beats), width
+        super().__init__({"o": Out(stream.Signature(unsigned(width))), "done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        n = len(self.beats)
+        m.submodules.rom = rom = Memory(shape=unsigned(self.width), depth=n, init=self.beats)
+        rd = rom.read_port()
+        addr = Signal(range(n + 1))
+        primed = Signal()          # the read port shows `addr`'s beat
+        fire = self.o.valid & self.o.ready
+        nxt = Mux(fire, addr + 1, addr)
+        m.d.comb += [rd.addr.eq(nxt), self.o.payload.eq(rd.data), self.o.valid.eq(primed & (addr != n)),
+                     self.done.eq(addr == n)]
+        m.d.sync += [addr.eq(nxt), primed.eq(1)]
+        return m
+
+
+class BoardCore(wiring.Component):
+    """The chip of ``cp`` behind a UART (module docstring).
+
+    Args:
+        cp: the :class:`gen.chipplan.ChipPlan`.
+        program: the programming beats, packed (``hw.pe.pack_program``).
+        clocks_per_bit: clock frequency / baud rate.
+
+    Ports: ``rx`` (in), ``tx`` (out), ``leds`` (out, 8), ``cycles`` (out: the chip's target
+    clocks), ``host_cycles`` (out: clocks since reset).
+    """
+
+    def __init__(self, cp, program: list[int], clocks_per_bit: int):
+        if not 1 <= cp.logits <= 256:
+            raise ValueError(f"a network of {cp.logits} logits is not allowed on the board: its class is one "
+                             f"byte (1 to 256 logits)")
+        self.cp, self.program, self.clocks_per_bit = cp, program, clocks_per_bit
+        self.chip = EmulatedChip(cp)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(8),
+                          "cycles": Out(32), "host_cycles": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cp = self.cp
+        m.submodules.chip = chip = self.chip
+        m.submodules.loader = loader = ProgramLoader(self.program, chip.prog.payload.shape().size)
+        wiring.connect(m, loader.o, chip.prog)
+        m.submodules.uart_rx = urx = UartRx(self.clocks_per_bit)
+        m.submodules.uart_tx = utx = UartTx(self.clocks_per_bit)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
+                     self.cycles.eq(chip.cycles), self.host_cycles.eq(chip.host_cycles)]
+
+        # --- image words from bytes, into a FIFO; into the chip once it is programmed -------
+        wbits = len(chip.i.payload)
+        nbytes = -(-wbits // 8)
+        m.submodules.images = q = fifo.SyncFIFOBuffered(width=wbits, depth=cp.input_layout.depth)
+        acc = Signal(8 * nbytes)
+        k = Signal(range(nbytes))
+        lost = Signal()
+        m.d.comb += urx.o.ready.eq(1)
+        with m.If(urx.o.valid):
+            m.d.sync += acc.eq(Cat(acc[8:], urx.o.payload) if nbytes > 1 else urx.o.payload)
+            m.d.sync += k.eq(Mux(k == nbytes - 1, 0, k + 1))
+        last_byte = urx.o.valid & (k == nbytes - 1)
+        word = Cat(acc[8:], urx.o.payload) if nbytes > 1 else urx.o.payload
+        m.d.comb += [q.w_en.eq(last_byte), q.w_data.eq(word[:wbits])]
+        with m.If(last_byte & ~q.w_rdy):
+            m.d.sync += lost.eq(1)
+        m.d.comb += [chip.i.valid.eq(q.r_rdy & loader.done), chip.i.payload.eq(q.r_data),
+                     q.r_en.eq(chip.i.ready & loader.done)]
+
+        # --- logits: collect an image's words, find the class, send class and logits -------
+        n, depth, g = cp.logits, cp.logit_layout.depth, len(chip.o.payload)
+        vec = Signal(depth * g)
+        got = Signal(range(depth + 1))
+        best, best_i = Signal(32), Signal(range(max(2, n)))
+        i = Signal(range(n + 1))
+        j = Signal(range(board_reply_bytes(n) + 1))
+        cls = Signal(4)
+        value = vec.word_select(i, 32) if n > 1 else vec[:32]
+        with m.FSM():
+            with m.State("collect"):
+                m.d.comb += chip.o.ready.eq(1)
+                with m.If(chip.o.valid):
+                    m.d.sync += [vec.eq(Cat(vec[g:], chip.o.payload) if depth > 1 else chip.o.payload),
+                                 got.eq(got + 1)]
+                    with m.If(got == depth - 1):
+                        m.d.sync += got.eq(0)
+                        m.next = "first"
+            with m.State("first"):
+                m.d.sync += [best.eq(vec[:32]), best_i.eq(0), i.eq(1)]
+                m.next = "argmax"
+            with m.State("argmax"):        # one logit per clock; the first of equal ones wins
+                with m.If(i == n):
+                    m.d.sync += j.eq(0)
+                    m.next = "send"
+                with m.Else():
+                    m.d.sync += i.eq(i + 1)
+                    with m.If(value.as_signed() > best.as_signed()):
+                        m.d.sync += [best.eq(value), best_i.eq(i)]
+            with m.State("send"):
+                m.d.comb += [utx.i.valid.eq(1),
+                             utx.i.payload.eq(Mux(j == 0, best_i, vec.word_select((j - 1)[:len(j)], 8)))]
+                with m.If(utx.i.ready):
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(j == 0):
+                        m.d.sync += cls.eq(best_i)
+                    with m.If(j == board_reply_bytes(n) - 1):
+                        m.next = "collect"
+        m.d.comb += self.leds.eq(Cat(loader.done, chip.status != 0, lost | urx.overrun, self.rx, cls))
+        return m
+
+
+class ULX3STop(Elaboratable):
+    """A :class:`BoardCore` on the ULX3S pins (``amaranth-boards`` resources: ``clk25`` drives
+    the default ``sync`` domain, ``uart`` 0, ``led`` 0-7; the platform's reset is the power
+    button, ``ULX3SBoard.default_rst``)."""
+
+    def __init__(self, core: BoardCore):
+        self.core = core
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0)
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        for n in range(8):
+            m.d.comb += platform.request("led", n).o.eq(core.leds[n])
+        return m

@@ -1,0 +1,51 @@
+"""cocotb testbench for ``hw.board.BoardCore`` (run through ``sim.runner`` by ``flow.board``).
+
+Arguments (``sim.runner.tb_args``): ``clocks_per_bit``, ``images`` (per image, the bytes the
+host sends), ``n_logits``, ``program_clocks`` (a bound on the clocks programming takes) and
+``reply_clocks`` (a bound on the clocks from an image's last byte to its reply's last byte).
+
+It waits for the programmed LED, sends each image over the ``rx`` pin and reads the reply (the
+class byte and the logits) from ``tx`` before sending the next, and reports what it got.
+"""
+from __future__ import annotations
+
+import cocotb
+from cocotb.triggers import ClockCycles
+
+from sim.testbench import TB
+from sim.uart import UartSink, UartSource
+
+
+@cocotb.test()
+async def board_replies(dut):
+    """Programming from block RAM, then images in and classes out over the serial line."""
+    tb = TB(dut)
+    a = tb.args
+    n = a["clocks_per_bit"]
+    src = UartSource(dut.clk, dut.rx, n)
+    sink = UartSink(dut.clk, dut.tx, n)
+    await tb.start()
+    sink.start()
+    waited = 0
+    while not int(dut.leds.value) & 1 and waited < a["program_clocks"]:
+        await ClockCycles(dut.clk, 256)
+        waited += 256
+    programmed_at = tb.now
+    reply = 1 + 4 * a["n_logits"]
+    classes, logits = [], []
+    for k, img in enumerate(a["images"]):
+        await src.send(bytes(img))
+        ok = await sink.wait_bytes((k + 1) * reply, a["reply_clocks"] + 12 * n * reply)
+        if not ok:
+            break
+        r = sink.received[k * reply:(k + 1) * reply]
+        classes.append(r[0])
+        logits.append([int.from_bytes(r[1 + 4 * q:5 + 4 * q], "little", signed=True) for q in range(a["n_logits"])])
+    await ClockCycles(dut.clk, 20 * n)      # nothing more may follow
+    tb.report({"programmed": bool(int(dut.leds.value) & 1), "programming_clocks": programmed_at,
+               "classes": classes, "logits": logits, "bytes_received": len(sink.received),
+               "framing_errors": sink.framing_errors, "overrun": bool(int(dut.leds.value) >> 2 & 1),
+               "target_clocks": int(dut.cycles.value), "host_clocks": int(dut.host_cycles.value)})
+    assert int(dut.leds.value) & 1, f"not programmed after {a['program_clocks']} clocks"
+    assert len(classes) == len(a["images"]), f"{len(classes)} of {len(a['images'])} replies arrived"
+    assert len(sink.received) == reply * len(a["images"]), "bytes beyond the replies arrived"

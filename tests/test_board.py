@@ -1,0 +1,93 @@
+"""The chip on a board (hw.board.BoardCore, below the pins): programmed from block RAM after
+reset, images sent over the UART pin, classes and logits read back from the tx pin — every
+one the golden model's. Plus the serial protocol's host side and the UART blocks alone.
+
+Fast set: the tiny chip, and the UART loop in the Amaranth simulator. Slow set: the trained
+digits chip on real digits images.
+"""
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from gen.config import ChipConfig
+from flow.board import image_bytes, parse_reply, run_board_check
+from flow.chip_check import design_from_network
+from hw.uart import UartRx, UartTx
+from test_chip import tiny_design
+
+
+def test_uart_loop_carries_every_byte():
+    """UartTx -> UartRx at 5 clocks per bit: the bytes come out in order, none lost."""
+    m = Module()
+    m.submodules.tx = tx = UartTx(5)
+    m.submodules.rx = rx = UartRx(5)
+    m.d.comb += rx.rx.eq(tx.tx)
+    data = [0x00, 0xFF, 0xA5, 0x5A, 0x01, 0x80]
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def collect(ctx):
+        ctx.set(rx.o.ready, 1)
+        async for _ in ctx.tick():
+            if ctx.get(rx.o.valid):
+                got.append(ctx.get(rx.o.payload))
+            if len(got) == len(data):
+                break
+
+    sim.add_testbench(collect)
+
+    async def send(ctx):
+        for b in data:
+            ctx.set(tx.i.valid, 1)
+            ctx.set(tx.i.payload, b)
+            await ctx.tick().until(tx.i.ready)
+        ctx.set(tx.i.valid, 0)
+
+    sim.add_testbench(send, background=True)
+    sim.run_until(1e-6 * 5 * 11 * (len(data) + 2))
+    assert got == data
+
+
+def test_uart_refuses_too_few_clocks_per_bit():
+    import gc
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # the refused component is never elaborated
+        with pytest.raises(ValueError, match="clocks_per_bit=2 is not allowed"):
+            UartRx(2)
+        gc.collect()
+
+
+def test_protocol_host_side():
+    d = tiny_design("novel")
+    x = np.random.default_rng(1).integers(0, 256, (2, 6, 6))
+    b = image_bytes(d, x)
+    nbytes = -(-d.cp.input_layout.word_bits // 8)
+    assert len(b) == nbytes * d.cp.input_layout.depth
+    words = [int.from_bytes(b[k:k + nbytes], "little") for k in range(0, len(b), nbytes)]
+    assert words == list(d.cp.input_layout.pack(x))
+    reply = bytes([3]) + b"".join(v.to_bytes(4, "little", signed=True) for v in [-5, 7, 2**31 - 1, -2**31])
+    assert parse_reply(reply, 4) == (3, [-5, 7, 2**31 - 1, -2**31])
+    with pytest.raises(ValueError, match="a reply of 16 bytes is not allowed"):
+        parse_reply(reply[:16], 4)
+
+
+def test_tiny_board_classifies_over_uart(sim_cache):
+    d = tiny_design("novel")
+    x = np.random.default_rng(0).integers(0, 256, (3, *d.network.input_shape))
+    rep = run_board_check(d, x, cache_dir=sim_cache)
+    assert rep["passed"], rep
+    assert rep["classes"] == rep["expected_classes"] and rep["logits_match"], rep
+    assert rep["programming_clocks"] > 0 and rep["host_clocks"] > rep["target_clocks"], rep
+
+
+@pytest.mark.slow
+def test_digits_board_classifies_real_digits(sim_cache):
+    from gen.models import digits_dataset
+    d = design_from_network("digits", ChipConfig.preset("small"))
+    x, labels = digits_dataset("test")
+    rep = run_board_check(d, x[:5], labels=labels[:5], cache_dir=sim_cache)
+    assert rep["passed"], rep
+    assert rep["accuracy"] >= 0.8, rep
