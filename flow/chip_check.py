@@ -155,6 +155,19 @@ def _trained(name: str):
     return get()[1] if get else None
 
 
+def chip_images(design, n: int, seed: int = 0):
+    """``(images, labels or None, source)``: ``n`` held-out scikit-learn digits for the digits
+    network, else random input codes (seeded)."""
+    import numpy as np
+    if design.network.name == "digits" and tuple(design.network.input_shape) == (1, 8, 8):
+        from gen.models import digits_dataset
+        x, labels = digits_dataset("test")
+        return x[:n], labels[:n], "scikit-learn digits, held-out split"
+    rng = np.random.default_rng(seed + 7919)
+    return rng.integers(0, 1 << design.chip.crossbar.a_bits, (n,) + tuple(design.network.input_shape)), None, \
+        f"random (seed {seed})"
+
+
 def write_build(design: ChipDesign, out: str | Path, *, force: bool = False) -> Path:
     """Write ``out/`` (rtl, weights, manifest) atomically; returns the folder. An existing ``out``
     that is not a pimgen build is refused unless ``force`` (``flow.buildfolder``)."""
@@ -248,10 +261,10 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
 def _host_per_target_bound(design: ChipDesign) -> int:
     """A bound on host clocks per target clock of the emulation build, for timeouts only: an
     emulated MVM over the target MVM, or a row write (every stored column, and its pipeline)."""
-    from gen.emulation import EmulatedGeometry
+    from gen.emulation import CHIP_PARALLEL_CYCLES, EmulatedGeometry
     from gen.timing import crossbar_latency, emulated_crossbar_host_clocks
     xb = design.chip.crossbar
-    return 2 + max(-(-emulated_crossbar_host_clocks(xb) // crossbar_latency(xb)),
+    return 2 + max(-(-emulated_crossbar_host_clocks(xb, parallel_cycles=CHIP_PARALLEL_CYCLES) // crossbar_latency(xb)),
                    len(EmulatedGeometry(xb).column_order) + 2)
 
 

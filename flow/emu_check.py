@@ -40,13 +40,14 @@ def _tb_args(check: CrossbarCheck, predicted: int) -> tuple[np.ndarray, dict[str
 
 
 def run_emu_crossbar_check(check: CrossbarCheck, *, word_bits: int = EMU_WORD_BITS, cache_dir: Path | None = None,
-                           waves_dir: Path | None = None) -> dict[str, Any]:
+                           waves_dir: Path | None = None, parallel_cycles: int | None = None) -> dict[str, Any]:
     """Run ``sim.tb.crossbar`` on ``hw.emu_crossbar.EmulatedCrossbar`` and return the report:
     ``passed``, ``mismatches``, ``measured_clocks`` (host clocks, accept -> take),
     ``predicted_clocks`` (``emulated_crossbar_host_clocks``), ``target_clocks``
-    (``crossbar_latency``, what a decoupled-clock build presents), latencies and wall time."""
+    (``crossbar_latency``, what a decoupled-clock build presents), latencies and wall time.
+    ``parallel_cycles``: input cycles per read (``gen.emulation``; ``None``: all)."""
     cfg = check.cfg
-    predicted = emulated_crossbar_host_clocks(cfg, word_bits)
+    predicted = emulated_crossbar_host_clocks(cfg, word_bits, parallel_cycles)
     weights, args = _tb_args(check, predicted)
     cells = weights
     device = getattr(check, "device", None)     # non-ideal cells (gen.devices), crossbar index 0
@@ -56,13 +57,14 @@ def run_emu_crossbar_check(check: CrossbarCheck, *, word_bits: int = EMU_WORD_BI
         g = crossbar_conductances(weights, cfg, device, 0)
         cells, args["conductances"] = CellArray.from_conductances(g, cfg), g.tolist()
     t0 = time.perf_counter()
-    verilog = to_verilog(EmulatedCrossbar(cfg, cells, word_bits=word_bits), "emu_crossbar")
+    verilog = to_verilog(EmulatedCrossbar(cfg, cells, word_bits=word_bits, parallel_cycles=parallel_cycles),
+                         "emu_crossbar")
     res = run_testbench(verilog, "emu_crossbar", "sim.tb.crossbar", args, sim=check.sim, waves=check.waves,
                         cache_dir=cache_dir, seed=check.seed, waves_dir=waves_dir)
     data = res.data
     report = {
         "passed": res.passed and data.get("mismatches", 1) == 0, "sim": check.sim, "config": cfg.to_dict(),
-        "word_bits": word_bits, "measured_clocks": data.get("measured_clocks"), "predicted_clocks": predicted,
+        "word_bits": word_bits, "parallel_cycles": parallel_cycles, "measured_clocks": data.get("measured_clocks"), "predicted_clocks": predicted,
         "target_clocks": crossbar_latency(cfg), "mismatches": data.get("mismatches"),
         "vectors": check.vectors, "delivered": data.get("delivered"),
         "latencies": sorted(set(data.get("latencies", []))), "reprogrammed_rows": len(args["reprogram"]),

@@ -8,8 +8,11 @@ in the order they are read: the reference column first (``j = 0``), then the dat
 ``0 .. outputs·slices − 1`` (``j = 1 + c``); the unused columns between the last output's
 slices and the reference column only ever hold level 0 and feed no output.
 
-An MVM reads every stored word once (``reads`` host clocks, one word per clock) and computes
-every input cycle's partial column sum from it in parallel; the host-clock latency is
+An MVM reads every stored word ``passes`` times (``reads`` host clocks, one word per clock):
+each read computes the partial column sums of ``parallel_cycles`` input cycles at once, so a
+column takes ``input_cycles / parallel_cycles`` passes over its words. All input cycles at once
+is the fastest and largest; one at a time the smallest (the chip's emulation build,
+:data:`CHIP_PARALLEL_CYCLES`). The host-clock latency is
 ``gen.timing.emulated_crossbar_host_clocks``. Pure Python: no ``hw``, ``sim`` or amaranth.
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from gen.cells import CellArray
 from gen.config import CrossbarConfig
 
-__all__ = ["EMU_WORD_BITS", "EMU_PIPELINE_CLOCKS", "EmulatedGeometry"]
+__all__ = ["EMU_WORD_BITS", "EMU_PIPELINE_CLOCKS", "CHIP_PARALLEL_CYCLES", "EmulatedGeometry"]
 
 #: Width of one block-RAM word: an ECP5 DP16KD is 36 bits wide as a pseudo-dual-port RAM
 #: (512 words), so 32 bits (8 four-bit, 16 two-bit or 32 one-bit cells) fill one.
@@ -30,6 +33,11 @@ EMU_WORD_BITS = 32
 #: the input cycles, output accumulation (the result is taken on the edge after that).
 EMU_PIPELINE_CLOCKS = 6
 
+#: Input cycles per read in the chip's emulation build (``hw.decoupled``): one partial-sum tree
+#: per crossbar, the least logic, so that a whole network fits an FPGA; a board is bound by its
+#: serial line long before its crossbars.
+CHIP_PARALLEL_CYCLES = 1
+
 
 @dataclass(frozen=True)
 class EmulatedGeometry:
@@ -37,11 +45,26 @@ class EmulatedGeometry:
 
     cfg: CrossbarConfig
     word_bits: int = EMU_WORD_BITS
+    #: input cycles whose partial sums one read forms (``None``: all of them)
+    parallel_cycles: int | None = None
 
     def __post_init__(self) -> None:
         if self.word_bits < self.cell_width:
             raise ValueError(f"word_bits={self.word_bits} is not allowed: a word holds at least one "
                              f"{self.cell_width}-bit cell")
+        p, n = self.parallel_cycles, self.cfg.input_cycles
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1 or n % p):
+            raise ValueError(f"parallel_cycles={p!r} is not allowed: it must divide the {n} input cycles")
+
+    @property
+    def cycles_per_read(self) -> int:
+        """Input cycles whose partial column sums one read forms."""
+        return self.cfg.input_cycles if self.parallel_cycles is None else self.parallel_cycles
+
+    @property
+    def passes(self) -> int:
+        """Reads of each word per MVM: ``input_cycles / cycles_per_read``."""
+        return self.cfg.input_cycles // self.cycles_per_read
 
     @property
     def frac_bits(self) -> int:
@@ -77,12 +100,17 @@ class EmulatedGeometry:
         return (self.cfg.ref_col, *range(self.cfg.outputs * self.cfg.slices))
 
     @property
-    def reads(self) -> int:
-        """Words read per MVM, the memory depth: ``(outputs·slices + 1) · groups``."""
+    def words(self) -> int:
+        """The memory depth: ``(outputs·slices + 1) · groups`` words."""
         return len(self.column_order) * self.groups
 
+    @property
+    def reads(self) -> int:
+        """Words read per MVM: ``words · passes`` (column by column, each column's words once per pass)."""
+        return self.words * self.passes
+
     def memory_words(self, cells: CellArray) -> list[int]:
-        """The block-RAM image of ``cells``, ``reads`` words (address ``j·groups + g``)."""
+        """The block-RAM image of ``cells``, ``words`` words (address ``j·groups + g``)."""
         cfg, rpw, width, mask = self.cfg, self.rows_per_word, self.cell_width, self.cell_max
         words = []
         for c in self.column_order:

@@ -37,16 +37,18 @@ def crossbar_latency(cfg: CrossbarConfig) -> int:
     return cfg.conversion_clocks + CROSSBAR_PIPELINE_CLOCKS
 
 
-def emulated_crossbar_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> int:
+def emulated_crossbar_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS,
+                                  parallel_cycles: int | None = None) -> int:
     """Host (FPGA) clocks from the edge ``hw.emu_crossbar.EmulatedCrossbar`` accepts an input
     vector to the edge its result can be taken (also its initiation interval)::
 
-        (outputs·slices + 1) · ceil(rows / rows_per_word) + EMU_PIPELINE_CLOCKS
+        (outputs·slices + 1) · ceil(rows / rows_per_word) · passes + EMU_PIPELINE_CLOCKS
 
     one block-RAM word (``rows_per_word`` cells of one column) read per clock, every stored
-    column once, all input cycles of a word at once (``gen.emulation``). A decoupled-clock
-    build still presents :func:`crossbar_latency` target clocks per MVM."""
-    return EmulatedGeometry(cfg, word_bits).reads + EMU_PIPELINE_CLOCKS
+    column's words once per pass, ``parallel_cycles`` input cycles per read (``None``: all, one
+    pass; ``gen.emulation``). A decoupled-clock build still presents :func:`crossbar_latency`
+    target clocks per MVM."""
+    return EmulatedGeometry(cfg, word_bits, parallel_cycles).reads + EMU_PIPELINE_CLOCKS
 
 
 def adder_tree_clocks(addends: int) -> int:

@@ -4,7 +4,8 @@ On an FPGA the crossbars are :class:`hw.emu_crossbar.EmulatedCrossbar` s, which 
 FPGA (host) clocks per MVM than the chip (target) clocks the cycle model counts. As in
 FPGA-accelerated simulators (FireSim), host and target clocks are decoupled:
 
-* :class:`TargetCrossbar` presents, at target-clock edges, exactly the ports and timing of
+* :class:`TargetCrossbar` (an emulated crossbar forming one input cycle's partial sums per
+  read, ``gen.emulation.CHIP_PARALLEL_CYCLES``: the least logic) presents, at target-clock edges, exactly the ports and timing of
   the flip-flop :class:`hw.crossbar.Crossbar` (accept on target edge 0, result offered from
   target edge ``gen.timing.crossbar_latency − 1``, handed over on the edge it is taken, a
   row write taken in one edge while idle), and lets its emulated crossbar work between target
@@ -32,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen import timing
 from gen.config import CrossbarConfig
-from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS
+from gen.emulation import CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BITS
 from hw.crossbar import Crossbar, crossbar_handshake
 from hw.emu_crossbar import EmulatedCrossbar
 
@@ -75,6 +76,9 @@ class TargetCrossbar(wiring.Component):
         self.cfg, self.word_bits = cfg, word_bits
         super().__init__(self.signature_of(cfg))
 
+    #: input cycles per block-RAM read of the emulated crossbar (``gen.emulation``)
+    parallel_cycles = CHIP_PARALLEL_CYCLES
+
     @staticmethod
     def signature_of(cfg: CrossbarConfig) -> wiring.Signature:
         """The crossbar's ports plus ``tick`` and ``ok``."""
@@ -84,13 +88,15 @@ class TargetCrossbar(wiring.Component):
     @staticmethod
     def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> str:
         """The Verilog module name of a target-timed emulated crossbar of ``cfg``."""
-        key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS, timing.CROSSBAR_PIPELINE_CLOCKS))
+        key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS, timing.CROSSBAR_PIPELINE_CLOCKS,
+                    TargetCrossbar.parallel_cycles))
         return f"pimgen_target_crossbar_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
         m = Module()
         latency = timing.crossbar_latency(self.cfg)
-        m.submodules.emu = emu = EmulatedCrossbar(self.cfg, word_bits=self.word_bits)
+        m.submodules.emu = emu = EmulatedCrossbar(self.cfg, word_bits=self.word_bits,
+                                                  parallel_cycles=self.parallel_cycles)
         running, done = Signal(), Signal()
         count = Signal(range(max(2, latency)))
         tick = self.tick

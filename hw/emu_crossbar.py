@@ -6,8 +6,9 @@ and the same DESIGN.md §3 arithmetic, bit for bit) whose cell array is an
 :mod:`gen.emulation` describes: one word = ``rows_per_word`` cells of one column.
 
 An MVM reads the stored words one per clock, reference column first, then the data
-columns in order, each column's words (row groups) one after another. From each word it
-forms the partial column sum of every input cycle at once (``x_t[r] · level[r][c]`` summed
+columns in order, each column's words (row groups) one after another, once per pass
+(``parallel_cycles``). From each word it forms the partial column sum of the pass's input
+cycles at once (one pass of all of them by default) (``x_t[r] · level[r][c]`` summed
 over the word's rows, ``t = 0 .. input_cycles − 1``), adds the partial sums of the column's
 words, and converts each input cycle's full column sum with the ADC
 (``min(S >> adc_shift, 2**adc_bits − 1) << adc_shift``) -- the same per-column, per-input-cycle
@@ -56,34 +57,37 @@ class EmulatedCrossbar(wiring.Component):
             :class:`gen.cells.CellArray`, a weight block, or ``None`` for all zero); they
             become the memory's initial contents.
         word_bits: block-RAM word width (``gen.emulation.EMU_WORD_BITS``).
+        parallel_cycles: input cycles whose partial sums one read forms (``None``: all of them,
+            one pass over the words; fewer: less logic, more passes, ``gen.emulation``).
         ram_style: the Yosys ``ram_style`` attribute of the cell memory (``"block"``:
             block RAM even where distributed RAM would be chosen; ``None``: Yosys decides).
     """
 
     def __init__(self, cfg: CrossbarConfig, weights=None, *, word_bits: int = EMU_WORD_BITS,
-                 ram_style: str | None = "block"):
+                 ram_style: str | None = "block", parallel_cycles: int | None = None):
         self.cfg = cfg
-        self.geometry = EmulatedGeometry(cfg, word_bits)
+        self.geometry = EmulatedGeometry(cfg, word_bits, parallel_cycles)
         cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
         self.init_words = self.geometry.memory_words(cells)
         self.ram_style = ram_style
         super().__init__(Crossbar.signature_of(cfg))
 
     @staticmethod
-    def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> str:
+    def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS, parallel_cycles: int | None = None) -> str:
         """The Verilog module name of an all-zero-weight emulated crossbar of ``cfg``."""
-        key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS))
+        key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS, parallel_cycles))
         return f"pimgen_emu_crossbar_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
         cfg, geo = self.cfg, self.geometry
         cb, cw, rpw, n_groups, n_reads = cfg.cell_bits, geo.cell_width, geo.rows_per_word, geo.groups, geo.reads
-        n_cols, n_t, dac = len(geo.column_order), cfg.input_cycles, cfg.dac_bits
+        n_cols, n_t, dac = len(geo.column_order), geo.cycles_per_read, cfg.dac_bits
+        n_pass = geo.passes
         drop = geo.frac_bits + cfg.adc_shift     # the ADC drops F + adc_shift bits
         m = Module()
 
         m.submodules.cells = mem = Memory(
-            shape=unsigned(rpw * cw), depth=n_reads, init=self.init_words,
+            shape=unsigned(rpw * cw), depth=geo.words, init=self.init_words,
             attrs={"ram_style": self.ram_style} if self.ram_style else None)
         rd, wr = mem.read_port(), mem.write_port()
 
@@ -93,13 +97,16 @@ class EmulatedCrossbar(wiring.Component):
         step = Signal(range(n_reads + EMU_PIPELINE_CLOCKS))
         accept = crossbar_handshake(m, self, ~running & ~done & ~writing & ~wr_pending, done)
 
-        # --- read sequence: column j (reference first), slice k, row group g --------------
+        # --- read sequence: column j (reference first), slice k, pass sp, row group g -------
         g = Signal(range(n_groups), name="group")
         k = Signal(range(cfg.slices), name="slice")
+        sp = Signal(range(n_pass), name="pass")
+        addr = Signal(range(geo.words), name="addr")
         is_ref = Signal()
         first_g = (g == 0) if n_groups > 1 else Const(1)
         last_g = (g == n_groups - 1) if n_groups > 1 else Const(1)
         last_k = (k == cfg.slices - 1) if cfg.slices > 1 else Const(1)
+        last_sp = (sp == n_pass - 1) if n_pass > 1 else Const(1)
         issue = running & (step < n_reads)
 
         # the input vector, padded to whole words; rotated one word of rows per read so that
@@ -109,11 +116,11 @@ class EmulatedCrossbar(wiring.Component):
         xg = Signal(x_word)     # the rows of the word arriving from the memory
 
         # tag[i]: the read's position, aligned with the data leaving stage i + 1
-        head = [issue, first_g, last_g, is_ref, k]
+        head = [issue, first_g, last_g, is_ref, k, sp]
         tag = []
         for i in range(EMU_PIPELINE_CLOCKS - 1):
             regs = [Signal(name=f"v{i}"), Signal(name=f"first{i}"), Signal(name=f"last{i}"),
-                    Signal(name=f"ref{i}"), Signal.like(k, name=f"k{i}")]
+                    Signal(name=f"ref{i}"), Signal.like(k, name=f"k{i}"), Signal.like(sp, name=f"sp{i}")]
             m.d.sync += [dst.eq(src) for dst, src in zip(regs, tag[-1] if tag else head)]
             tag.append(regs)
 
@@ -121,12 +128,18 @@ class EmulatedCrossbar(wiring.Component):
         m.d.sync += xg.eq(x[:x_word])
         word = rd.data
 
-        # --- stage 2: products and partial sums of every input cycle -----------------------
+        # --- stage 2: products and partial sums of this pass's input cycles ----------------
         col_max = cfg.rows * cfg.max_dac * geo.cell_max
+        sp1 = tag[0][5]
+
+        def bits(p):
+            """Row ``p``'s input bits of this pass's input cycles (``dac_bits`` divides ``a_bits``)."""
+            row = xg.word_select(p, cfg.a_bits)
+            return row.word_select(sp1, n_t * dac) if n_pass > 1 else row
+
         ps = []
         for t in range(n_t):
-            prods = [xg.word_select(p, cfg.a_bits)[t * dac:(t + 1) * dac] * word.word_select(p, cw)
-                     for p in range(rpw)]
+            prods = [bits(p)[t * dac:(t + 1) * dac] * word.word_select(p, cw) for p in range(rpw)]
             s = Signal(range(rpw * cfg.max_dac * geo.cell_max + 1), name=f"ps{t}")
             m.d.sync += s.eq(_halving_sum(prods))
             ps.append(s)
@@ -148,21 +161,31 @@ class EmulatedCrossbar(wiring.Component):
             m.d.sync += qt.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])
             q.append(qt)
 
-        # --- stage 5: shift-add over the input cycles: P[c] ---------------------------------
-        term = Signal(cfg.adc_out_bits + cfg.a_bits, name="term")
-        m.d.sync += term.eq(_halving_sum([qt << (t * dac) for t, qt in enumerate(q)]))
+        # --- stage 5: shift-add over this pass's input cycles --------------------------------
+        term = Signal(cfg.adc_out_bits + cfg.input_cycles * dac, name="term")
+        pass_sum = _halving_sum([qt << (t * dac) for t, qt in enumerate(q)])
+        m.d.sync += term.eq(pass_sum << (tag[3][5] * (n_t * dac)) if n_pass > 1 else pass_sum)
 
-        # --- stage 6: reference kept; outputs accumulated slice by slice -------------------
-        v5, _, last5, ref5, k5 = tag[4]
+        # --- stage 6: P[c] over the passes; reference kept; outputs accumulated slice by slice
+        v5, _, last5, ref5, k5, sp5 = tag[4]
+        if n_pass > 1:
+            pacc = Signal.like(term, name="pass_acc")
+            full = Signal.like(term, name="column_sum")
+            m.d.comb += full.eq(Mux(sp5 == 0, 0, pacc) + term)
+            last_pass5 = sp5 == n_pass - 1
+            with m.If(v5 & last5 & ~last_pass5):
+                m.d.sync += pacc.eq(full)
+        else:
+            full, last_pass5 = term, Const(1)
         acc_ref = Signal.like(term, name="acc_ref")  # non-ideal reference cells may read up to cell_max
         cur = Signal(signed(cfg.dot_bits), name="cur")
         out = [Signal(signed(cfg.dot_bits), name=f"out{o}") for o in range(cfg.outputs)]
         base = Mux(k5 == 0, -(acc_ref << (cfg.w_bits - 1)), cur) if cfg.slices > 1 else -(acc_ref << (cfg.w_bits - 1))
         nxt = Signal(signed(cfg.dot_bits), name="cur_next")
-        m.d.comb += nxt.eq(base + (term << (k5 * cb) if cfg.slices > 1 else term))
-        with m.If(v5 & last5):
+        m.d.comb += nxt.eq(base + (full << (k5 * cb) if cfg.slices > 1 else full))
+        with m.If(v5 & last5 & last_pass5):
             with m.If(ref5):
-                m.d.sync += acc_ref.eq(term)
+                m.d.sync += acc_ref.eq(full)
             with m.Else():
                 m.d.sync += cur.eq(nxt)
                 with m.If((k5 == cfg.slices - 1) if cfg.slices > 1 else Const(1)):
@@ -174,7 +197,7 @@ class EmulatedCrossbar(wiring.Component):
         row_group = Signal(range(n_groups))
         row_pos = Signal(range(rpw))
         levels = Signal(n_cols * cw)           # the row's cells in memory-column order
-        waddr = Signal(range(n_reads + n_groups))
+        waddr = Signal(range(geo.words + n_groups))
         wcount = Signal(range(n_cols))
         wr_addr, wr_level = Signal.like(rd.addr), Signal(cw)
         row = self.w.payload.row
@@ -193,7 +216,7 @@ class EmulatedCrossbar(wiring.Component):
         m.d.sync += [wr_pending.eq(writing), wr_addr.eq(waddr), wr_level.eq(levels[:cw])]
         mask = Const((1 << cw) - 1, rpw * cw)
         m.d.comb += [
-            rd.addr.eq(Mux(writing, waddr, step)),
+            rd.addr.eq(Mux(writing, waddr, addr)),
             wr.en.eq(wr_pending),
             wr.addr.eq(wr_addr),
             wr.data.eq((word & ~(mask << (row_pos * cw))) | (wr_level << (row_pos * cw))),
@@ -202,7 +225,7 @@ class EmulatedCrossbar(wiring.Component):
         # --- sequencing ------------------------------------------------------------------
         with m.If(accept):
             m.d.sync += [x.eq(self.i.payload.as_value()), running.eq(1), done.eq(0), step.eq(0),
-                         g.eq(0), k.eq(0), is_ref.eq(1)]
+                         g.eq(0), k.eq(0), is_ref.eq(1), sp.eq(0), addr.eq(0)]
         with m.Elif(running):
             with m.If(step == n_reads + EMU_PIPELINE_CLOCKS - 2):
                 # the last column's result is accumulated on this edge
@@ -213,7 +236,13 @@ class EmulatedCrossbar(wiring.Component):
                 if n_groups > 1:
                     m.d.sync += x.eq(Cat(x[x_word:], x[:x_word]))
                     m.d.sync += g.eq(Mux(last_g, 0, g + 1))
-                with m.If(last_g):
+                # the next word: the column's next group, its first again for the next pass,
+                # or the next column's first
+                m.d.sync += addr.eq(Mux(last_g & ~last_sp, addr - (n_groups - 1), addr + 1))
+                if n_pass > 1:
+                    with m.If(last_g):
+                        m.d.sync += sp.eq(Mux(last_sp, 0, sp + 1))
+                with m.If(last_g & last_sp):
                     with m.If(is_ref):
                         m.d.sync += is_ref.eq(0)
                     if cfg.slices > 1:

@@ -40,6 +40,12 @@ def test_geometry_and_host_clocks():
     one = CrossbarConfig(rows=20, cols=10, cell_bits=1)       # 20 one-bit cells fit one word
     assert (EmulatedGeometry(one).rows_per_word, EmulatedGeometry(one).groups) == (20, 1)
     assert EmulatedGeometry(CrossbarConfig(rows=40, cols=9, cell_bits=1)).groups == 2
+    # one input cycle per read: 8 passes over the same 124 words
+    geo1 = EmulatedGeometry(SMALL, parallel_cycles=1)
+    assert (geo1.words, geo1.passes, geo1.reads) == (124, 8, 992)
+    assert emulated_crossbar_host_clocks(SMALL, parallel_cycles=2) == 124 * 4 + EMU_PIPELINE_CLOCKS
+    with pytest.raises(ValueError, match="parallel_cycles=3 is not allowed: it must divide the 8 input cycles"):
+        EmulatedGeometry(SMALL, parallel_cycles=3)
 
 
 def test_memory_image_is_column_major():
@@ -48,7 +54,7 @@ def test_memory_image_is_column_major():
     cells = CellArray.from_weights(w, cfg)
     geo = EmulatedGeometry(cfg)
     words = geo.memory_words(cells)
-    assert len(words) == geo.reads == len(geo.column_order) * 2
+    assert len(words) == geo.words == geo.reads == len(geo.column_order) * 2
     for j, c in enumerate(geo.column_order):
         for r in range(cfg.rows):
             cell = (words[j * geo.groups + r // 8] >> (r % 8 * 4)) & 15
@@ -62,10 +68,22 @@ def test_emulated_crossbar_matches_golden():
     _assert_pass(run_emu_crossbar_check(CrossbarCheck(cfg, vectors=8, seed=1, reprogram_rows=3)))
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_emulated_crossbar_fewer_cycles_per_read(parallel):
+    """Passes over the words (1 or 2 input cycles per read; 2-bit DACs for the second), 2 words
+    per column, re-programmed rows: still bit-exact, host clocks as the formula says."""
+    cfg = CrossbarConfig(rows=12, cols=9, cell_bits=2, cols_per_adc=3) if parallel == 1 else \
+        CrossbarConfig(rows=12, cols=9, cell_bits=4, dac_bits=2, cols_per_adc=3)
+    _assert_pass(run_emu_crossbar_check(CrossbarCheck(cfg, vectors=6, seed=4, reprogram_rows=2),
+                                        parallel_cycles=parallel))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SWEEP))
-def test_emulated_crossbar_sweep(name):
-    _assert_pass(run_emu_crossbar_check(CrossbarCheck(SWEEP[name], vectors=12, seed=3, reprogram_rows=2)))
+@pytest.mark.parametrize("parallel", [None, 1])
+def test_emulated_crossbar_sweep(name, parallel):
+    _assert_pass(run_emu_crossbar_check(CrossbarCheck(SWEEP[name], vectors=12, seed=3, reprogram_rows=2),
+                                        parallel_cycles=parallel))
 
 
 @pytest.mark.slow

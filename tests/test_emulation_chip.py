@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gen.config import ChipConfig
+from gen.emulation import CHIP_PARALLEL_CYCLES
 from gen.timing import crossbar_latency, emulated_crossbar_host_clocks
 from flow.chip_check import design_from_network, run_chip_check
 from test_chip import _check, tiny_design
@@ -32,8 +33,9 @@ def test_tiny_emulation_build_equals_simulation_build(sim_cache):
     x = np.random.default_rng(5).integers(0, 256, (3, 2, 6, 6))
     _, emu = _same_as_simulation_build(d, x, sim_cache, seed=1)
     # the emulated crossbars are slower than the target timing asks: some target clocks wait
-    assert 1 < emu["host_per_target"] <= emulated_crossbar_host_clocks(d.chip.crossbar) / crossbar_latency(
-        d.chip.crossbar) + 1, emu
+    xb = d.chip.crossbar
+    assert 1 < emu["host_per_target"] <= emulated_crossbar_host_clocks(
+        xb, parallel_cycles=CHIP_PARALLEL_CYCLES) / crossbar_latency(xb) + 1, emu
     # input gaps and output back-pressure on host clocks: nothing lost, duplicated or reordered
     _check(run_chip_check(d.emulation(), x, seed=2, ready_prob=0.3, gap_prob=0.4, cache_dir=sim_cache), 3)
 
