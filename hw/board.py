@@ -16,8 +16,9 @@ same beats ``pimgen build`` writes to ``weights/program.hex``), and the serial p
 LEDs: 0 programmed, 1 an image in the chip, 2 a received byte was lost (overrun), 3 the
 serial receiver's line, 4-7 the last class.
 
-:class:`ULX3STop` puts a core on the ULX3S's pins (``amaranth-boards``' ``ULX3S_85F_Platform``:
-the 25 MHz oscillator, the FTDI UART, the LEDs, the power button as reset).
+:class:`PinTop` puts a core on a board's pins (``amaranth-boards``' platforms, e.g.
+``ULX3S_85F_Platform``: the 25 MHz oscillator, the FTDI UART, the LEDs, the power button as
+reset).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from hw.decoupled import EmulatedChip
 from hw.uart import UartRx, UartTx
 
-__all__ = ["ProgramLoader", "BoardCore", "ULX3STop", "board_reply_bytes"]
+__all__ = ["ProgramLoader", "BoardCore", "PinTop", "board_reply_bytes"]
 
 
 def board_reply_bytes(n_logits: int) -> int:
@@ -159,19 +160,31 @@ class BoardCore(wiring.Component):
         return m
 
 
-class ULX3STop(Elaboratable):
-    """A :class:`BoardCore` on the ULX3S pins (``amaranth-boards`` resources: ``clk25`` drives
-    the default ``sync`` domain, ``uart`` 0, ``led`` 0-7; the platform's reset is the power
-    button, ``ULX3SBoard.default_rst``)."""
+class PinTop(Elaboratable):
+    """A :class:`BoardCore` on a board's pins, from its ``amaranth-boards`` platform: the
+    platform's default clock (the ULX3S's 25 MHz oscillator) drives ``sync``, the button
+    resource ``reset`` resets it (through a reset synchronizer: the crossbars, black boxes, take
+    a reset port, so the domain cannot be the platform's reset-less one), ``uart`` 0 carries the
+    serial line and the core's LEDs go to ``led`` 0.. as far as the board has them."""
 
-    def __init__(self, core: BoardCore):
-        self.core = core
+    def __init__(self, core: BoardCore, reset: str):
+        self.core, self.reset = core, reset
 
     def elaborate(self, platform):
+        from amaranth.build import ResourceError
+        from amaranth.hdl import ClockDomain
+        from amaranth.lib.cdc import ResetSynchronizer
         m = Module()
+        m.domains.sync = cd = ClockDomain("sync")
+        m.d.comb += cd.clk.eq(platform.request(platform.default_clk).i)
+        m.submodules.reset_sync = ResetSynchronizer(platform.request(self.reset, 0).i, domain="sync")
         m.submodules.core = core = self.core
         uart = platform.request("uart", 0)
         m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
-        for n in range(8):
-            m.d.comb += platform.request("led", n).o.eq(core.leds[n])
+        for n in range(len(core.leds)):
+            try:
+                led = platform.request("led", n)
+            except ResourceError:
+                break
+            m.d.comb += led.o.eq(core.leds[n])
         return m

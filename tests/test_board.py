@@ -91,3 +91,35 @@ def test_digits_board_classifies_real_digits(sim_cache):
     rep = run_board_check(d, x[:5], labels=labels[:5], cache_dir=sim_cache)
     assert rep["passed"], rep
     assert rep["accuracy"] >= 0.8, rep
+
+
+def test_synth_alias_takes_a_build_folder():
+    from flow.commands.synth import alias
+    assert alias(["synth", "build/digits", "--board", "ulx3s"]) == ["synth", "board", "build/digits", "--board", "ulx3s"]
+    assert alias(["synth", "crossbar", "--rows", "4"]) == ["synth", "crossbar", "--rows", "4"]
+    assert alias(["synth", "--help"]) == ["synth", "--help"]
+
+
+def test_synth_board_refuses_a_chip_too_large_for_the_device(tmp_path, capsys):
+    """The digits chip's emulation build has more flip-flops than the ECP5-85F: refused in one
+    line with the count, before the long synthesis, and nothing is left in the build folder."""
+    from flow.cli import main
+    d = tmp_path / "digits"
+    assert main(["build", "digits", "-o", str(d)]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in d.iterdir())
+    assert main(["synth", str(d), "--board", "ulx3s", "--images", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the digits chip does not fit the ulx3s (LFE5U-85F)" in err[0], err
+    assert "flip-flop bits before synthesis against 83640 FF" in err[0], err
+    assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_synth_board_bad_flags(tmp_path, capsys):
+    from flow.cli import main
+    assert main(["synth", str(tmp_path / "none"), "--board", "ulx3s"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["synth", str(tmp_path), "--board", "de10"])
+    assert main(["synth", str(tmp_path), "--images", "-1"]) == 2
+    assert "--images -1 is not allowed" in capsys.readouterr().err

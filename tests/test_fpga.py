@@ -86,12 +86,12 @@ def test_parse_yosys_stat_and_counts():
             "design": {"num_cells_by_type": {"SB_LUT4": 100}}}
     cells = fpga.parse_yosys_stat(stat, "fpga_top")
     assert cells["SB_DFFE"] == 3
-    c = fpga._counts(fpga.TARGETS["ice40"], {"ICESTORM_LC": (110, 5280)}, cells)
+    c = fpga.resource_counts(fpga.TARGETS["ice40"], {"ICESTORM_LC": (110, 5280)}, cells)
     assert c == {"lut4": 100, "ff": 12, "bram": 1, "dsp": 2}
-    c = fpga._counts(fpga.TARGETS["ecp5"], fpga.parse_nextpnr_report(SAMPLE_REPORT)["utilisation"], {})
+    c = fpga.resource_counts(fpga.TARGETS["ecp5"], fpga.parse_nextpnr_report(SAMPLE_REPORT)["utilisation"], {})
     assert c == {"lut4": 1234, "ff": 567, "bram": 2, "dsp": 3}
     # without a nextpnr report, ECP5 LUT4s come from Yosys: LUT4 + 2 per CCU2C
-    c = fpga._counts(fpga.TARGETS["ecp5"], {}, {"LUT4": 10, "CCU2C": 4, "TRELLIS_FF": 6, "PFUMX": 3})
+    c = fpga.resource_counts(fpga.TARGETS["ecp5"], {}, {"LUT4": 10, "CCU2C": 4, "TRELLIS_FF": 6, "PFUMX": 3})
     assert c == {"lut4": 18, "ff": 6, "bram": 0, "dsp": 0}
 
 
@@ -261,7 +261,7 @@ def test_cli_refuses_unknown_block_with_the_allowed_list(capsys):
     with pytest.raises(SystemExit) as e:
         cli_main(["synth", "layer"])
     assert e.value.code == 2
-    assert "choose from 'crossbar'" in capsys.readouterr().err
+    assert "choose from 'crossbar', 'board'" in capsys.readouterr().err
 
 
 def test_cli_bad_crossbar_config_is_one_line_exit_2(capsys):

@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backpressure", action="store_true",
                    help="random gaps on the input and random ready on the outputs (clocks not checked)")
     p.add_argument("--waves", action="store_true", help="dump a waveform next to the simulation log")
+    p.add_argument("--emulated", action="store_true",
+                   help="chip builds: simulate the chip's FPGA emulation build (block-RAM crossbars, target clocks "
+                        "advanced by an enable) instead; clocks are target clocks, and host clocks per target "
+                        "clock are reported")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     from flow.commands._common import add_device_args
     add_device_args(p, note="chip builds: program the cells under this device model instead of the build's "
@@ -39,7 +43,6 @@ def _load_npy(path: str, flag: str):
 
 
 def _chip_images(design, args):
-    import numpy as np
     n = 3 if args.images is None else args.images
     if n < 1:
         raise ValueError(f"--images {n} is not allowed: it must be >= 1")
@@ -55,13 +58,8 @@ def _chip_images(design, args):
                 raise ValueError(f"--labels has shape {labels.shape}, expected ({x.shape[0]},) for --dataset")
             labels = labels[:n]
         return x[:n], labels, args.dataset
-    if design.network.name == "digits" and tuple(design.network.input_shape) == (1, 8, 8):
-        from gen.models import digits_dataset
-        x, labels = digits_dataset("test")
-        return x[:n], labels[:n], "scikit-learn digits, held-out split"
-    rng = np.random.default_rng(args.seed + 7919)
-    return rng.integers(0, 1 << design.chip.crossbar.a_bits, (n,) + tuple(design.network.input_shape)), None, \
-        f"random (seed {args.seed})"
+    from flow.chip_check import chip_images
+    return chip_images(design, n, args.seed)
 
 
 def _run_chip(args) -> int:
@@ -73,12 +71,15 @@ def _run_chip(args) -> int:
         design = design.with_device(device, args.fault_aware)
     elif args.fault_aware:          # the build's own device model, now worked around
         design = design.with_device(design.device, True)
+    if args.emulated:
+        design = design.emulation()
     x, labels, source = _chip_images(design, args)
     rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
                          waves_dir=args.build, progress=Progress.for_args(args))
     rep["dataset"] = source
-    rep["rtl"] = str(design_path(args.build, "rtl/chip.v"))
+    rep["rtl"] = ("emulation build, generated from the build folder (not written)" if args.emulated
+                  else str(design_path(args.build, "rtl/chip.v")))
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0 if rep["passed"] else 1
@@ -98,6 +99,9 @@ def _run_chip(args) -> int:
         and rep["measured_interval"] == rep["predicted_interval"] else "MISMATCH")
     print(f"latency        measured {rep['measured_latency']}  predicted {rep['predicted_latency']}  {timing}")
     print(f"interval       measured {rep['measured_interval']}  predicted {rep['predicted_interval']}")
+    if rep.get("host_per_target"):
+        print(f"emulation      {rep['host_per_target']:.3f} host clocks per target clock "
+              f"({rep['host_clocks']} host / {rep['target_clocks']} target clocks over the images)")
     if rep["accuracy"] is not None:
         print(f"accuracy       {rep['accuracy'] * 100:.1f} % top-1 (predictions {rep['predictions']})")
     print(f"rtl            {rep['rtl']}\nlog            {rep['log']}")
@@ -117,6 +121,8 @@ def run(args) -> int:
     m = read_manifest(args.build)
     if m.get("kind") == "chip":
         return _run_chip(args)
+    if args.emulated:
+        raise ValueError("--emulated is not allowed for a layer engine build: it applies to chip builds (`pimgen build`)")
     from flow.layer_check import TOP, load_build, run_layer_check
     if m.get("top") != TOP:
         raise ValueError(f"{args.build!r} is not a design pimgen can simulate: its manifest is neither a chip "

@@ -1,9 +1,12 @@
-"""``pimgen synth BLOCK ...``: Yosys synthesis + nextpnr place & route of one block.
+"""``pimgen synth BLOCK ...``: Yosys synthesis + nextpnr place & route of one block, or of a
+whole chip on a board.
 
 The first positional argument is the kind of block; each kind is one entry of
 :data:`BLOCKS` with its own options (``add_arguments``) and a ``build(args)`` that returns
-``(Amaranth component, build-folder name, one-line description)``. Only ``crossbar``
-exists so far; ``layer`` and ``interconnect`` will be added the same way.
+``(Amaranth component, build-folder name, one-line description)``. ``board`` is the whole
+chip of a ``pimgen build`` folder on an FPGA board (``flow.board.synthesize_board``):
+``pimgen synth DIR --board ulx3s`` is short for ``pimgen synth board DIR --board ulx3s``
+(:func:`alias`).
 """
 from __future__ import annotations
 
@@ -55,13 +58,48 @@ def _flow_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+BOARD_HELP = ("a chip build folder (`pimgen build`) on an FPGA board: its emulation build (block-RAM crossbars, "
+              "decoupled target clock) behind a UART, programmed from block RAM; writes DIR/fpga/<board>.bit")
+
+
+def alias(argv: list[str]) -> list[str]:
+    """``synth DIR ...`` means ``synth board DIR ...``: a first argument that is no block kind and
+    names a folder (an existing one, or a path with a separator; any other word is left to the
+    parser, which lists the block kinds)."""
+    import os
+    if (len(argv) >= 2 and argv[0] == "synth" and not argv[1].startswith("-") and argv[1] not in (*BLOCKS, "board")
+            and (os.path.isdir(argv[1]) or os.sep in argv[1] or "/" in argv[1])):
+        return ["synth", "board", *argv[1:]]
+    return argv
+
+
+def _board_args(p: argparse.ArgumentParser) -> None:
+    from flow.board import BOARDS
+    p.add_argument("build", metavar="DIR", help="chip build folder written by `pimgen build`")
+    p.add_argument("--board", choices=sorted(BOARDS), default="ulx3s",
+                   help="ulx3s: ECP5-85F, 25 MHz; icebreaker: iCE40UP5K, 12 MHz (small designs only). Default ulx3s")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--images", type=int, default=3,
+                   help="images the emulation build is simulated on (Verilator) to measure host clocks per target "
+                        "clock, for the images/s on the board; 0 skips it (default 3)")
+    p.add_argument("--no-fit-check", action="store_true",
+                   help="run synthesis and place and route even when the design has more flip-flops than the "
+                        "device before synthesis (the check takes seconds, the run most of an hour)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="block", metavar="BLOCK", required=True,
-                                title="blocks", description=f"one of: {', '.join(BLOCKS)}")
+                                title="blocks", description=f"one of: {', '.join(BLOCKS)}, board "
+                                                            "(or a chip build folder: `pimgen synth DIR --board ulx3s`)")
     for kind, (help_, add, _) in BLOCKS.items():
         p = sub.add_parser(kind, help=help_, description=f"{DESCRIPTION}\n\nBlock: {help_}.")
         add(p)
         _flow_args(p)
+    p = sub.add_parser("board", help=BOARD_HELP, description=f"Synthesize, place and route {BOARD_HELP}. Prints "
+                       "LUT4/FF/BRAM/DSP against the device, Fmax, the board clock and the images/s it gives. "
+                       "Place and route of a near-full ECP5-85F takes tens of minutes.")
+    _board_args(p)
 
 
 def _table(res: fpga.SynthResult, desc: str) -> str:
@@ -95,7 +133,52 @@ def _table(res: fpga.SynthResult, desc: str) -> str:
     return "\n".join(lines)
 
 
+def _run_board(args) -> int:
+    from flow.board import board_of, board_throughput, synthesize_board
+    from flow.chip_check import load_build
+    from flow.progress import Progress
+    if args.seed < 0:
+        raise ValueError(f"--seed={args.seed} is not allowed: it must be >= 0")
+    if args.images < 0:
+        raise ValueError(f"--images {args.images} is not allowed: it must be >= 0 (0 skips the measurement)")
+    board_of(args.board)
+    design = load_build(args.build)
+    progress = Progress.for_args(args)
+    try:
+        res = synthesize_board(design, args.build, args.board, seed=args.seed, progress=progress,
+                               fit_check=not args.no_fit_check)
+        res = board_throughput(design, res, args.images, progress)
+    except fpga.FlowError as e:
+        print(f"pimgen synth: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    av = res["available"]
+
+    def of(k):
+        return f"{res[k]:>8} / {av[k]} ({100 * res[k] / av[k]:.1f}%)" if av.get(k) else f"{res[k]:>8}"
+    print("\n".join([
+        f"{design.network.name} chip on {res['board']} ({res['device']}): emulation build, UART {res['baud']} baud",
+        f"  LUT4      {of('lut4')}", f"  FF        {of('ff')}", f"  BRAM      {of('bram')}", f"  DSP       {of('dsp')}",
+        f"  Fmax      {res['fmax_mhz']:>8.2f} MHz (board clock {res['clock_mhz']:g} MHz: "
+        f"{'met' if res['timing_met'] else 'NOT met'})",
+        (f"  images/s  {res['board_images_per_s']:,.0f} on the board ({res['target_clocks_per_image']} target clocks per image x "
+         f"{res['host_per_target']:.2f} host clocks per target clock, measured over {args.images} images, at "
+         f"{res['clock_mhz']:g} MHz) against {res['asic_images_per_s']:,.0f} for the ASIC at {res['asic_clock_mhz']} MHz"
+         if res["host_per_target"] else
+         f"  images/s  {res['asic_images_per_s']:,.0f} for the ASIC at {res['asic_clock_mhz']} MHz "
+         f"({res['target_clocks_per_image']} target clocks per image; --images N measures the board's)"),
+        f"  bitstream {res['bitstream']}",
+        f"  build     {res['build_dir']}  (" + ", ".join(f"{k} {v:.0f} s" for k, v in res["seconds"].items()) + ")",
+        *([f"  critical  {res['critical_path']}"] if res.get("critical_path") else []),
+    ]))
+    return 0
+
+
 def run(args) -> int:
+    if args.block == "board":
+        return _run_board(args)
     _, _, build = BLOCKS[args.block]
     if args.freq is not None and not args.freq > 0:
         raise ValueError(f"--freq={args.freq:g} is not allowed: the clock target must be > 0 MHz")
