@@ -30,9 +30,10 @@ an engine's two input banks), so back-pressure can never deadlock a branch. A st
 add starts an image only once that image's skip tensor is wholly in its FIFO, so the add
 never waits on the skip side and the cycle model stays exact.
 
-What the chip does not build yet is refused here, with the layer and the reason: k x k
-average pools, a join of more than two operands or of two from one stage, a max-pool with padding, overlap or a window that does not tile
-its input, a tail unit on a tensor that more than one layer reads, branches on routed
+What the chip does not build yet is refused here, with the layer and the reason: a join of
+more than two operands or of two from one stage, a pool whose last output would not leave on
+its last input pixel (trailing pixels in no window, or two windows clipped onto one pixel:
+``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, branches on routed
 fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
 does not model), and duplication. A layer over several tiles is built: partial sums meet in
 the engine's adder tree, and the tiles its outputs leave from are joined into pixels on
@@ -40,6 +41,7 @@ the way out (:meth:`ChipPlan.merged`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +49,7 @@ import numpy as np
 from gen.commgraph import CommGraph, Core, Flow
 from gen.cells import ideal_conductances, pack_row
 from gen.config import ChipConfig, CrossbarConfig
+from gen.intops import streamed_pool_refusal
 from gen.mapping import MappingPlan, map_network
 from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
@@ -72,13 +75,16 @@ class TailOp:
     """A stream unit behind a stage's engine, one pixel register deep: ``kind`` ``"add"``
     (a residual join with the output of stage ``skip``; ``skip_first``: the skip is the
     layer's first operand), ``"concat"`` (channels joined with the output of stage ``skip``,
-    in the layer's operand order), ``"maxpool"`` (``k x k``, stride ``k``) or ``"gap"``
-    (global average pool). ``layer``: the network layer it computes (its params)."""
+    in the layer's operand order), ``"maxpool"`` (``k x k``, ``stride``, ``pad``),
+    ``"avgpool"`` (``k x k``, stride ``k``) or ``"gap"`` (global average pool). ``layer``: the
+    network layer it computes (its params)."""
     kind: str
     layer: str
     k: int = 0
     skip: int | None = None
     skip_first: bool = False
+    stride: int = 0
+    pad: int = 0
 
 
 def pixel_path_delay(n_ops: int, out: FMLayout) -> int:
@@ -117,8 +123,8 @@ class Link:
 
     @property
     def pool(self) -> int | None:
-        """The max-pool window on the way, or None."""
-        return next((op.k for op in self.ops if op.kind == "maxpool"), None)
+        """The pool window on the way (max or average), or None."""
+        return next((op.k for op in self.ops if op.kind in ("maxpool", "avgpool")), None)
 
 
 @dataclass(frozen=True)
@@ -216,6 +222,7 @@ class ChipPlan:
                 "stages": [{"name": s.name, "mapping": s.mapping, "kind": s.kind, "in_shape": list(s.in_shape),
                             "out_shape": list(s.out_shape),
                             "tail": [{"kind": op.kind, "layer": op.layer, **({"k": op.k} if op.k else {}),
+                                      **({"stride": op.stride, "pad": op.pad} if op.kind == "maxpool" else {}),
                                       **({"skip": op.skip} if op.skip is not None else {})}
                                      for op in self.tail(n)],
                             "schedule": s.to_dict()} for n, s in enumerate(self.stages)],
@@ -296,9 +303,9 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
             src.append(None if t == INPUT else owner[t])
             end.append(layer.name)
             continue
-        if kind not in ("maxpool", "gap", "add", "concat"):
+        if kind not in ("maxpool", "avgpool", "gap", "add", "concat"):
             raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): not built on the chip yet (conv, "
-                            f"linear, max-pool, global average pool, residual add and concat are)")
+                            f"linear, max-pool, average pool, global average pool, residual add and concat are)")
         ins = list(layer.inputs)
         if any(t == INPUT for t in ins):
             raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): on the chip a tail unit follows a "
@@ -330,12 +337,16 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
                 raise ChipError(f"layer {layer.name!r} ({type(layer).__name__}): on the chip it runs in the tail of "
                                 f"the weight layer before it, so its input {main!r} must be read by it alone")
             if kind == "maxpool":
-                c, h, w = lp.in_shape
-                if layer.pad or layer.step != layer.k or h % layer.k or w % layer.k:
-                    raise ChipError(f"layer {layer.name!r} (MaxPool): the chip's pool takes k x k windows with "
-                                    f"stride k that tile the {h}x{w} input, no padding (got k={layer.k}, "
-                                    f"stride={layer.step}, pad={layer.pad})")
-                op = TailOp("maxpool", layer.name, k=layer.k)
+                c, h, w = net.in_shape(layer)
+                why = (streamed_pool_refusal(h, layer.k, layer.step, layer.pad)
+                       or streamed_pool_refusal(w, layer.k, layer.step, layer.pad))
+                if why:
+                    raise ChipError(f"layer {layer.name!r} (MaxPool {layer.k}x{layer.k}, stride {layer.step}, pad "
+                                    f"{layer.pad}) on its {h}x{w} input: the chip's pool emits each output on its "
+                                    f"last pixel, and here {why}")
+                op = TailOp("maxpool", layer.name, k=layer.k, stride=layer.step, pad=layer.pad)
+            elif kind == "avgpool":      # k x k, stride k, tiling its input (gen.network checks it)
+                op = TailOp("avgpool", layer.name, k=layer.k)
             else:
                 op = TailOp("gap", layer.name)
         s = owner[main]
@@ -392,7 +403,7 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         return FMLayout(*net.out_shape(t), a, G)
 
     stages = tuple(scheds[s] for s in order)
-    tail_t = tuple(tuple(TailOp(op.kind, op.layer, op.k, None if op.skip is None else new[op.skip], op.skip_first)
+    tail_t = tuple(tuple(dataclasses.replace(op, skip=None if op.skip is None else new[op.skip])
                          for op in tails[s]) for s in order)
     raw_links = []     # (producer, consumer, port) in new numbering
     for s in order:

@@ -15,8 +15,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from gen.params import AddParams, PoolParams, Requant, WeightParams
 
 __all__ = ["as_int", "check_range", "add_bias", "im2col", "unroll_weights", "conv2d_int", "linear", "round_shift",
-           "requantize", "maxpool2d", "avgpool2d", "global_avgpool", "residual_add", "concat", "weight_acc",
-           "finish_weight_layer", "apply_layer", "fold_zero_point"]
+           "requantize", "maxpool2d", "pool_windows", "streamed_pool_refusal", "avgpool2d", "global_avgpool",
+           "residual_add", "concat", "weight_acc", "finish_weight_layer", "apply_layer", "fold_zero_point"]
 
 
 def as_int(a, name: str) -> np.ndarray:
@@ -158,6 +158,29 @@ def maxpool2d(x, k: int = 2, stride: int | None = None, pad: int = 0) -> np.ndar
         return x[:, :ho * k, :wo * k].reshape(c, ho, k, wo, k).max(axis=(2, 4))
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=np.iinfo(np.int64).min)
     return sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::st, ::st].max(axis=(3, 4))
+
+
+def pool_windows(n: int, k: int, stride: int | None = None, pad: int = 0) -> list[tuple[int, int]]:
+    """Along one axis of ``n`` pixels, the pixels of each output of a ``k``-wide pool with
+    ``stride`` [k] and ``pad``, as :func:`maxpool2d` takes them: ``(first, last)`` inside the map
+    (padding holds no pixel), one pair per output, ``(n + 2·pad − k) // stride + 1`` of them."""
+    st = stride or k
+    return [(max(0, j * st - pad), min(n - 1, j * st - pad + k - 1)) for j in range((n + 2 * pad - k) // st + 1)]
+
+
+def streamed_pool_refusal(n: int, k: int, stride: int | None = None, pad: int = 0) -> str | None:
+    """Why a pool over a streamed axis of ``n`` pixels cannot emit each output on the clock its
+    last pixel arrives, one output per pixel at most, the last on the last pixel -- what the
+    chip's pool units do (``hw.post``) -- or None. It cannot when a trailing pixel belongs to no
+    window (dropped: the last output would come before the last pixel) or two windows end on the
+    same pixel (clipped by the padding)."""
+    win = pool_windows(n, k, stride, pad)
+    if win[-1][1] != n - 1:
+        return f"the last {n - 1 - win[-1][1]} of {n} pixels fall in no window"
+    ends = [e for _, e in win]
+    if len(set(ends)) != len(ends):
+        return f"two windows end on pixel {n - 1} (clipped by the padding)"
+    return None
 
 
 def _pool_requant(total, n_zero, p: PoolParams, a_bits: int) -> np.ndarray:

@@ -412,12 +412,11 @@ def _basic_block(layers: list[Layer], prefix: str, src: str, cin: int, cout: int
 def _resnet_imagenet(name: str, blocks: list[int]) -> Network:
     """ImageNet ResNet with basic blocks (ResNet-18/34), 224×224×3 input, 1000 classes.
 
-    Stem: 7×7/2 conv (pad 3) then a 2×2/2 max-pool (pimgen pools k×k with stride k, so the
-    usual 3×3/2 pad-1 pool becomes 2×2/2: same 56×56 output, same MAC count). Shortcuts that
+    Stem: 7×7/2 conv (pad 3) then a 3×3/2 pad-1 max-pool (56×56 out). Shortcuts that
     change shape are 1×1 stride-2 projection convolutions (``layerN.0.downsample``).
     """
     layers: list[Layer] = [Conv2d(name="conv1", cin=3, cout=64, k=7, stride=2, pad=3),
-                           MaxPool(name="pool1", k=2)]
+                           MaxPool(name="pool1", k=3, stride=2, pad=1)]
     src, cin = "pool1", 64
     for stage, (n, c) in enumerate(zip(blocks, (64, 128, 256, 512)), 1):
         for b in range(n):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gen.intops import apply_layer, finish_weight_layer, requantize, weight_acc
-from gen.network import INPUT, Add, GlobalAvgPool, MaxPool, Network
+from gen.network import INPUT, Add, AvgPool, Concat, GlobalAvgPool, MaxPool, Network
 from gen.params import M_MAX, S_MAX, AddParams, NetworkParams, NoParams, PoolParams, Requant, WeightParams
 
 __all__ = ["scale_to_requant", "add_multipliers", "random_weights", "TensorQuant", "QuantModel", "quantize"]
@@ -73,7 +73,9 @@ def random_weights(net, seed: int = 0, *, w_bits: int = 8, a_bits: int = 8,
                 p = PoolParams(scale_to_requant(1.0 / (h * w_)))
             elif isinstance(layer, Add):
                 p = AddParams(1, 1, 1)
-            elif isinstance(layer, MaxPool):
+            elif isinstance(layer, AvgPool):
+                p = PoolParams(scale_to_requant(1.0 / (layer.k * layer.k)))
+            elif isinstance(layer, (MaxPool, Concat)):
                 p = NoParams()
             else:  # pragma: no cover - the IR has no other layer kinds
                 raise ValueError(f"layer {layer.name!r}: unsupported kind {type(layer).__name__}")

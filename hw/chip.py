@@ -41,7 +41,7 @@ from hw.interconnect import FlowLinks, build_fabric
 from hw.layer import ConvLayerEngine
 from hw.links import PixelToWords, WordsToPixel
 from hw.pe import prog_layout
-from hw.post import ConcatUnit, GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
+from hw.post import AvgPoolUnit, ConcatUnit, GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
 
 __all__ = ["Chip"]
 
@@ -160,20 +160,22 @@ class Chip(wiring.Component):
                         else:
                             cs = cp.skip_link(n).out.channels
                             u = ConcatUnit(cs, c, a_out) if op.skip_first else ConcatUnit(c, cs, a_out)
-                            c += cs
                         main, skip = (u.b, u.a) if op.skip_first else (u.a, u.b)
                         wiring.connect(m, pix, main)
                         wiring.connect(m, skip_pixels[n], skip)
                     elif op.kind == "maxpool":
-                        u = MaxPoolUnit(c, h, w, op.k, a_out)
-                        h, w = h // op.k, w // op.k
+                        u = MaxPoolUnit(c, h, w, op.k, a_out, stride=op.stride, pad=op.pad)
+                        wiring.connect(m, pix, u.i)
+                    elif op.kind == "avgpool":
+                        p = cp.params[op.layer]
+                        u = AvgPoolUnit(c, h, w, op.k, p.requant, a_out, z_in=p.z_in)
                         wiring.connect(m, pix, u.i)
                     else:
                         p = cp.params[op.layer]
                         u = GlobalAvgPoolUnit(c, h, w, p.requant, a_out, z_in=p.z_in)
-                        h = w = 1
                         wiring.connect(m, pix, u.i)
                     m.submodules[f"tail{n}_{k}_{op.kind}"] = u
+                    c, h, w = cp.network.out_shape(op.layer)      # the shape after the unit, in one home
                     pix = u.o
             if pix is not None:
                 out = links[0][1].out if links else cp.logit_layout

@@ -27,10 +27,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.intops import round_shift
+from gen.intops import pool_windows, round_shift
 from gen.params import AddParams, Requant
 
-__all__ = ["ConcatUnit", "sext", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "GlobalAvgPoolUnit",
+__all__ = ["ConcatUnit", "sext", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit",
            "ResidualAddUnit"]
 
 
@@ -105,56 +105,129 @@ class Requantize(wiring.Component):
         return m
 
 
+def _pixel_unit(c: int, a_bits: int) -> dict:
+    """Ports of a unit that turns a pixel stream into a pixel stream (``C`` channels of ``a_bits``)."""
+    return {"i": In(stream.Signature(unsigned(c * a_bits))), "o": Out(stream.Signature(unsigned(c * a_bits)))}
+
+
 def _vmax(a, b, c: int, w: int):
     return Cat(*[Mux(_flat(a, w, e) > _flat(b, w, e), _flat(a, w, e), _flat(b, w, e)) for e in range(c)])
 
 
 class MaxPoolUnit(wiring.Component):
-    """k×k, stride k max-pool of an ``H x W`` map of ``C``-channel ``a_bits`` pixels arriving
-    in raster order (one pixel per beat); pooled pixels leave in raster order. Trailing rows
-    and columns that do not fill a window are consumed and dropped (``sim.golden.maxpool2d``).
-    One running maximum per pooled column is kept (``W // k`` registers). ``1 <= k <= min(H, W)``
-    (``gen.network.MaxPool`` checks it)."""
+    """k×k max-pool with ``stride`` [k] and ``pad`` [0] of an ``H x W`` map of ``C``-channel
+    ``a_bits`` pixels arriving in raster order (one pixel per beat); pooled pixels leave in
+    raster order, each registered on the clock after its window's last pixel (the windows of
+    ``sim.golden.maxpool2d``: padding never wins, ``gen.intops.pool_windows``). Separable: a
+    row's last ``k - 1`` pixels give each window's row maximum where the window's last column
+    arrives, and per output column the last ``k - 1`` such row maxima give the window's maximum
+    where its last row arrives. Pixels in no window are consumed and dropped; two windows
+    ending on one pixel (clipped by the padding) are refused. On a chip, every output must
+    leave on its last pixel (``gen.intops.streamed_pool_refusal``; ``gen.chipplan`` checks it)."""
 
-    def __init__(self, c: int, h: int, w: int, k: int = 2, a_bits: int = 8):
+    def __init__(self, c: int, h: int, w: int, k: int = 2, a_bits: int = 8, *, stride: int | None = None,
+                 pad: int = 0):
         self.c, self.h, self.w, self.k, self.a_bits = c, h, w, k, a_bits
-        self.wo = w // k
-        super().__init__({
-            "i": In(stream.Signature(unsigned(c * a_bits))),
-            "o": Out(stream.Signature(unsigned(c * a_bits))),
-        })
+        self.stride, self.pad = stride or k, pad
+        self.cols, self.rows = pool_windows(w, k, stride, pad), pool_windows(h, k, stride, pad)
+        for axis, win in (("rows", self.rows), ("columns", self.cols)):
+            ends = [e for _, e in win]
+            if len(set(ends)) != len(ends):
+                raise ValueError(f"a {k}x{k} max-pool with stride {self.stride} and pad {pad} over {h}x{w}: two "
+                                 f"windows end on pixel {ends[-1]} of the {axis}; the unit emits one output per pixel")
+        self.wo = len(self.cols)
+        super().__init__(_pixel_unit(c, a_bits))
 
     def elaborate(self, platform):
         m = Module()
-        c, k, w, a = self.c, self.k, self.w, self.a_bits
-        x = Signal(range(w))
+        c, k, a = self.c, self.k, self.a_bits
+        x = Signal(range(self.w))
         y = Signal(range(self.h))
-        xi = Signal(range(k))
-        yi = Signal(range(k))
-        xo = Signal(range(max(2, self.wo + 1)))
-        acc = [Signal(c * a, name=f"colmax{j}") for j in range(self.wo)]
+        hist = [Signal(c * a, name=f"prev{t}") for t in range(k - 1)]               # this row's last pixels
+        vbuf = [[Signal(c * a, name=f"rowmax{j}_{t}") for t in range(k - 1)] for j in range(self.wo)]
+        nv = Signal(range(k + 1))       # rows of the window ending on this row (0: none ends)
+        with m.Switch(y):
+            for (r0, r1) in self.rows:
+                with m.Case(r1):
+                    m.d.comb += nv.eq(r1 - r0 + 1)
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
             pix = self.i.payload
-            inside = (x < self.wo * k) & (y < (self.h // k) * k)
+            if k > 1:
+                m.d.sync += [hist[0].eq(pix)] + [hist[t].eq(hist[t - 1]) for t in range(1, k - 1)]
+            with m.Switch(x):
+                for j, (c0, c1) in enumerate(self.cols):
+                    with m.Case(c1):
+                        hmax = pix
+                        for t in range(c1 - c0):
+                            hmax = _vmax(hmax, hist[t], c, a)
+                        if k > 1:
+                            m.d.sync += [vbuf[j][0].eq(hmax)] + [vbuf[j][t].eq(vbuf[j][t - 1]) for t in range(1, k - 1)]
+                        out = hmax
+                        for t in range(k - 1):      # the window's rows before this one: nv - 1 of them
+                            out = Mux(nv > t + 1, _vmax(out, vbuf[j][t], c, a), out)
+                        with m.If(nv != 0):
+                            m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]
+            last_col = x == self.w - 1
+            m.d.sync += x.eq(Mux(last_col, 0, x + 1))
+            with m.If(last_col):
+                m.d.sync += y.eq(Mux(y == self.h - 1, 0, y + 1))
+        return m
+
+
+class AvgPoolUnit(wiring.Component):
+    """k×k, stride k average pool of an ``H x W`` map (``k`` divides both; ``sim.golden.avgpool2d``):
+    per window and channel ``clamp(((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``,
+    registered on the clock after the window's last pixel; one running sum per output column."""
+
+    def __init__(self, c: int, h: int, w: int, k: int, requant: Requant, a_bits: int = 8, *, z_in: int = 0):
+        self.c, self.h, self.w, self.k, self.requant, self.a_bits, self.z_in = c, h, w, k, requant, a_bits, int(z_in)
+        self.wo = w // k
+        super().__init__(_pixel_unit(c, a_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        c, k, a = self.c, self.k, self.a_bits
+        sb = (k * k * ((1 << a) - 1)).bit_length()
+        x, y = Signal(range(self.w)), Signal(range(self.h))
+        xi, yi = Signal(range(k)), Signal(range(k))
+        xo = Signal(range(max(2, self.wo)))
+        sums = [[Signal(sb, name=f"sum{j}_{e}") for e in range(c)] for j in range(self.wo)]
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            first = (xi == 0) & (yi == 0)
             for j in range(self.wo):
                 with m.If(xo == j):
-                    new = Mux((xi == 0) & (yi == 0), pix, _vmax(acc[j], pix, c, a))
-                    with m.If(inside):
-                        m.d.sync += acc[j].eq(new)
-                        with m.If((xi == k - 1) & (yi == k - 1)):
-                            m.d.sync += [self.o.payload.eq(new), self.o.valid.eq(1)]
-            # raster counters
-            last_col = x == w - 1
+                    new = [Mux(first, 0, sums[j][e]) + _flat(self.i.payload, a, e) for e in range(c)]
+                    m.d.sync += [s_.eq(v) for s_, v in zip(sums[j], new)]
+                    with m.If((xi == k - 1) & (yi == k - 1)):
+                        m.d.sync += [self.o.valid.eq(1),
+                                     *_pooled(self.o.payload, new, k * k, self.requant, self.z_in, a)]
+            last_col = x == self.w - 1
             m.d.sync += x.eq(Mux(last_col, 0, x + 1))
             with m.If(last_col):
                 m.d.sync += [xi.eq(0), xo.eq(0), y.eq(Mux(y == self.h - 1, 0, y + 1)),
-                             yi.eq(Mux((yi == k - 1) | (y == self.h - 1), 0, yi + 1))]
+                             yi.eq(Mux(yi == k - 1, 0, yi + 1))]
             with m.Else():
                 m.d.sync += [xi.eq(Mux(xi == k - 1, 0, xi + 1)), xo.eq(Mux(xi == k - 1, xo + 1, xo))]
         return m
+
+
+def _pooled(payload, sums, n: int, rq: Requant, z_in: int, a: int) -> list:
+    """The assignments of a pooled output from its per-channel sums over ``n`` pixels:
+    ``clamp(((Σ x - n·z_in) * M + 2**(s-1)) >> s) + z_out, lo, 2**a - 1)`` (DESIGN.md §3)."""
+    off = n * z_in
+    if off or rq.z_out or not rq.relu:
+        tot = [(v - Const(off, unsigned(off.bit_length()))) if off else v for v in sums]
+        return [_flat(payload, a, e).eq(requant_tail(tot[e] * Const(rq.m, unsigned(17)).as_signed(), rq, a))
+                for e in range(len(sums))]
+    # no zero points, ReLU: the unsigned form the unit was first built with
+    return [_flat(payload, a, e).eq(clamp_unsigned(round_shift(v * Const(rq.m, unsigned(16)), rq.s), a))
+            for e, v in enumerate(sums)]
 
 
 class GlobalAvgPoolUnit(wiring.Component):
@@ -164,10 +237,7 @@ class GlobalAvgPoolUnit(wiring.Component):
 
     def __init__(self, c: int, h: int, w: int, requant: Requant, a_bits: int = 8, *, z_in: int = 0):
         self.c, self.n, self.requant, self.a_bits, self.z_in = c, h * w, requant, a_bits, int(z_in)
-        super().__init__({
-            "i": In(stream.Signature(unsigned(c * a_bits))),
-            "o": Out(stream.Signature(unsigned(c * a_bits))),
-        })
+        super().__init__(_pixel_unit(c, a_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -182,14 +252,7 @@ class GlobalAvgPoolUnit(wiring.Component):
             new = [sums[e] + _flat(self.i.payload, a, e) for e in range(c)]
             with m.If(cnt == self.n - 1):
                 m.d.sync += [cnt.eq(0), self.o.valid.eq(1)] + [s_.eq(0) for s_ in sums]
-                rq, off = self.requant, self.n * self.z_in
-                tot = [(v - Const(off, unsigned(off.bit_length()))) if off else v for v in new]
-                if off or rq.z_out or not rq.relu:
-                    m.d.sync += [_flat(self.o.payload, a, e).eq(requant_tail(
-                        tot[e] * Const(rq.m, unsigned(17)).as_signed(), rq, a)) for e in range(c)]
-                else:   # the unit as built before zero points
-                    m.d.sync += [_flat(self.o.payload, a, e).eq(clamp_unsigned(
-                        round_shift(new[e] * Const(rq.m, unsigned(16)), rq.s), a)) for e in range(c)]
+                m.d.sync += _pooled(self.o.payload, new, self.n, self.requant, self.z_in, a)
             with m.Else():
                 m.d.sync += [cnt.eq(cnt + 1)] + [s_.eq(v) for s_, v in zip(sums, new)]
         return m

@@ -48,6 +48,14 @@ def tiny_design(mapping: str, chip=SMALL, seed=3, topology="5pp") -> ChipDesign:
     return ChipDesign(tiny(), tiny_params(seed), chip, mapping, topology=topology)
 
 
+def pools() -> Network:
+    """An overlapping, padded max-pool (ResNet's stem pool, 3x3 stride 2 pad 1) and a 2x2 average pool."""
+    return Network("pools", (2, 8, 8), [
+        Conv2d(name="c1", cin=2, cout=4, k=3, pad=1), MaxPool(name="p1", k=3, stride=2, pad=1),
+        Conv2d(name="c2", cin=4, cout=6, k=3, pad=1), AvgPool(name="p2", k=2),
+        Linear(name="fc", in_features=6 * 2 * 2, out_features=5)])
+
+
 def tiny_residual() -> Network:
     """Two residual blocks: an identity shortcut, then a stride-2 block whose 3x3 projection
     shortcut is slower than its 1x1 main path (so the join waits on its skip FIFO), then
@@ -184,9 +192,12 @@ def test_residual_chip_model_waits_for_the_skip():
                                 Concat(name="cat", inputs=("a", "b", "c")),
                                 Linear(name="fc", in_features=192, out_features=2)]),
      "5pp", "'cat' \\(Concat\\): the chip joins two operands, got 3"),
-    (Network("avg", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), AvgPool(name="p", k=2),
-                                Linear(name="fc", in_features=16, out_features=2)]),
-     "5pp", "'p' \\(AvgPool\\): not built on the chip yet"),
+    (Network("mp", (2, 7, 7), [Conv2d(name="a", cin=2, cout=4, k=1), MaxPool(name="p", k=2),
+                               Linear(name="fc", in_features=36, out_features=2)]),
+     "5pp", "'p' \\(MaxPool 2x2, stride 2, pad 0\\) on its 7x7 input: .* the last 1 of 7 pixels fall in no window"),
+    (Network("mp1", (2, 6, 6), [Conv2d(name="a", cin=2, cout=4, k=1), MaxPool(name="p", k=3, stride=1, pad=1),
+                                Linear(name="fc", in_features=144, out_features=2)]),
+     "5pp", "two windows end on pixel 5"),
     (Network("gapend", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), GlobalAvgPool(name="g")]),
      "5pp", "ends in 'g' \\(gap\\)"),
 ])
@@ -230,6 +241,18 @@ def test_tiny_chip_novel(sim_cache):
 
     rep = run_chip_check(d, x[:2], seed=3, cache_dir=sim_cache, args_hook=corrupt)
     assert not rep["passed"] and rep["diverged"]["layer"] == "c2", rep
+
+
+@pytest.mark.parametrize("mapping", ["novel", pytest.param("conventional", marks=pytest.mark.slow)])
+def test_pooling_chip(mapping, sim_cache):
+    """General max-pool (overlap, padding) and k x k average pool in the stage tails: every logit
+    and stage word vs sim.golden, clocks == gen.perf; with back-pressure nothing is lost."""
+    net = pools()
+    d = ChipDesign(net, random_weights(net, 4), SMALL, mapping)
+    assert [op.kind for n in range(len(d.cp.stages)) for op in d.cp.tail(n)] == ["maxpool", "avgpool"]
+    x = np.random.default_rng(8).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.4, gap_prob=0.3, cache_dir=sim_cache), 3)
 
 
 def test_tiny_chip_conventional_mesh(sim_cache):

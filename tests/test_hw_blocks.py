@@ -12,7 +12,7 @@ from gen.params import AddParams, Requant
 from gen.timing import crossbar_latency
 from hw.controller import LayerController, StageTimer
 from hw.pe import PE, AdderTree, PEBlock, adder_levels
-from hw.post import GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit
+from hw.post import AvgPoolUnit, GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit
 from sim.golden import crossbar_mvm, global_avgpool, maxpool2d, requantize, residual_add
 from sim.stream import pack, unpack
 
@@ -82,18 +82,61 @@ def test_requantize_raw_and_s0():
     assert [unpack(p, 8, 3) for p in got] == requantize(accs.T, 3, 0, bias, 8).T.tolist()
 
 
-@pytest.mark.parametrize("h,w,k,bp", [(4, 6, 2, False), (5, 7, 2, True), (6, 6, 3, True)])
-def test_maxpool_unit(h, w, k, bp):
-    rng = np.random.default_rng(h * w)
+@pytest.mark.parametrize("h,w,k,stride,pad,bp", [
+    (4, 6, 2, None, 0, False), (5, 7, 2, None, 0, True), (6, 6, 3, None, 0, True),
+    (7, 8, 3, 2, 1, True),          # ResNet's stem pool: overlapping windows, padding
+    (6, 5, 3, 1, 0, False),         # stride 1: every pixel in up to nine windows
+    (5, 6, 2, 1, 0, True), (8, 8, 3, 2, 0, False), (4, 4, 1, None, 0, False)])
+def test_maxpool_unit(h, w, k, stride, pad, bp):
+    rng = np.random.default_rng(h * w + k)
     c = 3
     imgs = rng.integers(0, 256, (2, c, h, w))
     beats = [pack(img[:, y, x], 8) for img in imgs for y in range(h) for x in range(w)]
-    n_out = 2 * (h // k) * (w // k)
-    got = _stream_through(MaxPoolUnit(c, h, w, k), {"i": beats}, "o", n_out,
+    want_imgs = [maxpool2d(img, k, stride, pad) for img in imgs]
+    _, ho, wo = want_imgs[0].shape
+    got = _stream_through(MaxPoolUnit(c, h, w, k, stride=stride, pad=pad), {"i": beats}, "o", 2 * ho * wo,
                           ready_prob=0.4 if bp else 1.0, gap_prob=0.3 if bp else 0.0, seed=h)
-    want = [maxpool2d(img, k)[:, y, x].tolist() for img in imgs
-            for y in range(h // k) for x in range(w // k)]
+    want = [t[:, y, x].tolist() for t in want_imgs for y in range(ho) for x in range(wo)]
     assert [unpack(p, 8, c) for p in got] == want
+
+
+def test_maxpool_unit_refuses_two_windows_ending_on_one_pixel():
+    import gc
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # the refused component is never elaborated
+        with pytest.raises(ValueError, match="two windows end on pixel 5 of the rows"):
+            MaxPoolUnit(2, 6, 5, 3, stride=1, pad=1)
+        gc.collect()
+
+
+@pytest.mark.parametrize("z_in, z_out, relu", [(0, 0, True), (37, 5, False), (12, 0, True)])
+def test_avgpool_unit(z_in, z_out, relu):
+    from gen.intops import avgpool2d
+    rng = np.random.default_rng(z_in + 1)
+    c, h, w, k, m, s = 3, 6, 4, 2, 21, 7
+    imgs = rng.integers(0, 256, (2, c, h, w))
+    beats = [pack(img[:, y, x], 8) for img in imgs for y in range(h) for x in range(w)]
+    got = _stream_through(AvgPoolUnit(c, h, w, k, Requant(m, s, z_out, relu), z_in=z_in), {"i": beats}, "o",
+                          2 * (h // k) * (w // k), ready_prob=0.5, gap_prob=0.2, seed=3)
+    want_imgs = [avgpool2d(img, k, m, s, 8, z_in, z_out, relu) for img in imgs]
+    assert [unpack(p, 8, c) for p in got] == [t[:, y, x].tolist() for t in want_imgs
+                                              for y in range(h // k) for x in range(w // k)]
+
+
+def test_pool_windows_follow_maxpool2d():
+    """The unit's window geometry (gen.intops.pool_windows) picks the pixels maxpool2d's
+    sliding windows do, and the streamed-pool rule refuses what would drop or double up."""
+    from gen.intops import pool_windows, streamed_pool_refusal
+    rng = np.random.default_rng(0)
+    for n, k, st, p in [(7, 3, 2, 1), (112, 3, 2, 1), (6, 2, None, 0), (9, 3, 3, 1), (5, 3, 1, 2)]:
+        row = rng.integers(0, 256, (1, 1, n))
+        want = maxpool2d(np.repeat(row, k, axis=1), k, st, p)[0, 0] if p < k else None
+        got = [row[0, 0, a:b + 1].max() for a, b in pool_windows(n, k, st, p)]
+        assert want is None or got == want.tolist(), (n, k, st, p)
+    assert streamed_pool_refusal(112, 3, 2, 1) is None
+    assert streamed_pool_refusal(7, 2) == "the last 1 of 7 pixels fall in no window"
+    assert streamed_pool_refusal(5, 3, 1, 2) == "two windows end on pixel 4 (clipped by the padding)"
 
 
 def test_global_avgpool_unit():

@@ -82,7 +82,9 @@ def run(args) -> int:
     wn = max(len(s.name) for s in cp.stages)
     for n, s in enumerate(cp.stages):
         tail = "".join(f" -> {'+ stage ' + str(op.skip) if op.kind == 'add' else op.kind}"
-                       + (f" {op.k}x{op.k}" if op.k else "") for op in cp.tail(n))
+                       + (f" {op.k}x{op.k}" if op.k else "")
+                       + (f"/{op.stride} pad {op.pad}" if op.kind == "maxpool" and (op.pad or op.stride != op.k) else "")
+                       for op in cp.tail(n))
         to = ", ".join(f"{ln.consumer}" + (" (skip)" if ln.port == "skip" else "") for ln in cp.out_links(n))
         print(f"  stage {n:<2} {s.name:{wn}} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
               f"{tail}" + (f" -> stage {to}" if to else ""))
