@@ -412,11 +412,13 @@ def _basic_block(layers: list[Layer], prefix: str, src: str, cin: int, cout: int
 def _resnet_imagenet(name: str, blocks: list[int]) -> Network:
     """ImageNet ResNet with basic blocks (ResNet-18/34), 224×224×3 input, 1000 classes.
 
-    Stem: 7×7/2 conv (pad 3) then a 3×3/2 pad-1 max-pool (56×56 out). Shortcuts that
+    Stem: 7×7/2 conv (pad 3) then a 2×2/2 max-pool: the same 56×56 output and MAC count as the
+    usual 3×3/2 pad-1 pool, and what a NeuroSim CSV can say (its pool flag is a 2×2/2 max-pool,
+    ``gen.neurosim``), so the zoo network round-trips through one. Shortcuts that
     change shape are 1×1 stride-2 projection convolutions (``layerN.0.downsample``).
     """
     layers: list[Layer] = [Conv2d(name="conv1", cin=3, cout=64, k=7, stride=2, pad=3),
-                           MaxPool(name="pool1", k=3, stride=2, pad=1)]
+                           MaxPool(name="pool1", k=2)]
     src, cin = "pool1", 64
     for stage, (n, c) in enumerate(zip(blocks, (64, 128, 256, 512)), 1):
         for b in range(n):
