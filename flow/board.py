@@ -156,21 +156,21 @@ def _run_script(work: Path, script: str, env: dict[str, str], products: tuple[st
     stages = [("yosys", products[0]), ("nextpnr", products[1]), ("packer", "")]
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["sh", script], cwd=work, env=env, stdout=open(work / "flow.log", "w"),
-                            stderr=subprocess.STDOUT)
     times: dict[str, float] = {}
     stage, since, last_say = 0, t0, t0
     say(f"{stages[0][0]}: synthesizing ({work})")
-    while proc.poll() is None:
-        time.sleep(1.0)
-        now = time.perf_counter()
-        while stage < len(stages) - 1 and stages[stage][1] and (work / stages[stage][1]).exists():
-            times[stages[stage][0]] = round(now - since, 1)
-            stage, since = stage + 1, now
-            say(f"{stages[stage][0]}: started")
-        if now - last_say >= 60:
-            say(f"{stages[stage][0]}: running for {now - since:.0f} s")
-            last_say = now
+    with open(work / "flow.log", "w") as log, \
+            subprocess.Popen(["sh", script], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT) as proc:
+        while proc.poll() is None:
+            time.sleep(1.0)
+            now = time.perf_counter()
+            while stage < len(stages) - 1 and stages[stage][1] and (work / stages[stage][1]).exists():
+                times[stages[stage][0]] = round(now - since, 1)
+                stage, since = stage + 1, now
+                say(f"{stages[stage][0]}: started")
+            if now - last_say >= 60:
+                say(f"{stages[stage][0]}: running for {now - since:.0f} s")
+                last_say = now
     times[stages[stage][0]] = round(time.perf_counter() - since, 1)
     return proc.returncode, times
 

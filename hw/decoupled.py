@@ -5,8 +5,9 @@ FPGA (host) clocks per MVM than the chip (target) clocks the cycle model counts.
 FPGA-accelerated simulators (FireSim), host and target clocks are decoupled:
 
 * :class:`TargetCrossbar` (an emulated crossbar forming one input cycle's partial sums per
-  read, ``gen.emulation.CHIP_PARALLEL_CYCLES``: the least logic) presents, at target-clock edges, exactly the ports and timing of
-  the flip-flop :class:`hw.crossbar.Crossbar` (accept on target edge 0, result offered from
+  read, ``gen.emulation.CHIP_PARALLEL_CYCLES``: the least logic) presents, at target-clock
+  edges, exactly the ports and timing of the flip-flop :class:`hw.crossbar.Crossbar` (accept
+  on target edge 0, result offered from
   target edge ``gen.timing.crossbar_latency − 1``, handed over on the edge it is taken, a
   row write taken in one edge while idle), and lets its emulated crossbar work between target
   edges on host clocks. Its ``ok`` says the next host edge may be a target edge: the emulated
@@ -72,12 +73,12 @@ class TargetCrossbar(wiring.Component):
     over there), so nothing is latched twice.
     """
 
+    #: input cycles per block-RAM read of the emulated crossbar (``gen.emulation``)
+    parallel_cycles = CHIP_PARALLEL_CYCLES
+
     def __init__(self, cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS):
         self.cfg, self.word_bits = cfg, word_bits
         super().__init__(self.signature_of(cfg))
-
-    #: input cycles per block-RAM read of the emulated crossbar (``gen.emulation``)
-    parallel_cycles = CHIP_PARALLEL_CYCLES
 
     @staticmethod
     def signature_of(cfg: CrossbarConfig) -> wiring.Signature:
