@@ -7,8 +7,10 @@ programming beats after reset (as a real chip is programmed, through its ``prog`
 same beats ``pimgen build`` writes to ``weights/program.hex``), and the serial protocol:
 
 * host → board: an image as its input words (``ChipPlan.input_layout``), each word
-  ``ceil(word_bits / 8)`` bytes, least significant first; any number of images back to back
-  (a FIFO holds one image's words; the chip holds two more in its input banks);
+  ``ceil(word_bits / 8)`` bytes, least significant first. Images may follow each other back
+  to back while the serial line is slower than the chip (a FIFO holds one image's words, the
+  chip two more in its input banks); a byte that finds the FIFO full is lost and lights LED 2,
+  so a host that cannot be sure waits for each reply (as ``sim.tb.board`` does);
 * board → host, per image, in order: one byte, the class (the index of the largest logit,
   the first on a tie, as ``numpy.argmax``), then every logit as 4 bytes, little-endian two's
   complement.
