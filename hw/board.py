@@ -175,18 +175,24 @@ class PinTop(Elaboratable):
     def elaborate(self, platform):
         from amaranth.build import ResourceError
         from amaranth.hdl import ClockDomain
+        from amaranth.lib import io
         from amaranth.lib.cdc import ResetSynchronizer
         m = Module()
+        m.submodules.clk_buf = clk = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
+        m.submodules.rst_buf = rst = io.Buffer("i", platform.request(self.reset, 0, dir="-"))
         m.domains.sync = cd = ClockDomain("sync")
-        m.d.comb += cd.clk.eq(platform.request(platform.default_clk).i)
-        m.submodules.reset_sync = ResetSynchronizer(platform.request(self.reset, 0).i, domain="sync")
+        m.d.comb += cd.clk.eq(clk.i)
+        m.submodules.reset_sync = ResetSynchronizer(rst.i, domain="sync")
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
         for n in range(len(core.leds)):
             try:
-                led = platform.request("led", n)
+                led = platform.request("led", n, dir="-")
             except ResourceError:
                 break
-            m.d.comb += led.o.eq(core.leds[n])
+            m.submodules[f"led_buf{n}"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(core.leds[n])
         return m

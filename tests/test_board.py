@@ -123,3 +123,28 @@ def test_synth_board_bad_flags(tmp_path, capsys):
         main(["synth", str(tmp_path), "--board", "de10"])
     assert main(["synth", str(tmp_path), "--images", "-1"]) == 2
     assert "--images -1 is not allowed" in capsys.readouterr().err
+
+
+def test_ulx3s_plan_has_the_pins_and_the_crossbar_module():
+    """The board top on amaranth-boards' ULX3S platform, up to the build plan (no tools run):
+    the FTDI UART's pins and the 25 MHz clock in the constraints, the crossbar module added as
+    a Verilog file for Yosys, the flip-flop count the fit check reads."""
+    pytest.importorskip("amaranth_boards")
+    from amaranth.back import verilog as averilog
+    from flow.board import BOARDS, _clocks_per_bit
+    from hw.board import BoardCore, PinTop
+    from hw.decoupled import TargetCrossbar
+    d = tiny_design("novel")
+    b = BOARDS["ulx3s"]
+    platform = b.platform_class()()
+    assert _clocks_per_bit(platform) == 217          # 25 MHz / 115 200 baud
+    xb = d.chip.crossbar
+    platform.add_file("pimgen_blocks.v", averilog.convert(TargetCrossbar(xb), name=TargetCrossbar.module_name(xb),
+                                                          emit_src=False))
+    plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 217), b.reset), name="ulx3s", do_build=False)
+    lpf = plan.files["ulx3s.lpf"]
+    for pin in ('SITE "M1"', 'SITE "L4"', 'SITE "G2"', 'SITE "D6"', 'SITE "B2"'):   # rx, tx, clk25, pwr button, led0
+        assert pin in lpf, pin
+    assert "FREQUENCY PORT" in lpf and "25000000" in lpf
+    assert "read_verilog" in plan.files["ulx3s.ys"] and "pimgen_blocks.v" in plan.files["ulx3s.ys"]
+    assert f"module {TargetCrossbar.module_name(xb)}(" in plan.files["pimgen_blocks.v"]
