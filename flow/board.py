@@ -70,30 +70,32 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
     last = design.cp.stages[-1].name
     want_logits = [[int(v) for v in g[last].reshape(-1)] for g in gold]
     want_classes = [int(np.argmax(v)) for v in want_logits]
-    from gen.emulation import EmulatedGeometry
+    from gen.timing import emulated_row_write_host_clocks
+    from hw.board import board_reply_bytes
     xb = design.chip.crossbar
-    write_clocks = len(EmulatedGeometry(xb).column_order) + 4
     t = design.timing(1)
     args = {"clocks_per_bit": clocks_per_bit, "images": [list(image_bytes(design, xi)) for xi in x],
-            "n_logits": design.cp.logits,
-            "program_clocks": 2 * write_clocks * len(design.program_words()) + 1000,
+            "reply_bytes": board_reply_bytes(design.cp.logits),
+            "program_clocks": 2 * (emulated_row_write_host_clocks(xb) + 3) * len(design.program_words()) + 1000,
             "reply_clocks": 20 * (t.latency[0] + 1000)}
     t0 = time.perf_counter()
     res = run_testbench(board_verilog(design, clocks_per_bit), TOP, "sim.tb.board", args, cache_dir=cache_dir,
                         hier_blocks=shared_blocks(xb, emulated=True), progress=progress)
     d = res.data
+    got = [parse_reply(bytes(r), design.cp.logits) for r in d.get("replies", [])]
+    classes, logits = [c for c, _ in got], [v for _, v in got]
     report = {
-        "passed": bool(res.passed and d.get("classes") == want_classes and d.get("logits") == want_logits
+        "passed": bool(res.passed and classes == want_classes and logits == want_logits
                        and d.get("framing_errors") == 0 and not d.get("overrun")),
-        "images": len(x), "classes": d.get("classes"), "expected_classes": want_classes,
-        "logits_match": d.get("logits") == want_logits, "programming_clocks": d.get("programming_clocks"),
+        "images": len(x), "classes": classes, "expected_classes": want_classes,
+        "logits_match": logits == want_logits, "programming_clocks": d.get("programming_clocks"),
         "target_clocks": d.get("target_clocks"), "host_clocks": d.get("host_clocks"),
         "framing_errors": d.get("framing_errors"), "overrun": d.get("overrun"),
         "wall_seconds": round(time.perf_counter() - t0, 2), "log": str(res.log) if res.log else None,
         "accuracy": None,
     }
-    if labels is not None and d.get("classes"):
-        report["accuracy"] = float(np.mean(np.asarray(d["classes"]) == np.asarray(labels)[:len(d["classes"])]))
+    if labels is not None and classes:
+        report["accuracy"] = float(np.mean(np.asarray(classes) == np.asarray(labels)[:len(classes)]))
     return report
 
 

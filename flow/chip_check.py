@@ -261,11 +261,11 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
 def _host_per_target_bound(design: ChipDesign) -> int:
     """A bound on host clocks per target clock of the emulation build, for timeouts only: an
     emulated MVM over the target MVM, or a row write (every stored column, and its pipeline)."""
-    from gen.emulation import CHIP_PARALLEL_CYCLES, EmulatedGeometry
-    from gen.timing import crossbar_latency, emulated_crossbar_host_clocks
+    from gen.emulation import CHIP_PARALLEL_CYCLES
+    from gen.timing import crossbar_latency, emulated_crossbar_host_clocks, emulated_row_write_host_clocks
     xb = design.chip.crossbar
     return 2 + max(-(-emulated_crossbar_host_clocks(xb, parallel_cycles=CHIP_PARALLEL_CYCLES) // crossbar_latency(xb)),
-                   len(EmulatedGeometry(xb).column_order) + 2)
+                   emulated_row_write_host_clocks(xb) + 1)
 
 
 def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,

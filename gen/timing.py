@@ -11,7 +11,7 @@ from gen.config import CrossbarConfig
 from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, EmulatedGeometry
 
 __all__ = ["CROSSBAR_PIPELINE_CLOCKS", "FM_READ_LATENCY", "POST_CLOCKS", "RAW_OUTPUT_BITS",
-           "adder_tree_clocks", "crossbar_latency", "emulated_crossbar_host_clocks",
+           "adder_tree_clocks", "crossbar_latency", "emulated_crossbar_host_clocks", "emulated_row_write_host_clocks",
            "transfer_clocks"]
 
 #: Pipeline registers a conversion passes through after its column is selected (see
@@ -49,6 +49,13 @@ def emulated_crossbar_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD
     pass; ``gen.emulation``). A decoupled-clock build still presents :func:`crossbar_latency`
     target clocks per MVM."""
     return EmulatedGeometry(cfg, word_bits, parallel_cycles).reads + EMU_PIPELINE_CLOCKS
+
+
+def emulated_row_write_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> int:
+    """Host clocks ``hw.emu_crossbar.EmulatedCrossbar`` is busy writing one row: a
+    read-modify-write of the row's word in every stored column, one column per clock, plus
+    the write of the last (``gen.emulation``)."""
+    return len(EmulatedGeometry(cfg, word_bits).column_order) + 1
 
 
 def adder_tree_clocks(addends: int) -> int:

@@ -23,7 +23,8 @@ the next input is taken on the edge this one is handed over, as with the flip-fl
 
 Programming (``w``, one row's conductances as for the flip-flop crossbar): column-major
 storage makes it a read-modify-write of the row's word in every stored column, one column
-per clock (``columns + 1`` clocks, busy meanwhile). Like the flip-flop crossbar it is taken only while idle, ahead of a waiting input.
+per clock (``gen.timing.emulated_row_write_host_clocks``, busy meanwhile). Like the flip-flop
+crossbar it is taken only while idle, ahead of a waiting input.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import pytest
 from gen.cells import CellArray
 from gen.config import CrossbarConfig
 from gen.emulation import EMU_PIPELINE_CLOCKS, EmulatedGeometry
-from gen.timing import crossbar_latency, emulated_crossbar_host_clocks
+from gen.timing import crossbar_latency, emulated_crossbar_host_clocks, emulated_row_write_host_clocks
 from flow.crossbar_check import CrossbarCheck
 from flow.emu_check import run_emu_crossbar_check
 
@@ -37,6 +37,8 @@ def test_geometry_and_host_clocks():
     assert (geo.rows_per_word, geo.groups, geo.reads) == (8, 4, 31 * 4)
     assert emulated_crossbar_host_clocks(SMALL) == 31 * 4 + EMU_PIPELINE_CLOCKS == 130
     assert crossbar_latency(SMALL) == 69
+    # a row write: 31 stored columns (reference + 15 outputs x 2 slices), one per clock, + 1
+    assert emulated_row_write_host_clocks(SMALL) == 32
     one = CrossbarConfig(rows=20, cols=10, cell_bits=1)       # 20 one-bit cells fit one word
     assert (EmulatedGeometry(one).rows_per_word, EmulatedGeometry(one).groups) == (20, 1)
     assert EmulatedGeometry(CrossbarConfig(rows=40, cols=9, cell_bits=1)).groups == 2

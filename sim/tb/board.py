@@ -1,11 +1,12 @@
 """cocotb testbench for ``hw.board.BoardCore`` (run through ``sim.runner`` by ``flow.board``).
 
 Arguments (``sim.runner.tb_args``): ``clocks_per_bit``, ``images`` (per image, the bytes the
-host sends), ``n_logits``, ``program_clocks`` (a bound on the clocks programming takes) and
+host sends), ``reply_bytes`` (bytes the board answers per image), ``program_clocks`` (a bound on the clocks programming takes) and
 ``reply_clocks`` (a bound on the clocks from an image's last byte to its reply's last byte).
 
-It waits for the programmed LED, sends each image over the ``rx`` pin and reads the reply (the
-class byte and the logits) from ``tx`` before sending the next, and reports what it got.
+It waits for the programmed LED, sends each image over the ``rx`` pin and reads the reply from
+``tx`` before sending the next, and reports the replies' bytes (``flow.board.parse_reply``
+reads them).
 """
 from __future__ import annotations
 
@@ -31,21 +32,19 @@ async def board_replies(dut):
         await ClockCycles(dut.clk, 256)
         waited += 256
     programmed_at = tb.now
-    reply = 1 + 4 * a["n_logits"]
-    classes, logits = [], []
+    reply = a["reply_bytes"]
+    replies = []
     for k, img in enumerate(a["images"]):
         await src.send(bytes(img))
         ok = await sink.wait_bytes((k + 1) * reply, a["reply_clocks"] + 12 * n * reply)
         if not ok:
             break
-        r = sink.received[k * reply:(k + 1) * reply]
-        classes.append(r[0])
-        logits.append([int.from_bytes(r[1 + 4 * q:5 + 4 * q], "little", signed=True) for q in range(a["n_logits"])])
+        replies.append(list(sink.received[k * reply:(k + 1) * reply]))
     await ClockCycles(dut.clk, 20 * n)      # nothing more may follow
     tb.report({"programmed": bool(int(dut.leds.value) & 1), "programming_clocks": programmed_at,
-               "classes": classes, "logits": logits, "bytes_received": len(sink.received),
+               "replies": replies, "bytes_received": len(sink.received),
                "framing_errors": sink.framing_errors, "overrun": bool(int(dut.leds.value) >> 2 & 1),
                "target_clocks": int(dut.cycles.value), "host_clocks": int(dut.host_cycles.value)})
     assert int(dut.leds.value) & 1, f"not programmed after {a['program_clocks']} clocks"
-    assert len(classes) == len(a["images"]), f"{len(classes)} of {len(a['images'])} replies arrived"
+    assert len(replies) == len(a["images"]), f"{len(replies)} of {len(a['images'])} replies arrived"
     assert len(sink.received) == reply * len(a["images"]), "bytes beyond the replies arrived"
