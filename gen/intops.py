@@ -117,13 +117,16 @@ def linear(x, w, bias=None) -> np.ndarray:
 
 
 # --- post-processing ----------------------------------------------------------------------
-def round_shift(v, s: int):
-    """``(v + 2**(s-1)) >> s`` (arithmetic), ``v`` itself for ``s == 0``.
+def round_shift(v, s: int, offset: int = 0):
+    """``(v + offset + 2**(s-1)) >> s`` (arithmetic), ``v + offset`` for ``s == 0``; the
+    constants are added as one (one adder in the RTL).
 
     Plain operators only, so the same expression builds the RTL (``hw.post``) from
     Amaranth values and computes the golden result from numpy arrays.
     """
-    return (v + (1 << (s - 1))) >> s if s else v
+    k = offset + ((1 << (s - 1)) if s else 0)
+    v = v + k if k else v
+    return v >> s if s else v
 
 
 def _zero_check(z: int, a_bits: int, name: str) -> None:

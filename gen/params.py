@@ -116,6 +116,21 @@ class Requant:
         """The lower clamp bound: ``z_out`` with ReLU, else 0."""
         return self.z_out if self.relu else 0
 
+    def input_range(self, a_bits: int) -> tuple[int, int]:
+        """``(v_lo, v_hi)``: every ``v`` below ``v_lo`` requantizes to the same code as
+        ``v_lo``, and every ``v`` above ``v_hi`` to the same code as ``v_hi`` (the clamps hold
+        there), so ``v`` may be clamped into the range before the multiplier and every output
+        stays the same, while the multiplier gets narrower (``hw.layer.PostStage``)."""
+        if self.m == 0:
+            return 0, 0
+        r = (1 << (self.s - 1)) if self.s else 0
+        top = (1 << a_bits) - 1
+        # the least v reaching the top code: v*m + r >= (top - z_out) << s
+        v_hi = -((r - ((top - self.z_out) << self.s)) // self.m)
+        # the greatest v at or below the low clamp: v*m + r < (lo - z_out + 1) << s
+        v_lo = -((r - ((self.lo() - self.z_out + 1) << self.s)) // self.m) - 1
+        return min(v_lo, v_hi), v_hi
+
     def to_dict(self) -> dict:
         d = {"m": self.m, "s": self.s}
         if self.z_out:

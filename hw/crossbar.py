@@ -53,7 +53,7 @@ PARTIAL_ROWS = 8
 MIN_PIPELINE_CLOCKS = 5
 
 # ``encode_row`` is re-exported: the cell encoding's home is ``gen.cells``.
-__all__ = ["Crossbar", "crossbar_handshake", "crossbar_signature_layouts", "encode_row"]
+__all__ = ["Crossbar", "crossbar_handshake", "crossbar_signature_layouts", "encode_row", "tree_sum"]
 
 
 def crossbar_signature_layouts(cfg: CrossbarConfig):
@@ -67,21 +67,23 @@ def crossbar_signature_layouts(cfg: CrossbarConfig):
     return x, y, w
 
 
-def crossbar_handshake(m: Module, xb: wiring.Component, idle, done):
-    """The stream rules every crossbar kind shares: a row write is taken only while ``idle``,
-    ahead of a waiting input; an input is taken while idle or on the edge the waiting result
-    (``done``) is handed over. Returns the input-accept condition."""
+def crossbar_handshake(m: Module, xb: wiring.Component, idle, done, w_ready=None):
+    """The stream rules every crossbar kind shares: a row write is taken only while ``idle``
+    (and ``w_ready``, default ``idle``), ahead of a waiting input; an input is taken while
+    idle or on the edge the waiting result (``done``) is handed over. Returns the
+    input-accept condition."""
     m.d.comb += [
         xb.busy.eq(~idle),
-        xb.w.ready.eq(idle),
+        xb.w.ready.eq(idle if w_ready is None else w_ready),
         xb.i.ready.eq((idle & ~xb.w.valid) | (done & xb.o.ready)),
         xb.o.valid.eq(done),
     ]
     return xb.i.valid & xb.i.ready
 
 
-def _tree_sum(values):
-    """Balanced adder tree (shorter carry paths than a chain)."""
+def tree_sum(values):
+    """Sum of ``values`` as a balanced adder tree (shorter carry paths than a chain); the
+    sum is exact, Amaranth widening each addition."""
     values = list(values)
     while len(values) > 1:
         nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
@@ -200,9 +202,9 @@ class Crossbar(wiring.Component):
             parts = []
             for gi, rows in enumerate(groups):
                 ps = Signal(range(len(rows) * cfg.max_dac * cfg.g_max + 1), name=f"ps{a}_{gi}")
-                m.d.sync += ps.eq(_tree_sum(prods[r] for r in rows))             # stage 2
+                m.d.sync += ps.eq(tree_sum(prods[r] for r in rows))             # stage 2
                 parts.append(ps)
-            coarse = _tree_sum(parts) >> (F + cfg.adc_shift)
+            coarse = tree_sum(parts) >> (F + cfg.adc_shift)
             if cfg.column_sum_max >> (F + cfg.adc_shift) > cfg.adc_max_code:
                 code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse)
             else:
@@ -237,7 +239,7 @@ class Crossbar(wiring.Component):
 
         def route(mm):
             """Stage 4 for column ``mm`` of every ADC group: each code to its output, shifted."""
-            return ([term[o].eq(_tree_sum(terms[o][mm]) << sh_route if terms[o][mm] else 0) for o in range(cfg.outputs)]
+            return ([term[o].eq(tree_sum(terms[o][mm]) << sh_route if terms[o][mm] else 0) for o in range(cfg.outputs)]
                     + [term_ref.eq(ref_terms[mm][0] << sh_route if ref_terms[mm] else 0)])
 
         if mux is None:                                                         # stage 4

@@ -12,7 +12,8 @@ schedule's), for ``lp.mapping`` ``"conventional"`` or ``"novel"`` and every repl
   pixels passed between the ``K x K`` PEs);
 * :class:`PEArray`: the PEs of the plan (:class:`hw.pe.PE`, one crossbar per placement,
   weights as initial cell contents) behind the PE-bus and MVM stages;
-* :class:`Accumulate`: the partial-sum adder trees (:class:`hw.pe.AdderTree`);
+* :class:`Accumulate`: the partial-sum adder trees (a multicycle path of the
+  ``accumulate`` stage's clocks);
 * :class:`PostStage`: bias + requantization + ReLU clamp (``hw.post.requant_expr``'s
   arithmetic over ``gen.timing.POST_CLOCKS`` registers), or ``acc + bias`` for a raw layer;
 * :class:`OutputStage` per tile: the tile's output words, ``G`` bits per clock, into a FIFO
@@ -36,7 +37,7 @@ The engine builds what ``sched.engine_refusal()`` accepts; ``flow`` checks that 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,7 +47,7 @@ from gen.params import WeightParams
 from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
 from hw.controller import LayerController, StageTimer
-from hw.pe import PE, AdderTree, PEBlock, prog_layout
+from hw.pe import PE, PEBlock, prog_layout
 from hw.post import requant_tail, sext
 
 __all__ = ["ConvLayerEngine", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH"]
@@ -56,6 +57,23 @@ OUT_FIFO_DEPTH = 4
 #: Registers the post arithmetic needs (``acc + bias``, ``* M``, round/shift/clamp); the
 #: schedule's ``POST_CLOCKS`` may add plain delay registers behind them, never fewer.
 _POST_REGISTERS = 3
+
+
+def _kept_tree(m: Module, values: list, width: int, name: str):
+    """The sum of ``values`` as a balanced tree of two-input adders whose sums are kept wires
+    (Yosys ``keep``): left to itself Yosys merges a many-input sum into one carry-save
+    multi-operand adder in LUTs, about twice the logic of the carry-chain adders on an FPGA."""
+    level = 0
+    while len(values) > 1:
+        nxt = []
+        for i in range(0, len(values) - 1, 2):
+            s = Signal(signed(width), name=f"{name}_{level}_{i // 2}", attrs={"keep": 1})
+            m.d.comb += s.eq(values[i] + values[i + 1])
+            nxt.append(s)
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values, level = nxt, level + 1
+    return values[0]
 
 
 def _pe_groups(lp):
@@ -74,8 +92,8 @@ class PEArray(Elaboratable):
     stages hold. The
     crossbars' handshakes are driven from a register per PE (set the clock before), so no
     single net fans out to them all. ``psums[(replica, cols)]`` are the partial-sum vectors
-    (one list of signed values per contributing crossbar), registered on the MVM's last
-    clock; ``done`` pulses after it.
+    (one list of signed values per contributing crossbar): the crossbars' outputs, valid while
+    ``take`` (the MVM's last clock, when they are handed over); ``done`` pulses after it.
     """
 
     def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict, prog=None, target=None):
@@ -84,6 +102,7 @@ class PEArray(Elaboratable):
         self.target = target        # hw.decoupled.TargetClock of an emulation build, or None
         self.go = Signal()
         self.go_next = Signal()
+        self.take = Signal()
         self.done = Signal()
         self.psums: dict[tuple[int, tuple[int, int]], list] = {}
         for (tile, pe_i), pls in _pe_groups(lp).items():
@@ -98,7 +117,7 @@ class PEArray(Elaboratable):
         pbus_last_next = self.go_next if d["pbus_in"] == 1 else pbus.run & (pbus.idx == d["pbus_in"] - 2)
         mvm = StageTimer(m, pbus.done, d["mvm"], "mvm")
         mvm_last_next = mvm.run & (mvm.idx == d["mvm"] - 2)
-        m.d.comb += self.done.eq(mvm.done)
+        m.d.comb += [self.done.eq(mvm.done), self.take.eq(mvm.last)]
         taken: dict[tuple[int, tuple[int, int]], int] = {}
         index = {p: n for n, p in enumerate(self.lp.placements)}
         t_index = {t.chip_tile: t.index for t in self.sched.tiles}
@@ -121,34 +140,52 @@ class PEArray(Elaboratable):
                 key = (p.replica, p.cols)
                 dst = self.psums[key][taken.get(key, 0)]
                 taken[key] = taken.get(key, 0) + 1
-                with m.If(mvm.last):
-                    for o, sig in enumerate(dst):
-                        off = (b * xb.outputs + o) * xb.dot_bits
-                        m.d.sync += sig.eq(pe.o.payload[off:off + xb.dot_bits].as_signed())
+                for o, sig in enumerate(dst):
+                    off = (b * xb.outputs + o) * xb.dot_bits
+                    m.d.comb += sig.eq(pe.o.payload[off:off + xb.dot_bits].as_signed())
         return m
 
 
 class Accumulate(Elaboratable):
-    """Adder trees over each column block's partial sums, ``sched.stages["accumulate"]``
-    registered levels; ``acc[replica][output]`` are the sums, ``done`` pulses after them."""
+    """The sums of each column block's partial sums, over ``sched.stages["accumulate"]``
+    clocks; ``acc[replica][output]`` are the sums, ``done`` pulses after them.
+
+    The adder tree is a multicycle path rather than a pipeline of registered levels: its sum
+    is registered once, on ``take`` (the crossbars hand their outputs over on that clock), and
+    moved to ``acc`` on the stage's last clock, so ``acc`` changes on exactly the clocks a
+    tree of ``levels`` registered levels would make it change. That is two registers per
+    output instead of one per partial sum and tree node: on an FPGA emulation build the
+    registers are what limits the chip (``docs/fpga.md``). With ``levels == 0`` (one partial
+    sum) the registered sum is ``acc``.
+    """
 
     def __init__(self, sched: LayerSchedule, psums: dict, dot_bits: int):
         self.sched, self.psums = sched, psums
         self.levels = sched.stages["accumulate"]
         self.acc_bits = dot_bits + self.levels + 1
         self.go = Signal()
+        self.take = Signal()
         self.done = Signal()
         self.acc = [[Signal(signed(self.acc_bits), name=f"acc_r{r}_{c}") for c in range(sched.cout)]
                     for r in range(len(sched.replicas))]
 
     def elaborate(self, platform):
         m = Module()
-        for (r, (c0, c1)), parts in sorted(self.psums.items()):
-            for o in range(c1 - c0):
-                tree = AdderTree(m, [part[o] for part in parts], self.acc_bits, self.levels, name=f"acc_r{r}_c{c0 + o}")
-                m.d.comb += self.acc[r][c0 + o].eq(tree.out)
         st = StageTimer(m, self.go, self.levels, "accumulate")
         m.d.comb += self.done.eq(st.done)
+        for (r, (c0, c1)), parts in sorted(self.psums.items()):
+            need = timing.adder_tree_clocks(len(parts))
+            if self.levels < need:
+                raise ValueError(f"{len(parts)} partial sums need {need} accumulate clocks, the schedule has "
+                                 f"{self.levels}")
+            for o in range(c1 - c0):
+                acc = self.acc[r][c0 + o]
+                total = acc if self.levels == 0 else Signal(signed(self.acc_bits), name=f"sum_r{r}_{c0 + o}")
+                with m.If(self.take):
+                    m.d.sync += total.eq(_kept_tree(m, [part[o] for part in parts], self.acc_bits, f"sum_r{r}_{c0 + o}"))
+                if self.levels:
+                    with m.If(st.last):
+                        m.d.sync += acc.eq(total)
         return m
 
 
@@ -176,20 +213,30 @@ class PostStage(Elaboratable):
         m.d.comb += self.done.eq(st.done)
         bias = self.params.bias_or_zeros
         rq = self.params.requant
+        if not sc.raw:
+            # acc + bias is clamped where the output clamps anyway (Requant.input_range) and
+            # centred, so the multiplier is as narrow as the layer's scale allows (one DSP
+            # block on an FPGA, not two); the centre's product returns as a constant
+            v_lo, v_hi = rq.input_range(sc.a_bits)
+            centre = (v_lo + v_hi) // 2
+            mul_in = signed(max(v_hi - centre, centre - v_lo).bit_length() + 1)
+            m_const = Const(rq.m, unsigned(17)).as_signed()
         for r, accs in enumerate(self.acc):
             for c, acc in enumerate(accs):
                 v = acc + int(bias[c])
-                v1 = Signal(signed(len(v) + 1), name=f"pv_r{r}_{c}")
-                m.d.sync += v1.eq(v)
                 if sc.raw:
+                    v1 = Signal(signed(len(v) + 1), name=f"pv_r{r}_{c}")
+                    m.d.sync += v1.eq(v)
                     v2 = Signal.like(v1, name=f"pp_r{r}_{c}")
                     m.d.sync += v2.eq(v1)
                     val = sext(v2, sc.a_out)
                 else:
-                    prod = v1 * Const(rq.m, unsigned(17)).as_signed()
+                    v1 = Signal(mul_in, name=f"pv_r{r}_{c}")
+                    m.d.sync += v1.eq(Mux(v < v_lo, v_lo, Mux(v > v_hi, v_hi, v)) - centre)
+                    prod = v1 * m_const
                     v2 = Signal(signed(len(prod)), name=f"pp_r{r}_{c}")
                     m.d.sync += v2.eq(prod)
-                    val = requant_tail(v2, rq, sc.a_bits)      # round, shift, + z_out, clamp at lo
+                    val = requant_tail(v2, rq, sc.a_bits, offset=centre * rq.m)   # round, shift, + z_out, clamp
                 for i in range(n - _POST_REGISTERS):     # delay registers up to the schedule's count
                     q = Signal(sc.a_out, name=f"pd{i}_r{r}_{c}")
                     m.d.sync += q.eq(val)
@@ -340,7 +387,7 @@ class _Core(Elaboratable):
         m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs, self.prog, self.target)
         m.d.comb += [pes.go.eq(fetch_done), pes.go_next.eq(fetch_done_next)]
         m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits)
-        m.d.comb += acc.go.eq(pes.done)
+        m.d.comb += [acc.go.eq(pes.done), acc.take.eq(pes.take)]
         m.submodules.post = post = PostStage(sc, acc.acc, self.params)
         m.d.comb += post.go.eq(acc.done)
         for t in range(len(sc.tiles)):

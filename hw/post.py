@@ -40,10 +40,11 @@ def clamp_unsigned(v, a_bits: int, lo: int = 0):
     return Mux(v < lo, lo, Mux(v > hi, hi, v[:a_bits]))[:a_bits]
 
 
-def requant_tail(v, rq: Requant, a_bits: int):
-    """``clamp((round_shift(v, s)) + z_out, lo, 2**a_bits - 1)`` of the signed product ``v``
-    (``(acc + bias) * M``): the part of :func:`requant_expr` after the multiplier."""
-    r = round_shift(v, rq.s)
+def requant_tail(v, rq: Requant, a_bits: int, offset: int = 0):
+    """``clamp((round_shift(v + offset, s)) + z_out, lo, 2**a_bits - 1)`` of the signed product
+    ``v`` (``(acc + bias) * M``, less a constant ``offset``): the part of :func:`requant_expr`
+    after the multiplier."""
+    r = round_shift(v, rq.s, offset)
     if rq.z_out:
         r = r + Const(rq.z_out, unsigned(rq.z_out.bit_length()))
     return clamp_unsigned(r, a_bits, rq.lo())

@@ -5,13 +5,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 
 from gen.config import CrossbarConfig
 from gen.params import AddParams, Requant
-from gen.timing import crossbar_latency
+from gen.timing import adder_tree_clocks as adder_levels, crossbar_latency
 from hw.controller import LayerController, StageTimer
-from hw.pe import PE, AdderTree, PEBlock, adder_levels
+from hw.pe import PE, PEBlock
 from hw.post import AvgPoolUnit, GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit
 from sim.golden import crossbar_mvm, global_avgpool, maxpool2d, requantize, residual_add
 from sim.stream import pack, unpack
@@ -193,28 +193,42 @@ def test_pe_matches_crossbar_golden(amaranth_sim):
         assert out["y"][b * cfg.outputs:b * cfg.outputs + blk.n_out] == want
 
 
-@pytest.mark.parametrize("n, levels", [(1, 0), (2, 1), (3, 2), (5, 3), (9, 4)])  # by hand: pairwise halving
-def test_adder_tree_levels(n, levels, amaranth_sim):
-    """The sum appears after ``levels`` clocks (measured), which is also the tree's and the
-    timing constant's figure."""
+@pytest.mark.parametrize("n, levels", [(1, 0), (2, 1), (3, 2), (5, 3), (9, 4)])  # by hand: ceil(log2 n)
+def test_accumulate_timing(n, levels, amaranth_sim):
+    """The accumulate stage: the partial sums are taken on ``take`` (and may change right
+    after), their sum reaches ``acc`` exactly ``levels`` clocks after the stage starts (the
+    clocks a tree of registered levels takes, ``adder_levels``), and stays until the next."""
+    from hw.layer import Accumulate
+    assert adder_levels(n) == levels
+    sched = SimpleNamespace(stages={"accumulate": levels}, cout=1, replicas=[0])
+    ins = [Signal(signed(12), name=f"in{i}") for i in range(n)]
+    acc = Accumulate(sched, {(0, (0, 1)): [[x] for x in ins]}, 12)
     m = Module()
-    ins = [Signal(range(-1000, 1000), name=f"in{i}") for i in range(n)]
-    tree = AdderTree(m, ins, 16, name="t")
-    m.d.sync += Signal(name="keep_sync").eq(1)
-    vals = [10 * i - 3 * n for i in range(n)]   # distinct, non-zero sum for every n here
-    seen = {}
+    m.submodules.acc = acc
+    rounds = [[10 * i - 3 * n for i in range(n)], [-7 * i + 2 for i in range(n)]]
+    seen = []
 
     async def bench(ctx):
-        for i, v in zip(ins, vals):
-            ctx.set(i, v)
-        for t in range(8):
-            if ctx.get(tree.out) == sum(vals):
-                seen["clocks"] = t
-                return
+        for vals in rounds:
+            for i, v in zip(ins, vals):
+                ctx.set(i, v)
+            ctx.set(acc.take, 1)
             await ctx.tick()
+            ctx.set(acc.take, 0)
+            for i in ins:                        # the crossbars' outputs move on
+                ctx.set(i, 1000)
+            ctx.set(acc.go, 1)                   # the stage starts the clock after take
+            for t in range(levels + 3):
+                seen.append((t, ctx.get(acc.acc[0][0])))
+                await ctx.tick()
+                ctx.set(acc.go, 0)
+            seen.append(("end", ctx.get(acc.acc[0][0])))
 
-    amaranth_sim(m, bench, timeout_clocks=20)
-    assert seen.get("clocks") == levels == tree.levels == adder_levels(n)
+    amaranth_sim(m, bench, timeout_clocks=40)
+    first, second = seen[:levels + 4], seen[levels + 4:]
+    assert [v for t, v in first if t == "end" or t >= levels] == [sum(rounds[0])] * 4
+    assert [v for t, v in second if t != "end" and t < levels] == [sum(rounds[0])] * levels   # held until then
+    assert [v for t, v in second if t == "end" or t >= levels] == [sum(rounds[1])] * 4
 
 
 def test_stage_timer_and_controller_schedule(amaranth_sim):

@@ -30,6 +30,28 @@ def test_requant_accepts_the_whole_range(m, s):
     assert (rq.m, rq.s) == (int(m), int(s)) and type(rq.m) is int and type(rq.s) is int
 
 
+@pytest.mark.parametrize("m, s, z_out, relu, a_bits", [
+    (43289, 24, 0, True, 8), (50146, 25, 0, True, 8), (1, 0, 0, True, 8), (65535, 31, 0, True, 8),
+    (3, 2, 0, True, 8), (3, 2, 17, True, 8), (3, 2, 17, False, 8), (7, 0, 255, True, 8), (0, 5, 9, False, 8),
+    (12345, 20, 9, False, 4), (1, 1, 0, False, 8)])
+def test_requant_input_range_keeps_every_output(m, s, z_out, relu, a_bits):
+    """Clamping ``v`` into ``input_range`` changes no output (golden ``requantize`` on both,
+    over every ``v`` around the bounds), and the bounds are tight: just inside them the output
+    differs from the clamped end's."""
+    from gen.intops import requantize
+    rq = Requant(m, s, z_out, relu)
+    lo, hi = rq.input_range(a_bits)
+    assert lo <= hi
+    span = max(hi - lo, 1)
+    v = np.unique(np.concatenate([np.arange(lo - 300, lo + 300), np.arange(hi - 300, hi + 300),
+                                  np.linspace(lo - 4 * span, hi + 4 * span, 2001).astype(np.int64)]))
+    q = lambda x: requantize(x, m, s, a_bits=a_bits, z_out=z_out, relu=relu)  # noqa: E731
+    assert np.array_equal(q(v), q(np.clip(v, lo, hi)))
+    if lo < hi:          # tight: the output moves right inside each bound
+        assert q(np.array([lo + 1]))[0] != q(np.array([lo]))[0]
+        assert q(np.array([hi - 1]))[0] != q(np.array([hi]))[0]
+
+
 @pytest.mark.parametrize("kw, msg", [
     ({"m": 65536, "s": 0}, r"m=65536 is not allowed: m must be an unsigned 16-bit integer in \[0, 65535\]"),
     ({"m": -1, "s": 0}, r"m=-1 is not allowed: m must be an unsigned 16-bit integer in \[0, 65535\]"),
