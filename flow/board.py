@@ -64,6 +64,7 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
     """Simulate the board core of ``design`` (Verilator) on ``images`` (``[N, C, H, W]`` input
     codes) sent over its UART pin; returns the report (``passed``, ``classes``,
     ``expected_classes``, ``logits_match``, ``accuracy``, clocks)."""
+    from hw.decoupled import bank_kinds
     from sim.runner import run_testbench
     x = np.asarray(images)
     gold = golden(design, x)
@@ -80,7 +81,7 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
             "reply_clocks": 20 * (t.latency[0] + 1000)}
     t0 = time.perf_counter()
     res = run_testbench(board_verilog(design, clocks_per_bit), TOP, "sim.tb.board", args, cache_dir=cache_dir,
-                        hier_blocks=shared_blocks(xb, emulated=True), progress=progress)
+                        hier_blocks=shared_blocks(xb, bank_kinds(design.cp)), progress=progress)
     d = res.data
     got = [parse_reply(bytes(r), design.cp.logits) for r in d.get("replies", [])]
     classes, logits = [c for c, _ in got], [v for _, v in got]
@@ -177,6 +178,17 @@ def _run_script(work: Path, script: str, env: dict[str, str], products: tuple[st
     return proc.returncode, times
 
 
+def blocks_verilog(design: ChipDesign) -> str:
+    """The Verilog of the modules the board top instantiates as black boxes: one bank of
+    target-timed emulated crossbars per bank kind of the chip (``hw.decoupled``)."""
+    from amaranth.back import verilog as averilog
+
+    from hw.decoupled import TargetCrossbar, bank_kinds
+    xb = design.chip.crossbar
+    return "\n".join(averilog.convert(TargetCrossbar(xb, *kind), name=TargetCrossbar.module_name(xb, *kind),
+                                      emit_src=False) for kind in bank_kinds(design.cp))
+
+
 def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s", *, seed: int = 1,
                      progress=None, fit_check: bool = True) -> dict[str, Any]:
     """Yosys, nextpnr and the bitstream packer on the board top of ``design`` (its emulation
@@ -189,10 +201,7 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
     import shutil
     import tempfile
 
-    from amaranth.back import verilog as averilog
-
     from hw.board import BoardCore, PinTop
-    from hw.decoupled import TargetCrossbar
 
     b = board_of(board)
     t = fpga.TARGETS[b.target]
@@ -201,9 +210,7 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
         env[var] = fpga.find_tool(tool)
     platform = b.platform_class()()
     core = BoardCore(design.cp, design.program_words(), _clocks_per_bit(platform))
-    xb = design.chip.crossbar
-    platform.add_file("pimgen_blocks.v", averilog.convert(TargetCrossbar(xb), name=TargetCrossbar.module_name(xb),
-                                                          emit_src=False))
+    platform.add_file("pimgen_blocks.v", blocks_verilog(design))
     folder = Path(folder)
     work = Path(tempfile.mkdtemp(prefix=".fpga-", dir=folder))
     try:

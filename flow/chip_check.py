@@ -202,13 +202,16 @@ def load_build(folder: str | Path) -> ChipDesign:
     return d
 
 
-def shared_blocks(cfg, emulated: bool = False) -> tuple[str, ...]:
+def shared_blocks(cfg, banks: tuple[tuple[int, bool], ...] = ()) -> tuple[str, ...]:
     """The modules a programmed design instantiates many times, for hierarchical Verilation:
-    its one crossbar module (``hw.blackbox``; the target-timed emulated one in an emulation
-    build)."""
+    its one crossbar module (``hw.blackbox``), or in an emulation build its banks of
+    target-timed emulated crossbars, one module per bank kind in ``banks``
+    (``hw.decoupled.bank_kinds``)."""
     from hw.crossbar import Crossbar
     from hw.decoupled import TargetCrossbar
-    return ((TargetCrossbar if emulated else Crossbar).module_name(cfg),)
+    if banks:
+        return tuple(TargetCrossbar.module_name(cfg, *kind) for kind in banks)
+    return (Crossbar.module_name(cfg),)
 
 
 def golden(design: ChipDesign, x_codes: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -263,9 +266,10 @@ def _host_per_target_bound(design: ChipDesign) -> int:
     emulated MVM over the target MVM, or a row write (every stored column, and its pipeline)."""
     from gen.emulation import CHIP_PARALLEL_CYCLES
     from gen.timing import crossbar_latency, emulated_crossbar_host_clocks, emulated_row_write_host_clocks
+    from hw.decoupled import bank_kinds
     xb = design.chip.crossbar
-    return 2 + max(-(-emulated_crossbar_host_clocks(xb, parallel_cycles=CHIP_PARALLEL_CYCLES) // crossbar_latency(xb)),
-                   emulated_row_write_host_clocks(xb) + 1)
+    mvm = emulated_crossbar_host_clocks(xb, parallel_cycles=CHIP_PARALLEL_CYCLES, n_xbars=max(n for n, _ in bank_kinds(design.cp)))
+    return 2 + max(-(-mvm // crossbar_latency(xb)), emulated_row_write_host_clocks(xb) + 1)
 
 
 def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0,
@@ -276,6 +280,7 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
     (``passed``, ``mismatches``, ``images``, ``measured_latency``, ``predicted_latency``,
     ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...).
     ``hierarchical``: Verilator compiles the shared crossbar module once, apart (``sim.runner``)."""
+    from hw.decoupled import bank_kinds
     from sim.runner import run_testbench
     x = np.asarray(images)
     if progress:
@@ -285,7 +290,8 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
         args = args_hook(args)
     t0 = time.perf_counter()
     res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
-                        hier_blocks=shared_blocks(design.chip.crossbar, design.emulated) if hierarchical else (),
+                        hier_blocks=shared_blocks(design.chip.crossbar, bank_kinds(design.cp) if design.emulated else ())
+                        if hierarchical else (),
                         seed=seed, waves_dir=waves_dir, progress=progress)
     d = res.data
     timing_ok = (not args["check_timing"]) or (d.get("measured_latency") == args["predicted_latency"]

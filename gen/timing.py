@@ -38,17 +38,18 @@ def crossbar_latency(cfg: CrossbarConfig) -> int:
 
 
 def emulated_crossbar_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS,
-                                  parallel_cycles: int | None = None) -> int:
-    """Host (FPGA) clocks from the edge ``hw.emu_crossbar.EmulatedCrossbar`` accepts an input
-    vector to the edge its result can be taken (also its initiation interval)::
+                                  parallel_cycles: int | None = None, n_xbars: int = 1) -> int:
+    """Host (FPGA) clocks from the edge ``hw.emu_crossbar.EmulatedCrossbar`` (a bank of
+    ``n_xbars`` sharing one datapath) accepts its input vectors to the edge its results can
+    be taken (also its initiation interval)::
 
-        (outputs·slices + 1) · ceil(rows / rows_per_word) · passes + EMU_PIPELINE_CLOCKS
+        n_xbars · (outputs·slices + 1) · ceil(rows / rows_per_word) · passes + EMU_PIPELINE_CLOCKS
 
     one block-RAM word (``rows_per_word`` cells of one column) read per clock, every stored
     column's words once per pass, ``parallel_cycles`` input cycles per read (``None``: all, one
     pass; ``gen.emulation``). A decoupled-clock build still presents :func:`crossbar_latency`
     target clocks per MVM."""
-    return EmulatedGeometry(cfg, word_bits, parallel_cycles).reads + EMU_PIPELINE_CLOCKS
+    return n_xbars * EmulatedGeometry(cfg, word_bits, parallel_cycles).reads + EMU_PIPELINE_CLOCKS
 
 
 def emulated_row_write_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> int:

@@ -4,9 +4,10 @@ On an FPGA the crossbars are :class:`hw.emu_crossbar.EmulatedCrossbar` s, which 
 FPGA (host) clocks per MVM than the chip (target) clocks the cycle model counts. As in
 FPGA-accelerated simulators (FireSim), host and target clocks are decoupled:
 
-* :class:`TargetCrossbar` (an emulated crossbar forming one input cycle's partial sums per
-  read, ``gen.emulation.CHIP_PARALLEL_CYCLES``: the least logic) presents, at target-clock
-  edges, exactly the ports and timing of the flip-flop :class:`hw.crossbar.Crossbar` (accept
+* :class:`TargetCrossbar` (a PE's crossbars as one bank of emulated crossbars sharing a
+  datapath, forming one input cycle's partial sums per read,
+  ``gen.emulation.CHIP_PARALLEL_CYCLES``: the least logic) presents, at target-clock
+  edges, exactly the ports and timing of flip-flop :class:`hw.crossbar.Crossbar` s (accept
   on target edge 0, result offered from
   target edge ``gen.timing.crossbar_latency − 1``, handed over on the edge it is taken, a
   row write taken in one edge while idle), and lets its emulated crossbar work between target
@@ -35,16 +36,37 @@ from amaranth.lib.wiring import In, Out
 from gen import timing
 from gen.config import CrossbarConfig
 from gen.emulation import CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BITS
-from hw.crossbar import Crossbar, crossbar_handshake
-from hw.emu_crossbar import EmulatedCrossbar
+from hw.crossbar import crossbar_handshake
+from hw.emu_crossbar import EmulatedCrossbar, bank_signature
 
-__all__ = ["TargetClock", "TargetCrossbar", "EmulatedChip"]
+__all__ = ["TargetClock", "TargetCrossbar", "EmulatedChip", "bank_kinds", "bank_kind"]
+
+
+def bank_kinds(cp) -> tuple[tuple[int, bool], ...]:
+    """The distinct banks of the chip ``cp``'s emulation build, one :class:`TargetCrossbar`
+    module each: ``(crossbars of a PE, whether they all read the same rows)``."""
+    return tuple(sorted({bank_kind([p.rows for p in pls]) for lp in cp.plan.layers if lp.placements
+                         for pls in _per_pe(lp.placements).values()}))
+
+
+def bank_kind(row_ranges) -> tuple[int, bool]:
+    """``(n, shared_input)`` of the bank holding the crossbars of one PE, given the input rows
+    ``(r0, r1)`` each reads."""
+    return len(row_ranges), len(set(row_ranges)) == 1
+
+
+def _per_pe(placements) -> dict:
+    groups: dict = {}
+    for p in placements:
+        groups.setdefault((p.tile, p.pe), []).append(p)
+    return groups
 
 
 class TargetClock:
     """The target-clock enable of an emulation build, as the chip's parts see it: ``tick``
     (this host edge is a target edge) and one ``ok`` per crossbar of the chip, which that
-    crossbar's PE drives (the crossbar may take a target edge now)."""
+    crossbar's PE drives (the crossbar may take a target edge now; a PE's crossbars share one
+    :class:`TargetCrossbar`, which drives its first crossbar's, the others' are high)."""
 
     def __init__(self, n_xbars: int):
         self.tick = Signal(name="target_tick")
@@ -59,58 +81,82 @@ class TargetClock:
 
 
 class TargetCrossbar(wiring.Component):
-    """An :class:`EmulatedCrossbar` behind the flip-flop crossbar's target-clock timing.
+    """A bank of ``n_xbars`` emulated crossbars (:class:`EmulatedCrossbar`, one datapath for
+    all of them) behind the flip-flop crossbars' target-clock timing: to its PE it is that
+    many crossbars running in lockstep.
 
-    Ports: those of :meth:`hw.crossbar.Crossbar.signature_of` (their handshakes count only on
+    Ports: those of :func:`hw.emu_crossbar.bank_signature` (their handshakes count only on
     host edges where ``tick`` is high), plus
         tick: in, this host edge is a target edge.
         ok: out, the next target edge may come: the emulated result is in if that edge is the
             one the flip-flop crossbar's result appears on, and no row write is in progress.
 
     Target state: ``running`` and ``done`` as in the flip-flop crossbar, and ``count``, the
-    target edges since the accept. Every transfer reaches the emulated crossbar on the target
-    edge itself (input and row write are taken there, as it is idle then; the result is handed
-    over there), so nothing is latched twice.
+    target edges since the accept. The input reaches the emulated crossbar on the accept edge
+    and the result leaves it on the hand-over edge. Nothing is latched twice: the PE holds the
+    input for all of its crossbars until the result is handed over (``hw.pe.PE``), and a row
+    write is written on host clocks before the target edge that takes it (``ok`` low), while
+    the programming source still holds the beat.
     """
 
     #: input cycles per block-RAM read of the emulated crossbar (``gen.emulation``)
     parallel_cycles = CHIP_PARALLEL_CYCLES
 
-    def __init__(self, cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS):
-        self.cfg, self.word_bits = cfg, word_bits
-        super().__init__(self.signature_of(cfg))
+    def __init__(self, cfg: CrossbarConfig, n_xbars: int = 1, shared_input: bool = False,
+                 word_bits: int = EMU_WORD_BITS):
+        self.cfg, self.n_xbars, self.shared_input, self.word_bits = cfg, n_xbars, shared_input, word_bits
+        super().__init__(self.signature_of(cfg, n_xbars, shared_input))
 
     @staticmethod
-    def signature_of(cfg: CrossbarConfig) -> wiring.Signature:
-        """The crossbar's ports plus ``tick`` and ``ok``."""
-        members = dict(Crossbar.signature_of(cfg).members.items())
+    def signature_of(cfg: CrossbarConfig, n_xbars: int = 1, shared_input: bool = False) -> wiring.Signature:
+        """The bank's ports plus ``tick`` and ``ok``."""
+        members = dict(bank_signature(cfg, n_xbars, shared_input).members.items())
         return wiring.Signature({**members, "tick": In(1), "ok": Out(1)})
 
     @staticmethod
-    def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> str:
-        """The Verilog module name of a target-timed emulated crossbar of ``cfg``."""
+    def module_name(cfg: CrossbarConfig, n_xbars: int = 1, shared_input: bool = False,
+                    word_bits: int = EMU_WORD_BITS) -> str:
+        """The Verilog module name of a bank of ``n_xbars`` target-timed emulated crossbars of
+        ``cfg`` (reading one input vector if ``shared_input``)."""
         key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS, timing.CROSSBAR_PIPELINE_CLOCKS,
-                    TargetCrossbar.parallel_cycles))
-        return f"pimgen_target_crossbar_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+                    TargetCrossbar.parallel_cycles, n_xbars, shared_input))
+        kind = f"{n_xbars}s" if shared_input else f"{n_xbars}"
+        return f"pimgen_target_crossbar{kind}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
         m = Module()
         latency = timing.crossbar_latency(self.cfg)
+        nb = self.n_xbars
         m.submodules.emu = emu = EmulatedCrossbar(self.cfg, word_bits=self.word_bits,
-                                                  parallel_cycles=self.parallel_cycles)
+                                                  parallel_cycles=self.parallel_cycles, held=True, n_xbars=nb,
+                                                  shared_input=self.shared_input)
         running, done = Signal(), Signal()
         count = Signal(range(max(2, latency)))
         tick = self.tick
-        accept = crossbar_handshake(m, self, ~running & ~done, done)
+        idle = ~running & ~done
+        # a row write is done on host clocks *before* the target edge that takes it, while the
+        # target clock stands still: its source holds the beat (not yet taken) for the emulated
+        # crossbar to read column by column, so no copy of the row is latched
+        wrote, writing = Signal(), Signal()
+        accept = crossbar_handshake(m, self, idle, done, w_ready=idle & wrote)
         completes = running & (count == latency - 2)     # the next target edge raises `done`
-        writing = emu.busy & ~running & ~done             # a row write still being written
+        want_write = self.w.valid & idle & ~wrote
         m.d.comb += [
-            self.ok.eq(~(completes & ~emu.o.valid) & ~writing),
-            emu.i.valid.eq(accept & tick), emu.i.payload.eq(self.i.payload),
-            emu.w.valid.eq(self.w.valid & self.w.ready & tick), emu.w.payload.eq(self.w.payload),
+            self.ok.eq(~(completes & ~emu.o.valid) & ~want_write),
+            emu.i.valid.eq(accept & tick), emu.i.payload.as_value().eq(self.i.payload.as_value()),
+            emu.w.valid.eq(want_write & ~writing),
+            emu.w.payload.row.eq(self.w.payload.row), emu.w.payload.cells.eq(self.w.payload.cells),
             emu.o.ready.eq(done & self.o.ready & tick),
-            self.o.payload.eq(emu.o.payload),
+            self.o.payload.as_value().eq(emu.o.payload.as_value()),
         ]
+        if nb > 1:
+            m.d.comb += emu.w.payload.xbar.eq(self.w.payload.xbar)
+        with m.If(emu.w.valid & emu.w.ready):
+            m.d.sync += writing.eq(1)
+        with m.Elif(writing & ~emu.busy):
+            m.d.sync += [writing.eq(0), wrote.eq(1)]
+        with m.If(tick & self.w.valid & self.w.ready):
+            m.d.sync += wrote.eq(0)
         with m.If(tick):
             with m.If(accept):
                 m.d.sync += [running.eq(1), done.eq(0), count.eq(0)]

@@ -31,22 +31,29 @@ from __future__ import annotations
 import hashlib
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from gen.cells import CellArray
 from gen.config import CrossbarConfig
 from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, EmulatedGeometry
-from hw.crossbar import Crossbar, crossbar_handshake
+from hw.crossbar import Crossbar, crossbar_handshake, crossbar_signature_layouts, tree_sum
 
-__all__ = ["EmulatedCrossbar"]
+__all__ = ["EmulatedCrossbar", "bank_signature"]
 
 
-def _halving_sum(values):
-    """Sum of ``values`` split in halves recursively (a balanced adder tree, one clock)."""
-    if len(values) == 1:
-        return values[0]
-    return _halving_sum(values[:len(values) // 2]) + _halving_sum(values[len(values) // 2:])
+def bank_signature(cfg: CrossbarConfig, n: int, shared_input: bool = False) -> wiring.Signature:
+    """The ports of a bank of ``n`` crossbars of ``cfg`` sharing one emulated datapath: those
+    of :meth:`Crossbar.signature_of` with one input vector per crossbar (one for all with
+    ``shared_input``) and one output vector per crossbar (crossbar ``b``'s at index ``b``),
+    and the crossbar a row write is for (``w.xbar``)."""
+    x, y, w = crossbar_signature_layouts(cfg)
+    wl = data.StructLayout({"xbar": unsigned(max(1, ceil_log2(n))), "row": w["row"].shape, "cells": w["cells"].shape})
+    return wiring.Signature({"i": In(stream.Signature(data.ArrayLayout(x, 1 if shared_input else n))),
+                             "o": Out(stream.Signature(data.ArrayLayout(y, n))),
+                             "w": In(stream.Signature(wl)), "busy": Out(1)})
 
 
 class EmulatedCrossbar(wiring.Component):
@@ -62,16 +69,30 @@ class EmulatedCrossbar(wiring.Component):
             one pass over the words; fewer: less logic, more passes, ``gen.emulation``).
         ram_style: the Yosys ``ram_style`` attribute of the cell memory (``"block"``:
             block RAM even where distributed RAM would be chosen; ``None``: Yosys decides).
+        held: the parent holds ``i.payload`` from the input's accept until its result is
+            handed over, and ``w.payload`` from the row write's handshake until ``busy``
+            falls, so neither is copied into registers here (``hw.decoupled``: a PE holds its
+            crossbars' input once for all of them, and the target clock stands still during a
+            row write). ``False``: the stream rules, payloads latched on their handshakes.
+        n_xbars: crossbars in the bank (``held`` only, above 1): ``n_xbars`` crossbars of
+            ``cfg`` whose cells share one memory (crossbar-major) and whose MVMs, started
+            together, share this datapath one after the other (``bank_signature``); so a PE's
+            crossbars, which run in lockstep, cost one datapath on an FPGA, not one each.
+        shared_input: the bank's crossbars read the same input vector (one ``i`` vector).
     """
 
     def __init__(self, cfg: CrossbarConfig, weights=None, *, word_bits: int = EMU_WORD_BITS,
-                 ram_style: str | None = "block", parallel_cycles: int | None = None):
-        self.cfg = cfg
+                 ram_style: str | None = "block", parallel_cycles: int | None = None, held: bool = False,
+                 n_xbars: int = 1, shared_input: bool = False):
+        if n_xbars > 1 and (not held or weights is not None):
+            raise ValueError(f"n_xbars={n_xbars}: a bank of emulated crossbars takes held inputs and no initial weights")
+        self.cfg, self.held, self.n_xbars = cfg, held, n_xbars
+        self.n_inputs = 1 if shared_input else n_xbars
         self.geometry = EmulatedGeometry(cfg, word_bits, parallel_cycles)
         cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
-        self.init_words = self.geometry.memory_words(cells)
+        self.init_words = self.geometry.memory_words(cells) if n_xbars == 1 else []
         self.ram_style = ram_style
-        super().__init__(Crossbar.signature_of(cfg))
+        super().__init__(Crossbar.signature_of(cfg) if n_xbars == 1 else bank_signature(cfg, n_xbars, shared_input))
 
     @staticmethod
     def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS, parallel_cycles: int | None = None) -> str:
@@ -81,14 +102,15 @@ class EmulatedCrossbar(wiring.Component):
 
     def elaborate(self, platform):
         cfg, geo = self.cfg, self.geometry
-        cb, cw, rpw, n_groups, n_reads = cfg.cell_bits, geo.cell_width, geo.rows_per_word, geo.groups, geo.reads
+        nb = self.n_xbars
+        cb, cw, rpw, n_groups, n_reads = cfg.cell_bits, geo.cell_width, geo.rows_per_word, geo.groups, nb * geo.reads
         n_cols, n_t, dac = len(geo.column_order), geo.cycles_per_read, cfg.dac_bits
         n_pass = geo.passes
         drop = geo.frac_bits + cfg.adc_shift     # the ADC drops F + adc_shift bits
         m = Module()
 
         m.submodules.cells = mem = Memory(
-            shape=unsigned(rpw * cw), depth=geo.words, init=self.init_words,
+            shape=unsigned(rpw * cw), depth=nb * geo.words, init=self.init_words,
             attrs={"ram_style": self.ram_style} if self.ram_style else None)
         rd, wr = mem.read_port(), mem.write_port()
 
@@ -98,11 +120,14 @@ class EmulatedCrossbar(wiring.Component):
         step = Signal(range(n_reads + EMU_PIPELINE_CLOCKS))
         accept = crossbar_handshake(m, self, ~running & ~done & ~writing & ~wr_pending, done)
 
-        # --- read sequence: column j (reference first), slice k, pass sp, row group g -------
+        # --- read sequence: crossbar b, column j (reference first), slice k, pass sp, row
+        # group g; the memory is crossbar-major, so the address just runs on from one to the next
+        b = Signal(range(nb), name="xbar")
+        j = Signal(range(n_cols), name="column")
         g = Signal(range(n_groups), name="group")
         k = Signal(range(cfg.slices), name="slice")
         sp = Signal(range(n_pass), name="pass")
-        addr = Signal(range(geo.words), name="addr")
+        addr = Signal(range(nb * geo.words), name="addr")
         is_ref = Signal()
         first_g = (g == 0) if n_groups > 1 else Const(1)
         last_g = (g == n_groups - 1) if n_groups > 1 else Const(1)
@@ -113,7 +138,7 @@ class EmulatedCrossbar(wiring.Component):
         # the input vector, padded to whole words; rotated one word of rows per read so that
         # its low rows are the group being read (back where it started after each column)
         x_word = rpw * cfg.a_bits
-        x = Signal(n_groups * x_word)
+        x = None if self.held else Signal(n_groups * x_word)
         xg = Signal(x_word)     # the rows of the word arriving from the memory
 
         # tag[i]: the read's position, aligned with the data leaving stage i + 1
@@ -126,7 +151,16 @@ class EmulatedCrossbar(wiring.Component):
             tag.append(regs)
 
         # --- stage 1: the word (synchronous read) and its rows' inputs ----------------------
-        m.d.sync += xg.eq(x[:x_word])
+        if self.held:           # the held inputs, padded; crossbar and group read on the clock before
+            g1, b1 = Signal.like(g), Signal.like(b)
+            m.d.sync += [g1.eq(g), b1.eq(b)]
+            flat, vec = self.i.payload.as_value(), cfg.rows * cfg.a_bits
+            ni = self.n_inputs
+            xin = Cat(*(Cat(flat[n * vec:(n + 1) * vec], Const(0, n_groups * x_word - vec)) for n in range(ni)))
+            sel = (b1 * n_groups + g1) if ni > 1 else g1
+            m.d.comb += xg.eq(xin.word_select(sel, x_word) if ni * n_groups > 1 else xin)
+        else:
+            m.d.sync += xg.eq(x[:x_word])
         word = rd.data
 
         # --- stage 2: products and partial sums of this pass's input cycles ----------------
@@ -142,7 +176,7 @@ class EmulatedCrossbar(wiring.Component):
         for t in range(n_t):
             prods = [bits(p)[t * dac:(t + 1) * dac] * word.word_select(p, cw) for p in range(rpw)]
             s = Signal(range(rpw * cfg.max_dac * geo.cell_max + 1), name=f"ps{t}")
-            m.d.sync += s.eq(_halving_sum(prods))
+            m.d.sync += s.eq(tree_sum(prods))
             ps.append(s)
 
         # --- stage 3: column sums over the column's words ----------------------------------
@@ -164,7 +198,7 @@ class EmulatedCrossbar(wiring.Component):
 
         # --- stage 5: shift-add over this pass's input cycles --------------------------------
         term = Signal(cfg.adc_out_bits + cfg.input_cycles * dac, name="term")
-        pass_sum = _halving_sum([qt << (t * dac) for t, qt in enumerate(q)])
+        pass_sum = tree_sum([qt << (t * dac) for t, qt in enumerate(q)])
         m.d.sync += term.eq(pass_sum << (tag[3][5] * (n_t * dac)) if n_pass > 1 else pass_sum)
 
         # --- stage 6: P[c] over the passes; reference kept; outputs accumulated slice by slice
@@ -180,7 +214,7 @@ class EmulatedCrossbar(wiring.Component):
             full, last_pass5 = term, Const(1)
         acc_ref = Signal.like(term, name="acc_ref")  # non-ideal reference cells may read up to cell_max
         cur = Signal(signed(cfg.dot_bits), name="cur")
-        out = [Signal(signed(cfg.dot_bits), name=f"out{o}") for o in range(cfg.outputs)]
+        out = [Signal(signed(cfg.dot_bits), name=f"out{o}") for o in range(nb * cfg.outputs)]
         base = Mux(k5 == 0, -(acc_ref << (cfg.w_bits - 1)), cur) if cfg.slices > 1 else -(acc_ref << (cfg.w_bits - 1))
         nxt = Signal(signed(cfg.dot_bits), name="cur_next")
         m.d.comb += nxt.eq(base + (full << (k5 * cb) if cfg.slices > 1 else full))
@@ -190,31 +224,37 @@ class EmulatedCrossbar(wiring.Component):
             with m.Else():
                 m.d.sync += cur.eq(nxt)
                 with m.If((k5 == cfg.slices - 1) if cfg.slices > 1 else Const(1)):
-                    # results arrive in output order: shift them in from the top
+                    # results arrive in output order, crossbar by crossbar: shift them in from the top
                     m.d.sync += [dst.eq(src) for dst, src in zip(out, [*out[1:], nxt])]
-        m.d.comb += [self.o.payload[o].eq(out[o]) for o in range(cfg.outputs)]
+        m.d.comb += self.o.payload.as_value().eq(Cat(*out))
 
         # --- re-programming: read-modify-write of the row's word in every column ------------
         row_group = Signal(range(n_groups))
         row_pos = Signal(range(rpw))
-        levels = Signal(n_cols * cw)           # the row's cells in memory-column order
-        waddr = Signal(range(geo.words + n_groups))
+        row_cells = Cat(*(self.w.payload.cells[c] for c in geo.column_order))   # in memory-column order
+        levels = None if self.held else Signal(n_cols * cw)     # a latched copy of row_cells, shifted
+        waddr = Signal(range(nb * geo.words + n_groups))
+        first_word = self.w.payload.xbar * geo.words if nb > 1 else 0     # the crossbar's cells
         wcount = Signal(range(n_cols))
         wr_addr, wr_level = Signal.like(rd.addr), Signal(cw)
         row = self.w.payload.row
         with m.If(self.w.valid & self.w.ready):
-            m.d.sync += [writing.eq(1), wcount.eq(0),
-                         levels.eq(Cat(*(self.w.payload.cells[c] for c in geo.column_order)))]
+            m.d.sync += [writing.eq(1), wcount.eq(0)]
+            if not self.held:
+                m.d.sync += levels.eq(row_cells)
             if n_groups > 1:
                 shift = rpw.bit_length() - 1          # rows_per_word is a power of two here
-                m.d.sync += [row_group.eq(row >> shift), row_pos.eq(row[:shift]), waddr.eq(row >> shift)]
+                m.d.sync += [row_group.eq(row >> shift), row_pos.eq(row[:shift]), waddr.eq(first_word + (row >> shift))]
             else:
-                m.d.sync += [row_pos.eq(row), waddr.eq(0)]
+                m.d.sync += [row_pos.eq(row), waddr.eq(first_word)]
         with m.Elif(writing):
-            m.d.sync += [waddr.eq(waddr + n_groups), levels.eq(levels >> cw), wcount.eq(wcount + 1)]
+            m.d.sync += [waddr.eq(waddr + n_groups), wcount.eq(wcount + 1)]
+            if not self.held:
+                m.d.sync += levels.eq(levels >> cw)
             with m.If(wcount == n_cols - 1):
                 m.d.sync += writing.eq(0)
-        m.d.sync += [wr_pending.eq(writing), wr_addr.eq(waddr), wr_level.eq(levels[:cw])]
+        m.d.sync += [wr_pending.eq(writing), wr_addr.eq(waddr),
+                     wr_level.eq(row_cells.word_select(wcount, cw) if self.held else levels[:cw])]
         mask = Const((1 << cw) - 1, rpw * cw)
         m.d.comb += [
             rd.addr.eq(Mux(writing, waddr, addr)),
@@ -225,8 +265,12 @@ class EmulatedCrossbar(wiring.Component):
 
         # --- sequencing ------------------------------------------------------------------
         with m.If(accept):
-            m.d.sync += [x.eq(self.i.payload.as_value()), running.eq(1), done.eq(0), step.eq(0),
-                         g.eq(0), k.eq(0), is_ref.eq(1), sp.eq(0), addr.eq(0)]
+            m.d.sync += [running.eq(1), done.eq(0), step.eq(0), g.eq(0), k.eq(0), is_ref.eq(1), sp.eq(0),
+                         addr.eq(0)]
+            if nb > 1:
+                m.d.sync += [b.eq(0), j.eq(0)]
+            if not self.held:
+                m.d.sync += x.eq(self.i.payload.as_value())
         with m.Elif(running):
             with m.If(step == n_reads + EMU_PIPELINE_CLOCKS - 2):
                 # the last column's result is accumulated on this edge
@@ -235,7 +279,8 @@ class EmulatedCrossbar(wiring.Component):
                 m.d.sync += step.eq(step + 1)
             with m.If(issue):
                 if n_groups > 1:
-                    m.d.sync += x.eq(Cat(x[x_word:], x[:x_word]))
+                    if not self.held:
+                        m.d.sync += x.eq(Cat(x[x_word:], x[:x_word]))
                     m.d.sync += g.eq(Mux(last_g, 0, g + 1))
                 # the next word: the column's next group, its first again for the next pass,
                 # or the next column's first
@@ -249,6 +294,11 @@ class EmulatedCrossbar(wiring.Component):
                     if cfg.slices > 1:
                         with m.Else():
                             m.d.sync += k.eq(Mux(last_k, 0, k + 1))
+                    if nb > 1:      # the crossbar's last column: the next one's reference column
+                        with m.If(j == n_cols - 1):
+                            m.d.sync += [j.eq(0), b.eq(b + 1), is_ref.eq(1)]
+                        with m.Else():
+                            m.d.sync += j.eq(j + 1)
         with m.Elif(done & self.o.ready):
             m.d.sync += done.eq(0)
         return m

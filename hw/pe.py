@@ -1,5 +1,5 @@
 """Processing element: a group of crossbars (``hw.crossbar.Crossbar``) fed by one input
-vector, plus the registered adder tree that adds partial sums.
+vector.
 
 A PE holds the weight blocks the plan placed on its subarrays (``gen.mapping.Placement``):
 conventional — row-blocks / column-blocks of the unrolled ``(K*K*Cin) x Cout`` matrix;
@@ -7,26 +7,21 @@ novel — blocks of the ``Cin x Cout`` matrix of its kernel position. Every bloc
 rows ``[r0, r1)`` of the PE's input vector (conventional: the im2col window; novel: the
 channels of the pixel the PE holds). All crossbars of a PE start together and finish
 together (same configuration, same latency), so the PE is one stream stage.
-
-:class:`AdderTree` adds ``n`` signed vectors with ``ceil(log2 n)`` registered levels of
-pairwise adders (adjacent pairs, as ``sim.golden._adder_tree``); it is a free-running
-pipeline: its output is the sum of its inputs ``levels`` clocks earlier.
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from gen.config import CrossbarConfig
-from gen.timing import adder_tree_clocks as adder_levels
 from hw.blackbox import instantiate
 from hw.crossbar import Crossbar, crossbar_signature_layouts
-from hw.decoupled import TargetCrossbar
+from hw.decoupled import TargetCrossbar, bank_kind
 
-__all__ = ["PEBlock", "PE", "AdderTree", "adder_levels", "prog_layout"]
+__all__ = ["PEBlock", "PE", "prog_layout"]
 
 
 def prog_layout(cfg: CrossbarConfig, n_xbars: int) -> data.StructLayout:
@@ -73,9 +68,10 @@ class PE(wiring.Component):
     instance of the shared crossbar module (``hw.blackbox``), programmed through ``prog``
     (layout :func:`prog_layout`, broadcast; crossbar ``b`` takes the beats addressed to
     ``xbar_ids[b]``, while idle, before any image). With ``target`` (a
-    :class:`hw.decoupled.TargetClock`, the chip's emulation build) they are target-timed
-    emulated crossbars (:class:`hw.decoupled.TargetCrossbar`): each takes the target-clock
-    enable and drives its crossbar's ``ok``.
+    :class:`hw.decoupled.TargetClock`, the chip's emulation build) they are one bank of
+    ``len(blocks)`` target-timed emulated crossbars sharing a datapath
+    (:class:`hw.decoupled.TargetCrossbar`), which takes the target-clock enable and drives the
+    first crossbar's ``ok``; the PE holds their input from its accept on.
     """
 
     def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], xbar_ids=None, n_xbars: int = 0,
@@ -94,19 +90,23 @@ class PE(wiring.Component):
         cfg, a = self.cfg, self.cfg.a_bits
         ready_terms, valid_terms = [], []
         xbars = []
-        for n, b in enumerate(self.blocks):
+        if self.target is not None:
+            # the emulated crossbars read their input over many host clocks: it is held here,
+            # once for all of them, from the accept until the next one (their result has been
+            # handed over by then)
+            x = Signal(len(self.i.payload), name="x_held")
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += x.eq(self.i.payload)
+            bank = self._bank(m, x)
+            xbars, ready_terms, valid_terms = [bank], [bank.i.ready], [bank.o.valid]
+        for n, b in enumerate(self.blocks if self.target is None else ()):
             if self.xbar_ids is None:       # stand-alone: the weights are initial cell contents
                 xb = Crossbar(cfg, b.weights)
                 m.submodules[f"xbar{n}"] = xb
                 m.d.comb += xb.w.valid.eq(0)
-            elif self.target is None:       # programmed through `prog`: one module for all
+            else:                           # programmed through `prog`: one module for all
                 xb = instantiate(m, f"xbar{n}", Crossbar.module_name(cfg), Crossbar.signature_of(cfg),
                                  lambda: Crossbar(cfg))
-            else:                           # an emulation build: target-timed emulated crossbars
-                xb = instantiate(m, f"xbar{n}", TargetCrossbar.module_name(cfg), TargetCrossbar.signature_of(cfg),
-                                 lambda: TargetCrossbar(cfg))
-                m.d.comb += [xb.tick.eq(self.target.tick), self.target.ok[self.xbar_ids[n]].eq(xb.ok)]
-            if self.xbar_ids is not None:
                 p = self.prog
                 m.d.comb += [xb.w.valid.eq(p.valid & (p.payload.xbar == self.xbar_ids[n])),
                              xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells)]
@@ -135,28 +135,24 @@ class PE(wiring.Component):
             m.d.comb += [xb.i.valid.eq(self.i.valid & all_ready), xb.o.ready.eq(self.o.ready & all_valid)]
         return m
 
-
-class AdderTree:
-    """Adds ``len(inputs)`` signed values in ``levels`` registered levels (``levels >=
-    ceil(log2 n)``; extra levels are plain registers) — a helper that adds logic to ``m``.
-    ``out`` is the sum, ``width`` bits signed."""
-
-    def __init__(self, m: Module, inputs, width: int, levels: int | None = None, name: str = "tree"):
-        vals = list(inputs)
-        need = adder_levels(len(vals))
-        levels = need if levels is None else levels
-        if levels < need:
-            raise ValueError(f"{len(vals)} addends need {need} levels, got {levels}")
-        for lv in range(levels):
-            nxt = []
-            for i in range(0, len(vals), 2):
-                r = Signal(signed(width), name=f"{name}_l{lv}_{i // 2}")
-                m.d.sync += r.eq(vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i])
-                nxt.append(r)
-            vals = nxt
-        if levels == 0:
-            out = Signal(signed(width), name=f"{name}_out")
-            m.d.comb += out.eq(vals[0])
-            vals = [out]
-        self.out = vals[0]
-        self.levels = levels
+    def _bank(self, m, x):
+        """An emulation build's crossbars: one :class:`hw.decoupled.TargetCrossbar` bank of them
+        all (they run in lockstep), inputs from the held vector ``x``, outputs in block order."""
+        cfg, a = self.cfg, self.cfg.a_bits
+        n, shared = bank_kind([(b.r0, b.r1) for b in self.blocks])
+        xb = instantiate(m, "xbars", TargetCrossbar.module_name(cfg, n, shared),
+                         TargetCrossbar.signature_of(cfg, n, shared), lambda: TargetCrossbar(cfg, n, shared))
+        p, ids = self.prog, self.xbar_ids
+        mine = [p.payload.xbar == i for i in ids]
+        which = 0
+        for k in range(n - 1, 0, -1):
+            which = Mux(mine[k], k, which)
+        m.d.comb += [xb.tick.eq(self.target.tick), self.target.ok[ids[0]].eq(xb.ok),
+                     *[self.target.ok[i].eq(1) for i in ids[1:]],
+                     xb.w.valid.eq(p.valid & Cat(*mine).any()), xb.w.payload.xbar.eq(which),
+                     xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells),
+                     self.o.payload.eq(xb.o.payload.as_value())]
+        for n_, b in enumerate(self.blocks[:1] if shared else self.blocks):
+            for r in range(b.r1 - b.r0):
+                m.d.comb += xb.i.payload[n_][r].eq(x[(b.r0 + r) * a:(b.r0 + r + 1) * a])
+        return xb

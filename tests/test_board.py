@@ -101,17 +101,18 @@ def test_synth_alias_takes_a_build_folder():
 
 
 def test_synth_board_refuses_a_chip_too_large_for_the_device(tmp_path, capsys):
-    """The digits chip's emulation build has more flip-flops than the ECP5-85F: refused in one
-    line with the count, before the long synthesis, and nothing is left in the build folder."""
+    """The digits chip's emulation build has more flip-flops than the iCEBreaker's UP5K: refused
+    in one line with the count, before the long synthesis, and nothing is left in the build
+    folder."""
     from flow.cli import main
     d = tmp_path / "digits"
     assert main(["build", "digits", "-o", str(d)]) == 0
     capsys.readouterr()
     before = sorted(p.name for p in d.iterdir())
-    assert main(["synth", str(d), "--board", "ulx3s", "--images", "0"]) == 1
+    assert main(["synth", str(d), "--board", "icebreaker", "--images", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "the digits chip does not fit the ulx3s (LFE5U-85F)" in err[0], err
-    assert "flip-flop bits before synthesis against 83640 FF" in err[0], err
+    assert len(err) == 1 and "the digits chip does not fit the icebreaker (iCE40UP5K)" in err[0], err
+    assert "flip-flop bits before synthesis against 5280 FF" in err[0], err
     assert sorted(p.name for p in d.iterdir()) == before
 
 
@@ -127,24 +128,23 @@ def test_synth_board_bad_flags(tmp_path, capsys):
 
 def test_ulx3s_plan_has_the_pins_and_the_crossbar_module():
     """The board top on amaranth-boards' ULX3S platform, up to the build plan (no tools run):
-    the FTDI UART's pins and the 25 MHz clock in the constraints, the crossbar module added as
+    the FTDI UART's pins and the 25 MHz clock in the constraints, the crossbar bank modules added as
     a Verilog file for Yosys, the flip-flop count the fit check reads."""
     pytest.importorskip("amaranth_boards")
-    from amaranth.back import verilog as averilog
-    from flow.board import BOARDS, _clocks_per_bit
+    from flow.board import BOARDS, _clocks_per_bit, blocks_verilog
     from hw.board import BoardCore, PinTop
-    from hw.decoupled import TargetCrossbar
+    from hw.decoupled import TargetCrossbar, bank_kinds
     d = tiny_design("novel")
     b = BOARDS["ulx3s"]
     platform = b.platform_class()()
     assert _clocks_per_bit(platform) == 217          # 25 MHz / 115 200 baud
     xb = d.chip.crossbar
-    platform.add_file("pimgen_blocks.v", averilog.convert(TargetCrossbar(xb), name=TargetCrossbar.module_name(xb),
-                                                          emit_src=False))
+    platform.add_file("pimgen_blocks.v", blocks_verilog(d))
     plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 217), b.reset), name="ulx3s", do_build=False)
     lpf = plan.files["ulx3s.lpf"]
     for pin in ('SITE "M1"', 'SITE "L4"', 'SITE "G2"', 'SITE "D6"', 'SITE "B2"'):   # rx, tx, clk25, pwr button, led0
         assert pin in lpf, pin
     assert "FREQUENCY PORT" in lpf and "25000000" in lpf
     assert "read_verilog" in plan.files["ulx3s.ys"] and "pimgen_blocks.v" in plan.files["ulx3s.ys"]
-    assert f"module {TargetCrossbar.module_name(xb)}(" in plan.files["pimgen_blocks.v"]
+    for kind in bank_kinds(d.cp):
+        assert f"module {TargetCrossbar.module_name(xb, *kind)}(" in plan.files["pimgen_blocks.v"]

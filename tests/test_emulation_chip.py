@@ -3,7 +3,8 @@ target-clock enable) under cocotb: the same logits as the simulation build (hw.c
 the golden model, bit for bit, and the same per-image latency and interval in target clocks,
 == gen.perf.chip_timing; the host clocks it took per target clock are reported.
 
-Fast set: the tiny chip (test_chip.tiny), with and without back-pressure. Slow set: the
+Fast set: the tiny chip (test_chip.tiny), both mappings (banks of one crossbar, of two and
+three with their own input rows), with and without back-pressure. Slow set: the
 trained digits chip, both mappings, on real digits.
 """
 import numpy as np
@@ -28,26 +29,41 @@ def _same_as_simulation_build(design, x, sim_cache, **kw):
     return sim, emu
 
 
-def test_tiny_emulation_build_equals_simulation_build(sim_cache):
-    d = tiny_design("novel")
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])   # banks of 1 / of 2 and 3 crossbars
+def test_tiny_emulation_build_equals_simulation_build(mapping, sim_cache):
+    from hw.decoupled import bank_kinds
+    d = tiny_design(mapping)
     x = np.random.default_rng(5).integers(0, 256, (3, 2, 6, 6))
     _, emu = _same_as_simulation_build(d, x, sim_cache, seed=1)
     # the emulated crossbars are slower than the target timing asks: some target clocks wait
     xb = d.chip.crossbar
+    bank = max(n for n, _ in bank_kinds(d.cp))
     assert 1 < emu["host_per_target"] <= emulated_crossbar_host_clocks(
-        xb, parallel_cycles=CHIP_PARALLEL_CYCLES) / crossbar_latency(xb) + 1, emu
+        xb, parallel_cycles=CHIP_PARALLEL_CYCLES, n_xbars=bank) / crossbar_latency(xb) + 1, emu
     # input gaps and output back-pressure on host clocks: nothing lost, duplicated or reordered
     _check(run_chip_check(d.emulation(), x, seed=2, ready_prob=0.3, gap_prob=0.4, cache_dir=sim_cache), 3)
 
 
-def test_emulation_build_verilog_has_one_crossbar_module():
-    from hw.decoupled import TargetCrossbar
-    d = tiny_design("novel").emulation()
-    v = d.verilog
-    name = TargetCrossbar.module_name(d.chip.crossbar)
-    lines = v.splitlines()
-    assert sum(ln.startswith(f"module {name}(") for ln in lines) == 1
-    assert sum(ln.startswith(f"  {name} ") for ln in lines) == d.cp.n_xbars     # one instance per crossbar
+def test_emulation_build_verilog_has_one_module_per_bank_kind():
+    """A PE's crossbars are one bank of emulated crossbars: one module per bank kind (size,
+    shared input rows), one instance per PE, and the banks hold every crossbar of the chip."""
+    from hw.decoupled import TargetCrossbar, bank_kinds
+    d = tiny_design("conventional").emulation()
+    lines = d.verilog.splitlines()
+    per_pe = {}
+    for lp in d.cp.plan.layers:
+        for p in lp.placements:
+            per_pe.setdefault((lp.name, p.tile, p.pe), []).append(p.rows)
+    kinds = {key: (len(rows), len(set(rows)) == 1) for key, rows in per_pe.items()}
+    assert bank_kinds(d.cp) == tuple(sorted(set(kinds.values())))
+    held = 0
+    for kind in bank_kinds(d.cp):
+        name = TargetCrossbar.module_name(d.chip.crossbar, *kind)
+        assert sum(ln.startswith(f"module {name}(") for ln in lines) == 1
+        instances = sum(ln.startswith(f"  {name} ") for ln in lines)
+        assert instances == sum(v == kind for v in kinds.values())
+        held += kind[0] * instances
+    assert held == d.cp.n_xbars
 
 
 @pytest.mark.slow
