@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from flow import fpga
-from flow.chip_check import ChipDesign, golden, shared_blocks
+from flow.chip_check import ChipDesign, golden, host_per_target_bound, shared_blocks
 
 TOP = "board"
 
@@ -78,7 +78,7 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
     args = {"clocks_per_bit": clocks_per_bit, "images": [list(image_bytes(design, xi)) for xi in x],
             "reply_bytes": board_reply_bytes(design.cp.logits),
             "program_clocks": 2 * (emulated_row_write_host_clocks(xb) + 3) * len(design.program_words()) + 1000,
-            "reply_clocks": 20 * (t.latency[0] + 1000)}
+            "reply_clocks": host_per_target_bound(design) * (t.latency[0] + 1000)}
     t0 = time.perf_counter()
     res = run_testbench(board_verilog(design, clocks_per_bit), TOP, "sim.tb.board", args, cache_dir=cache_dir,
                         hier_blocks=shared_blocks(xb, bank_kinds(design.cp)), progress=progress)
@@ -249,9 +249,13 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
                 raise fpga.FitError(f"the {design.network.name} chip does not fit the {b.name} ({t.device}): {what} "
                                     f"(Yosys mapped {c['lut4']} LUT4, {c['ff']} FF, {c['bram']} BRAM, {c['dsp']} DSP)",
                                     log, over)
-            flow_log = work / "flow.log"
-            raise fpga.PlaceRouteError(f"the {b.name} flow failed (exit {rc}); log {flow_log}:\n"
-                                       f"{flow_log.read_text(errors='replace')[-2000:]}", flow_log)
+            kept = folder / "fpga-failed"      # the tools' files, where the message says they are
+            if kept.exists():
+                shutil.rmtree(kept)
+            work.rename(kept)
+            flow_log = kept / "flow.log"
+            raise fpga.PlaceRouteError(f"the {b.name} flow failed (exit {rc}); its files are in {kept}, log "
+                                       f"{flow_log}:\n{flow_log.read_text(errors='replace')[-2000:]}", flow_log)
         rep = fpga.parse_nextpnr_report(json.loads((work / "report.json").read_text()), clock="clk")
         counts = fpga.resource_counts(t, rep["utilisation"], cells)
         clock_mhz = platform.default_clk_frequency / 1e6

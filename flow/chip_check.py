@@ -257,11 +257,11 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
         "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
         "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
         "target_clock": design.emulated,
-        "timeout_scale": _host_per_target_bound(design) if design.emulated else 1,
+        "timeout_scale": host_per_target_bound(design) if design.emulated else 1,
     }
 
 
-def _host_per_target_bound(design: ChipDesign) -> int:
+def host_per_target_bound(design: ChipDesign) -> int:
     """A bound on host clocks per target clock of the emulation build, for timeouts only: an
     emulated MVM over the target MVM, or a row write (every stored column, and its pipeline)."""
     from gen.emulation import CHIP_PARALLEL_CYCLES
