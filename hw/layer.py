@@ -48,7 +48,7 @@ from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
 from hw.controller import LayerController, StageTimer
 from hw.pe import PE, PEBlock, prog_layout
-from hw.post import requant_tail, sext
+from hw.post import requant_tail, saturate, sext
 
 __all__ = ["ConvLayerEngine", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH"]
 
@@ -59,16 +59,18 @@ OUT_FIFO_DEPTH = 4
 _POST_REGISTERS = 3
 
 
-def _kept_tree(m: Module, values: list, width: int, name: str):
-    """The sum of ``values`` as a balanced tree of two-input adders whose sums are kept wires
-    (Yosys ``keep``): left to itself Yosys merges a many-input sum into one carry-save
-    multi-operand adder in LUTs, about twice the logic of the carry-chain adders on an FPGA."""
+def _kept_tree(m: Module, values: list, name: str):
+    """The sum of ``values`` as a balanced tree of two-input adders, each as wide as its sum
+    needs, whose sums are kept wires (Yosys ``keep``): left to itself Yosys merges a many-input
+    sum into one carry-save multi-operand adder in LUTs, about twice the logic of the
+    carry-chain adders on an FPGA."""
     level = 0
     while len(values) > 1:
         nxt = []
         for i in range(0, len(values) - 1, 2):
-            s = Signal(signed(width), name=f"{name}_{level}_{i // 2}", attrs={"keep": 1})
-            m.d.comb += s.eq(values[i] + values[i + 1])
+            total = values[i] + values[i + 1]
+            s = Signal(signed(len(total)), name=f"{name}_{level}_{i // 2}", attrs={"keep": 1})
+            m.d.comb += s.eq(total)
             nxt.append(s)
         if len(values) % 2:
             nxt.append(values[-1])
@@ -181,8 +183,9 @@ class Accumulate(Elaboratable):
             for o in range(c1 - c0):
                 acc = self.acc[r][c0 + o]
                 total = acc if self.levels == 0 else Signal(signed(self.acc_bits), name=f"sum_r{r}_{c0 + o}")
+                tree = _kept_tree(m, [part[o] for part in parts], f"sum_r{r}_{c0 + o}")   # outside the If
                 with m.If(self.take):
-                    m.d.sync += total.eq(_kept_tree(m, [part[o] for part in parts], self.acc_bits, f"sum_r{r}_{c0 + o}"))
+                    m.d.sync += total.eq(tree)
                 if self.levels:
                     with m.If(st.last):
                         m.d.sync += acc.eq(total)
@@ -214,25 +217,26 @@ class PostStage(Elaboratable):
         bias = self.params.bias_or_zeros
         rq = self.params.requant
         if not sc.raw:
-            # acc + bias is clamped where the output clamps anyway (Requant.input_range) and
-            # centred, so the multiplier is as narrow as the layer's scale allows (one DSP
-            # block on an FPGA, not two); the centre's product returns as a constant
+            # acc + bias is centred and saturated to a power-of-two range that holds
+            # Requant.input_range (beyond it the output clamps anyway), so the multiplier is as
+            # narrow as the layer's scale allows (one DSP block on an FPGA, not two) and the
+            # clamp needs no comparator; the centre's product returns as a constant
             v_lo, v_hi = rq.input_range(sc.a_bits)
             centre = (v_lo + v_hi) // 2
-            mul_in = signed(max(v_hi - centre, centre - v_lo).bit_length() + 1)
+            mul_in = max(v_hi - centre, centre - v_lo).bit_length() + 1
             m_const = Const(rq.m, unsigned(17)).as_signed()
         for r, accs in enumerate(self.acc):
             for c, acc in enumerate(accs):
-                v = acc + int(bias[c])
                 if sc.raw:
+                    v = acc + int(bias[c])
                     v1 = Signal(signed(len(v) + 1), name=f"pv_r{r}_{c}")
                     m.d.sync += v1.eq(v)
                     v2 = Signal.like(v1, name=f"pp_r{r}_{c}")
                     m.d.sync += v2.eq(v1)
                     val = sext(v2, sc.a_out)
                 else:
-                    v1 = Signal(mul_in, name=f"pv_r{r}_{c}")
-                    m.d.sync += v1.eq(Mux(v < v_lo, v_lo, Mux(v > v_hi, v_hi, v)) - centre)
+                    v1 = Signal(signed(mul_in), name=f"pv_r{r}_{c}")
+                    m.d.sync += v1.eq(saturate(acc + (int(bias[c]) - centre), mul_in))
                     prod = v1 * m_const
                     v2 = Signal(signed(len(prod)), name=f"pp_r{r}_{c}")
                     m.d.sync += v2.eq(prod)

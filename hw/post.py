@@ -30,14 +30,33 @@ from amaranth.lib.wiring import In, Out
 from gen.intops import pool_windows, round_shift
 from gen.params import AddParams, Requant
 
-__all__ = ["ConcatUnit", "sext", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit",
+__all__ = ["ConcatUnit", "sext", "saturate", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit",
            "ResidualAddUnit"]
 
 
 def clamp_unsigned(v, a_bits: int, lo: int = 0):
-    """``clamp(v, lo, 2**a_bits - 1)`` of a signed value, as ``a_bits`` unsigned (``lo`` a constant code)."""
+    """``clamp(v, lo, 2**a_bits - 1)`` of a signed value, as ``a_bits`` unsigned (``lo`` a constant code).
+    The upper bound is read from the bits above ``a_bits`` (no comparator), and so is a lower
+    bound of 0."""
     hi = (1 << a_bits) - 1
-    return Mux(v < lo, lo, Mux(v > hi, hi, v[:a_bits]))[:a_bits]
+    v = v.as_signed()
+    if len(v) <= a_bits:     # never above hi
+        return Mux(v < lo, lo, sext(v, a_bits))[:a_bits]
+    neg, above = v[-1], v[a_bits:-1].any() if len(v) > a_bits + 1 else Const(0)
+    low = neg if lo == 0 else (v < lo)
+    return Mux(low, lo, Mux(above, hi, v[:a_bits]))[:a_bits]
+
+
+def saturate(v, width: int):
+    """The signed value ``v`` clamped to the signed ``width``-bit range, as ``width`` bits: it
+    fits when its bits from ``width - 1`` up all copy its sign (no comparator)."""
+    v = v.as_signed()
+    if len(v) <= width:
+        return sext(v, width)
+    top = v[width - 1:]
+    fits = ~top.any() | top.all()
+    lo, hi = Const(1 << (width - 1), width), Const((1 << (width - 1)) - 1, width)
+    return Mux(fits, v[:width], Mux(v[-1], lo, hi))
 
 
 def requant_tail(v, rq: Requant, a_bits: int, offset: int = 0):

@@ -272,3 +272,26 @@ def test_stage_timer_and_controller_schedule(amaranth_sim):
     assert events["go"][0] == events["start"]
     assert len(events["done"]) == 6      # 2 rows x 3 output steps: warm-up steps do not count
     assert events["done"][-1] == events["go"][-1] + 2 + 3   # the two stages' durations
+
+
+@pytest.mark.parametrize("lo", [0, 3])
+def test_saturate_and_clamp_unsigned_every_value(lo, amaranth_sim):
+    """The comparator-free clamps against numpy's, for every 8-bit signed value: ``saturate``
+    to 5 signed bits, ``clamp_unsigned`` to 4 bits with a low bound of ``lo``."""
+    from hw.post import clamp_unsigned, saturate
+    m = Module()
+    v = Signal(signed(8))
+    sat, cl = Signal(signed(5)), Signal(4)
+    m.d.comb += [sat.eq(saturate(v, 5)), cl.eq(clamp_unsigned(v, 4, lo))]
+    m.d.sync += Signal(name="keep_sync").eq(1)
+    got = {}
+
+    async def bench(ctx):
+        for x in range(-128, 128):
+            ctx.set(v, x)
+            got[x] = (ctx.get(sat), ctx.get(cl))
+
+    amaranth_sim(m, bench, timeout_clocks=10)
+    xs = np.arange(-128, 128)
+    assert [got[x][0] for x in xs] == np.clip(xs, -16, 15).tolist()
+    assert [got[x][1] for x in xs] == np.clip(xs, lo, 15).tolist()
