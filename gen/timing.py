@@ -60,7 +60,8 @@ def emulated_row_write_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WOR
 
 
 def adder_tree_clocks(addends: int) -> int:
-    """A partial-sum adder tree, one registered level per clock: ``ceil(log2(addends))``."""
+    """Clocks of a partial-sum adder tree: ``ceil(log2(addends))``, one per level of two-input
+    adders (``hw.layer.Accumulate`` builds it as a multicycle path of that many clocks)."""
     return max(0, (addends - 1).bit_length())
 
 
