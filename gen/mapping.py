@@ -92,6 +92,13 @@ class LayerPlan:
     def n_subarrays(self) -> int:
         return len(self.placements)
 
+    def per_pe(self) -> dict[tuple[int, int], list]:
+        """The placements per PE ``(tile, pe)``, each PE's in subarray order."""
+        groups: dict[tuple[int, int], list] = {}
+        for p in self.placements:
+            groups.setdefault((p.tile, p.pe), []).append(p)
+        return {key: sorted(pls, key=lambda p: p.subarray) for key, pls in sorted(groups.items())}
+
     @property
     def n_tiles(self) -> int:
         return len(self.tiles)

@@ -45,8 +45,8 @@ __all__ = ["TargetClock", "TargetCrossbar", "EmulatedChip", "bank_kinds", "bank_
 def bank_kinds(cp) -> tuple[tuple[int, bool], ...]:
     """The distinct banks of the chip ``cp``'s emulation build, one :class:`TargetCrossbar`
     module each: ``(crossbars of a PE, whether they all read the same rows)``."""
-    return tuple(sorted({bank_kind([p.rows for p in pls]) for lp in cp.plan.layers if lp.placements
-                         for pls in _per_pe(lp.placements).values()}))
+    return tuple(sorted({bank_kind([p.rows for p in pls]) for lp in cp.plan.layers
+                         for pls in lp.per_pe().values()}))
 
 
 def bank_kind(row_ranges) -> tuple[int, bool]:
@@ -54,12 +54,6 @@ def bank_kind(row_ranges) -> tuple[int, bool]:
     ``(r0, r1)`` each reads."""
     return len(row_ranges), len(set(row_ranges)) == 1
 
-
-def _per_pe(placements) -> dict:
-    groups: dict = {}
-    for p in placements:
-        groups.setdefault((p.tile, p.pe), []).append(p)
-    return groups
 
 
 class TargetClock:

@@ -78,14 +78,6 @@ def _kept_tree(m: Module, values: list, name: str):
     return values[0]
 
 
-def _pe_groups(lp):
-    """Placements per ``(tile, pe)``, each in subarray order."""
-    groups: dict[tuple[int, int], list] = {}
-    for p in lp.placements:
-        groups.setdefault((p.tile, p.pe), []).append(p)
-    return {key: sorted(pls, key=lambda p: p.subarray) for key, pls in sorted(groups.items())}
-
-
 class PEArray(Elaboratable):
     """The PEs of a layer behind the ``pbus_in`` and ``mvm`` stages.
 
@@ -107,7 +99,7 @@ class PEArray(Elaboratable):
         self.take = Signal()
         self.done = Signal()
         self.psums: dict[tuple[int, tuple[int, int]], list] = {}
-        for (tile, pe_i), pls in _pe_groups(lp).items():
+        for (tile, pe_i), pls in lp.per_pe().items():
             for b, p in enumerate(pls):
                 self.psums.setdefault((p.replica, p.cols), []).append(
                     [Signal(signed(xb.dot_bits), name=f"psum_t{tile}_{pe_i}_{b}_{o}") for o in range(p.cols[1] - p.cols[0])])
@@ -123,7 +115,7 @@ class PEArray(Elaboratable):
         taken: dict[tuple[int, tuple[int, int]], int] = {}
         index = {p: n for n, p in enumerate(self.lp.placements)}
         t_index = {t.chip_tile: t.index for t in self.sched.tiles}
-        for (tile, pe_i), pls in _pe_groups(self.lp).items():
+        for (tile, pe_i), pls in self.lp.per_pe().items():
             kpos, rep = pls[0].kpos, pls[0].replica
             blocks = [PEBlock(p.rows[0], self.params.block(p)) for p in pls]
             src = self.inputs[(t_index[tile], rep, kpos)]
