@@ -37,7 +37,7 @@ The engine builds what ``sched.engine_refusal()`` accepts; ``flow`` checks that 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Signal, signed, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
