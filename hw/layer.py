@@ -47,6 +47,7 @@ from gen.params import WeightParams
 from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
 from hw.controller import LayerController, StageTimer
+from hw.crossbar import tree_sum
 from hw.pe import PE, PEBlock, prog_layout
 from hw.post import requant_tail, saturate, sext
 
@@ -57,25 +58,6 @@ OUT_FIFO_DEPTH = 4
 #: Registers the post arithmetic needs (``acc + bias``, ``* M``, round/shift/clamp); the
 #: schedule's ``POST_CLOCKS`` may add plain delay registers behind them, never fewer.
 _POST_REGISTERS = 3
-
-
-def _kept_tree(m: Module, values: list, name: str):
-    """The sum of ``values`` as a balanced tree of two-input adders, each as wide as its sum
-    needs, whose sums are kept wires (Yosys ``keep``): left to itself Yosys merges a many-input
-    sum into one carry-save multi-operand adder in LUTs, about twice the logic of the
-    carry-chain adders on an FPGA."""
-    level = 0
-    while len(values) > 1:
-        nxt = []
-        for i in range(0, len(values) - 1, 2):
-            total = values[i] + values[i + 1]
-            s = Signal(signed(len(total)), name=f"{name}_{level}_{i // 2}", attrs={"keep": 1})
-            m.d.comb += s.eq(total)
-            nxt.append(s)
-        if len(values) % 2:
-            nxt.append(values[-1])
-        values, level = nxt, level + 1
-    return values[0]
 
 
 class PEArray(Elaboratable):
@@ -175,7 +157,7 @@ class Accumulate(Elaboratable):
             for o in range(c1 - c0):
                 acc = self.acc[r][c0 + o]
                 total = acc if self.levels == 0 else Signal(signed(self.acc_bits), name=f"sum_r{r}_{c0 + o}")
-                tree = _kept_tree(m, [part[o] for part in parts], f"sum_r{r}_{c0 + o}")   # outside the If
+                tree = tree_sum([part[o] for part in parts], m, f"sum_r{r}_{c0 + o}")   # outside the If
                 with m.If(self.take):
                     m.d.sync += total.eq(tree)
                 if self.levels:
