@@ -164,32 +164,41 @@ class MaxPoolUnit(wiring.Component):
         x = Signal(range(self.w))
         y = Signal(range(self.h))
         hist = [Signal(c * a, name=f"prev{t}") for t in range(k - 1)]               # this row's last pixels
-        vbuf = [[Signal(c * a, name=f"rowmax{j}_{t}") for t in range(k - 1)] for j in range(self.wo)]
+        # the row maxima of the last k - 1 rows, per output column, as a ring that turns once a
+        # row: a row's window ends come in column order, so the head is always the current
+        # column's, and one comparator chain serves every column (no copy per column)
+        ring = [[Signal(c * a, name=f"rowmax{j}_{t}") for t in range(k - 1)] for j in range(self.wo)]
         nv = Signal(range(k + 1))       # rows of the window ending on this row (0: none ends)
+        end = Signal()                  # a window's last column
+        width = Signal(range(k + 1))    # its columns inside the map
         with m.Switch(y):
             for (r0, r1) in self.rows:
                 with m.Case(r1):
                     m.d.comb += nv.eq(r1 - r0 + 1)
+        with m.Switch(x):
+            for (c0, c1) in self.cols:
+                with m.Case(c1):
+                    m.d.comb += [end.eq(1), width.eq(c1 - c0 + 1)]
+        pix = self.i.payload
+        hmax = pix                      # the row maximum over the window's `width` columns
+        chain = pix
+        for t in range(k - 1):
+            chain = _vmax(chain, hist[t], c, a)
+            hmax = Mux(width > t + 1, chain, hmax)
+        out = hmax
+        for t in range(k - 1):          # the window's rows before this one: nv - 1 of them
+            out = Mux(nv > t + 1, _vmax(out, ring[0][t], c, a), out)
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            pix = self.i.payload
             if k > 1:
                 m.d.sync += [hist[0].eq(pix)] + [hist[t].eq(hist[t - 1]) for t in range(1, k - 1)]
-            with m.Switch(x):
-                for j, (c0, c1) in enumerate(self.cols):
-                    with m.Case(c1):
-                        hmax = pix
-                        for t in range(c1 - c0):
-                            hmax = _vmax(hmax, hist[t], c, a)
-                        if k > 1:
-                            m.d.sync += [vbuf[j][0].eq(hmax)] + [vbuf[j][t].eq(vbuf[j][t - 1]) for t in range(1, k - 1)]
-                        out = hmax
-                        for t in range(k - 1):      # the window's rows before this one: nv - 1 of them
-                            out = Mux(nv > t + 1, _vmax(out, vbuf[j][t], c, a), out)
-                        with m.If(nv != 0):
-                            m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]
+                with m.If(end):
+                    m.d.sync += [ring[j][t].eq(ring[j + 1][t]) for j in range(self.wo - 1) for t in range(k - 1)]
+                    m.d.sync += [ring[-1][0].eq(hmax)] + [ring[-1][t].eq(ring[0][t - 1]) for t in range(1, k - 1)]
+            with m.If(end & (nv != 0)):
+                m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]
             last_col = x == self.w - 1
             m.d.sync += x.eq(Mux(last_col, 0, x + 1))
             with m.If(last_col):
