@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 
-from amaranth.hdl import EnableInserter, Module, Signal
+from amaranth.hdl import Cat, EnableInserter, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,11 +67,9 @@ class TargetClock:
         self.ok = [Signal(name=f"xbar_ok{n}") for n in range(n_xbars)]
 
     def all_ok(self):
-        """Every crossbar may take the next target edge."""
-        v = 1
-        for s in self.ok:
-            v = v & s
-        return v
+        """Every crossbar may take the next target edge (one reduction: a chain of two-input
+        ANDs over a few hundred crossbars is deeper than Python's recursion limit)."""
+        return Cat(*self.ok).all()
 
 
 class TargetCrossbar(wiring.Component):
