@@ -107,11 +107,13 @@ BAUD = 115_200
 #: Yosys' LUT mapping for whole chips on the ECP5: ABC9, the only mapping ``synth_ecp5``
 #: (``synth_lattice``) runs, stops on the digits chip with an internal assertion
 #: (``GetSize(conn.first) == GetSize(conn.second)`` in ``abc9_ops -reintegrate``, YoWASP Yosys
-#: 0.70), so synthesis stops before its ``map_luts`` step, the classic ABC maps the LUTs (4 to 7
-#: inputs, the wider ones as PFU multiplexers, as ``synth_ecp5 -noabc9`` did before Yosys 0.5x
-#: dropped it) and ``synth_ecp5`` goes on from ``map_cells``.
+#: 0.70), so synthesis stops before its ``map_luts`` step, the classic ABC maps the LUTs and
+#: ``synth_ecp5`` goes on from ``map_cells``. Four-input LUTs only: with 5- to 7-input LUTs
+#: (PFU multiplexers, as ``synth_ecp5 -noabc9`` did before Yosys 0.5x dropped it) a bank of
+#: emulated crossbars took 1012 LUT4 + 313 PFUMX + 186 L6MUX21 against 618 LUT4, and the
+#: digits chip did not route (docs/fpga.md).
 ECP5_SYNTH_OPTS = "-run :map_luts"
-ECP5_MAP_SCRIPT = ("techmap -map +/lattice/latches_map.v\nabc -dress -lut 4:7\nclean\n"
+ECP5_MAP_SCRIPT = ("techmap -map +/lattice/latches_map.v\nabc -dress -lut 4\nclean\n"
                    "synth_ecp5 -run map_cells: -top {top}")
 
 #: nextpnr's router for whole chips: router1 did not converge on the 19-crossbar board chip
