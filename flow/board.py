@@ -194,14 +194,12 @@ def _run_script(work: Path, script: str, env: dict[str, str], products: tuple[st
 
 
 def blocks_verilog(design: ChipDesign) -> str:
-    """The Verilog of the modules the board top instantiates as black boxes: one bank of
-    target-timed emulated crossbars per bank kind of the chip (``hw.decoupled``)."""
-    from amaranth.back import verilog as averilog
-
-    from hw.decoupled import TargetCrossbar, bank_kinds
-    xb = design.chip.crossbar
-    return "\n".join(averilog.convert(TargetCrossbar(xb, *kind), name=TargetCrossbar.module_name(xb, *kind),
-                                      emit_src=False) for kind in bank_kinds(design.cp))
+    """The Verilog of the modules the board top instantiates as black boxes (its PEs and
+    their banks of target-timed emulated crossbars, ``hw.pe``, ``hw.decoupled``), one
+    definition per kind."""
+    from flow.emit import definitions_verilog
+    from hw.decoupled import EmulatedChip
+    return definitions_verilog(EmulatedChip(design.cp))
 
 
 def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s", *, seed: int = 1,

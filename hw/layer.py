@@ -37,6 +37,7 @@ The engine builds what ``sched.engine_refusal()`` accepts; ``flow`` checks that 
 """
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Signal, signed, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -46,6 +47,7 @@ from gen.config import ChipConfig
 from gen.params import WeightParams
 from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
+from hw.blackbox import instantiate
 from hw.controller import LayerController, StageTimer
 from hw.crossbar import tree_sum
 from hw.pe import PE, PEBlock, prog_layout
@@ -99,15 +101,26 @@ class PEArray(Elaboratable):
         t_index = {t.chip_tile: t.index for t in self.sched.tiles}
         for (tile, pe_i), pls in self.lp.per_pe().items():
             kpos, rep = pls[0].kpos, pls[0].replica
-            blocks = [PEBlock(p.rows[0], self.params.block(p)) for p in pls]
             src = self.inputs[(t_index[tile], rep, kpos)]
+            n_in = len(src) // xb.a_bits
+            name = f"pe_t{tile}_{pe_i}"
             if self.prog is None:
-                pe = PE(xb, len(src) // xb.a_bits, blocks)
-            else:
+                pe = PE(xb, n_in, [PEBlock(p.rows[0], self.params.block(p)) for p in pls])
+                m.submodules[name] = pe
+            else:       # programmed: one module per PE kind (hw.blackbox)
                 stream_, base, n_xbars = self.prog
-                pe = PE(xb, len(src) // xb.a_bits, blocks, [base + index[p] for p in pls], n_xbars, self.target)
-                m.d.comb += [pe.prog.valid.eq(stream_.valid), pe.prog.payload.eq(stream_.payload)]
-            m.submodules[f"pe_t{tile}_{pe_i}"] = pe
+                rows, emulated = [p.rows for p in pls], self.target is not None
+                pe = instantiate(m, name, PE.module_name(xb, n_in, rows, n_xbars, emulated),
+                                 PE.signature_of(xb, n_in, len(pls), n_xbars, emulated),
+                                 lambda: PE(xb, n_in, [PEBlock(r0, np.zeros((r1 - r0, 1), np.int64))
+                                                       for r0, r1 in rows],
+                                            programmed=True, n_xbars=n_xbars, emulated=emulated))
+                ids = [base + index[p] for p in pls]
+                m.d.comb += [pe.prog.valid.eq(stream_.valid), pe.prog.payload.eq(stream_.payload),
+                             *[pe.sel[b].eq(stream_.payload.xbar == i) for b, i in enumerate(ids)]]
+                if emulated:    # the bank drives its first crossbar's ok, the others' are high
+                    m.d.comb += [pe.tick.eq(self.target.tick), self.target.ok[ids[0]].eq(pe.ok),
+                                 *[self.target.ok[i].eq(1) for i in ids[1:]]]
             pv = Signal(name=f"pvalid_t{tile}_{pe_i}")
             po = Signal(name=f"pready_t{tile}_{pe_i}")
             m.d.sync += [pv.eq(pbus_last_next), po.eq(mvm_last_next)]

@@ -10,6 +10,8 @@ together (same configuration, same latency), so the PE is one stream stage.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -64,43 +66,67 @@ class PE(wiring.Component):
     ``i`` is taken when every crossbar can take it; ``o`` is offered when every crossbar
     has its result (they run in lockstep), and taken from all of them together.
 
-    With ``xbar_ids`` (a chip), the crossbars hold no weights of their own: each is one
-    instance of the shared crossbar module (``hw.blackbox``), programmed through ``prog``
-    (layout :func:`prog_layout`, broadcast; crossbar ``b`` takes the beats addressed to
-    ``xbar_ids[b]``, while idle, before any image). With ``target`` (a
-    :class:`hw.decoupled.TargetClock`, the chip's emulation build) they are one bank of
-    ``len(blocks)`` target-timed emulated crossbars sharing a datapath
-    (:class:`hw.decoupled.TargetCrossbar`), which takes the target-clock enable and drives the
-    first crossbar's ``ok``; the PE holds their input from its accept on.
+    ``programmed`` (a chip): the crossbars hold no weights of their own: each is one instance
+    of the shared crossbar module (``hw.blackbox``), programmed through ``prog`` (layout
+    :func:`prog_layout`, broadcast to every PE) while idle, before any image; ``sel[b]`` says
+    the beat on ``prog`` is for crossbar ``b`` (the parent decodes the chip-wide crossbar
+    index). Nothing of a programmed PE depends on where it sits or on its weights, so it is
+    itself a black box, one module per :meth:`module_name` (its crossbar configuration, input
+    width and the rows each crossbar reads). With ``emulated`` (the chip's emulation build)
+    its crossbars are one bank of ``len(blocks)`` target-timed emulated crossbars sharing a
+    datapath (:class:`hw.decoupled.TargetCrossbar`): the PE takes the target-clock enable
+    ``tick``, drives the bank's ``ok``, and holds the input from its accept on.
     """
 
-    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], xbar_ids=None, n_xbars: int = 0,
-                 target=None):
+    def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], *, programmed: bool = False,
+                 n_xbars: int = 0, emulated: bool = False):
+        if emulated and not programmed:
+            raise ValueError("an emulated PE is programmed: emulated=True needs programmed=True")
         self.cfg, self.n_in, self.blocks = cfg, n_in, blocks
-        self.xbar_ids = xbar_ids
-        self.target = target
+        self.programmed, self.emulated = programmed, emulated
+        super().__init__(self.signature_of(cfg, n_in, len(blocks), n_xbars if programmed else None, emulated))
+
+    @staticmethod
+    def signature_of(cfg: CrossbarConfig, n_in: int, n_blocks: int, n_xbars: int | None = None,
+                     emulated: bool = False) -> wiring.Signature:
+        """The ports of a PE of ``n_blocks`` crossbars of ``cfg`` reading ``n_in`` values; with
+        ``n_xbars`` (programmed, crossbars on the chip) ``prog`` and ``sel``; ``emulated``:
+        ``tick`` and ``ok``."""
         ports = {"i": In(stream.Signature(unsigned(n_in * cfg.a_bits))),
-                 "o": Out(stream.Signature(unsigned(len(blocks) * cfg.outputs * cfg.dot_bits)))}
-        if xbar_ids is not None:
+                 "o": Out(stream.Signature(unsigned(n_blocks * cfg.outputs * cfg.dot_bits)))}
+        if n_xbars is not None:
             ports["prog"] = In(stream.Signature(prog_layout(cfg, n_xbars)))
-        super().__init__(ports)
+            ports["sel"] = In(n_blocks)
+        if emulated:
+            ports.update(tick=In(1), ok=Out(1))
+        return wiring.Signature(ports)
+
+    @staticmethod
+    def module_name(cfg: CrossbarConfig, n_in: int, rows, n_xbars: int, emulated: bool = False) -> str:
+        """The Verilog module name of a programmed PE: crossbars of ``cfg`` (the module of
+        each, which carries its own pipeline and emulation constants), ``n_in`` input values,
+        ``rows`` (``(r0, r1)`` per crossbar), programmed over a bus of ``n_xbars`` crossbars."""
+        rows = tuple((int(r0), int(r1)) for r0, r1 in rows)
+        xb = TargetCrossbar.module_name(cfg, *bank_kind(rows)) if emulated else Crossbar.module_name(cfg)
+        key = repr((xb, n_in, rows, prog_layout(cfg, n_xbars).size, emulated))
+        return f"pimgen_pe_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
         m = Module()
         cfg, a = self.cfg, self.cfg.a_bits
         ready_terms, valid_terms = [], []
         xbars = []
-        if self.target is not None:
+        if self.emulated:
             # the emulated crossbars read their input over many host clocks: it is held here,
-            # once for all of them, from the accept until the next one (their result has been
-            # handed over by then)
+            # once for all of them, from the accept (a target edge) until the next one (their
+            # result has been handed over by then)
             x = Signal(len(self.i.payload), name="x_held")
-            with m.If(self.i.valid & self.i.ready):
+            with m.If(self.i.valid & self.i.ready & self.tick):
                 m.d.sync += x.eq(self.i.payload)
             bank = self._bank(m, x)
             xbars, ready_terms, valid_terms = [bank], [bank.i.ready], [bank.o.valid]
-        for n, b in enumerate(self.blocks if self.target is None else ()):
-            if self.xbar_ids is None:       # stand-alone: the weights are initial cell contents
+        for n, b in enumerate(self.blocks if not self.emulated else ()):
+            if not self.programmed:         # stand-alone: the weights are initial cell contents
                 xb = Crossbar(cfg, b.weights)
                 m.submodules[f"xbar{n}"] = xb
                 m.d.comb += xb.w.valid.eq(0)
@@ -108,7 +134,7 @@ class PE(wiring.Component):
                 xb = instantiate(m, f"xbar{n}", Crossbar.module_name(cfg), Crossbar.signature_of(cfg),
                                  lambda: Crossbar(cfg))
                 p = self.prog
-                m.d.comb += [xb.w.valid.eq(p.valid & (p.payload.xbar == self.xbar_ids[n])),
+                m.d.comb += [xb.w.valid.eq(p.valid & self.sel[n]),
                              xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells)]
             xbars.append(xb)
             for r in range(b.r1 - b.r0):
@@ -119,17 +145,11 @@ class PE(wiring.Component):
             for o in range(cfg.outputs):
                 m.d.comb += self.o.payload[base + o * cfg.dot_bits:base + (o + 1) * cfg.dot_bits].eq(
                     xb.o.payload[o])
-        if self.xbar_ids is not None:
+        if self.programmed:
             m.d.comb += self.prog.ready.eq(1)     # programmed while idle: every crossbar takes it
         all_ready = Signal()
         all_valid = Signal()
-        r = 1
-        v = 1
-        for t in ready_terms:
-            r = r & t
-        for t in valid_terms:
-            v = v & t
-        m.d.comb += [all_ready.eq(r), all_valid.eq(v)]
+        m.d.comb += [all_ready.eq(Cat(*ready_terms).all()), all_valid.eq(Cat(*valid_terms).all())]
         m.d.comb += [self.i.ready.eq(all_ready), self.o.valid.eq(all_valid)]
         for xb in xbars:
             m.d.comb += [xb.i.valid.eq(self.i.valid & all_ready), xb.o.ready.eq(self.o.ready & all_valid)]
@@ -142,14 +162,12 @@ class PE(wiring.Component):
         n, shared = bank_kind([(b.r0, b.r1) for b in self.blocks])
         xb = instantiate(m, "xbars", TargetCrossbar.module_name(cfg, n, shared),
                          TargetCrossbar.signature_of(cfg, n, shared), lambda: TargetCrossbar(cfg, n, shared))
-        p, ids = self.prog, self.xbar_ids
-        mine = [p.payload.xbar == i for i in ids]
+        p, mine = self.prog, [self.sel[k] for k in range(n)]
         which = 0
         for k in range(n - 1, 0, -1):
             which = Mux(mine[k], k, which)
-        m.d.comb += [xb.tick.eq(self.target.tick), self.target.ok[ids[0]].eq(xb.ok),
-                     *[self.target.ok[i].eq(1) for i in ids[1:]],
-                     xb.w.valid.eq(p.valid & Cat(*mine).any()), xb.w.payload.xbar.eq(which),
+        m.d.comb += [xb.tick.eq(self.tick), self.ok.eq(xb.ok),
+                     xb.w.valid.eq(p.valid & self.sel.any()), xb.w.payload.xbar.eq(which),
                      xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells),
                      self.o.payload.eq(xb.o.payload.as_value())]
         for n_, b in enumerate(self.blocks[:1] if shared else self.blocks):

@@ -112,6 +112,24 @@ def test_chip_plan_stages_and_programming():
     assert {b[0] for b in beats} == set(range(cp.n_xbars))
 
 
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_chip_verilog_has_one_module_per_pe_kind(mapping):
+    """Programmed PEs depend on neither their weights nor their place: one module body per
+    kind (crossbar count, input width, the rows each crossbar reads), one instance per PE."""
+    import re
+    d = tiny_design(mapping)
+    v = d.verilog
+    pes = [(lp.name, key, tuple(p.rows for p in pls)) for lp in d.cp.plan.layers for key, pls in lp.per_pe().items()]
+    bodies = re.findall(r"^module (pimgen_pe_[0-9a-f]{10})\(", v, re.M)
+    instances = re.findall(r"^  (pimgen_pe_[0-9a-f]{10}) ", v, re.M)
+    assert len(bodies) == len(set(bodies))
+    assert len(instances) == len(pes) and set(instances) == set(bodies)
+    # PEs of one layer that read the same rows share a body (novel: the K x K PEs of a layer)
+    assert len({rows for _, _, rows in pes}) <= len(bodies) <= len({(name, rows) for name, _, rows in pes})
+    if mapping == "novel":
+        assert len(bodies) < len(pes)
+
+
 def test_chip_fabric_latency_per_topology():
     """Each link crosses the fabric: one link FIFO on 5PP; on a mesh or torus the snake
     placement makes every flow one hop, which passes two router input FIFOs."""

@@ -46,7 +46,8 @@ def test_tiny_emulation_build_equals_simulation_build(mapping, sim_cache):
 
 def test_emulation_build_verilog_has_one_module_per_bank_kind():
     """A PE's crossbars are one bank of emulated crossbars: one module per bank kind (size,
-    shared input rows), one instance per PE, and the banks hold every crossbar of the chip."""
+    shared input rows), instantiated once in the module of each PE kind that has that bank,
+    and the PEs' banks hold every crossbar of the chip."""
     from hw.decoupled import TargetCrossbar, bank_kinds
     d = tiny_design("conventional").emulation()
     lines = d.verilog.splitlines()
@@ -56,11 +57,21 @@ def test_emulation_build_verilog_has_one_module_per_bank_kind():
             per_pe.setdefault((lp.name, p.tile, p.pe), []).append(p.rows)
     kinds = {key: (len(rows), len(set(rows)) == 1) for key, rows in per_pe.items()}
     assert bank_kinds(d.cp) == tuple(sorted(set(kinds.values())))
+    # each module's body: from its `module` line to `endmodule`
+    bodies, name = {}, None
+    for ln in lines:
+        if ln.startswith("module "):
+            name = ln[len("module "):].split("(")[0].strip()
+            bodies[name] = []
+        elif name is not None:
+            bodies[name].append(ln)
+    pes = [m for m in bodies if m.startswith("pimgen_pe_")]
     held = 0
     for kind in bank_kinds(d.cp):
-        name = TargetCrossbar.module_name(d.chip.crossbar, *kind)
-        assert sum(ln.startswith(f"module {name}(") for ln in lines) == 1
-        instances = sum(ln.startswith(f"  {name} ") for ln in lines)
+        bank = TargetCrossbar.module_name(d.chip.crossbar, *kind)
+        assert sum(ln.startswith(f"module {bank}(") for ln in lines) == 1
+        with_bank = [pe for pe in pes if sum(ln.startswith(f"  {bank} ") for ln in bodies[pe]) == 1]
+        instances = sum(ln.startswith(f"  {pe} ") for pe in with_bank for ln in lines)
         assert instances == sum(v == kind for v in kinds.values())
         held += kind[0] * instances
     assert held == d.cp.n_xbars
