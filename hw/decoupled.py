@@ -55,7 +55,6 @@ def bank_kind(row_ranges) -> tuple[int, bool]:
     return len(row_ranges), len(set(row_ranges)) == 1
 
 
-
 class TargetClock:
     """The target-clock enable of an emulation build, as the chip's parts see it: ``tick``
     (this host edge is a target edge) and one ``ok`` per crossbar of the chip, which that
