@@ -13,7 +13,7 @@ and gives 0), nor are pixels outside the replica's input rows and columns.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
@@ -230,8 +230,19 @@ class InputDistributor(wiring.Component):
         P = g.pix_bits
         lb_rows = max(0, k - s)
         cw = signed(max(ceil_log2(max(g.h, g.w) * 2 + 2 * k + 8) + 2, 4))
-        # line buffers: lb[r][x], real columns only
-        lb = [[Signal(P, name=f"lb{r}_{x}") for x in range(g.w)] for r in range(lb_rows)]
+        # line buffers: row r's pixels at columns x in a memory of its own (LUT RAM on an FPGA,
+        # read asynchronously), one write port per entering column; the prologue writes
+        # through port 0 while no step is under way
+        xbits = max(1, ceil_log2(max(2, g.w)))
+        lb, lb_w = [], []
+        for r in range(lb_rows):
+            m.submodules[f"lb{r}"] = mem = Memory(shape=unsigned(P), depth=g.w, init=[],
+                                                 attrs={"ram_style": "distributed"})
+            lb.append([mem.read_port(domain="comb") for _ in range(s)])
+            lb_w.append([mem.write_port() for _ in range(s)])
+        pro_we = [Signal(name=f"pro_we{r}") for r in range(lb_rows)]
+        pro_waddr = Signal(xbits)
+        pro_wdata = Signal(P)
 
         # ---------------- prologue: fill the line buffers (the replica's columns) --------
         pro_rd_addr = Signal.like(self.rd.addr)
@@ -258,7 +269,8 @@ class InputDistributor(wiring.Component):
                             if q < nw - 1:
                                 m.d.sync += words[wl[q]].eq(self.rd.data)
                             else:
-                                m.d.sync += lb[r][cx0 + x].eq(_pixel(g, {**words, wl[q]: self.rd.data}))
+                                m.d.comb += [pro_we[r].eq(1), pro_waddr.eq(cx0 + x),
+                                             pro_wdata.eq(_pixel(g, {**words, wl[q]: self.rd.data}))]
         # ---------------- gbus_in: the s x s new pixels ------------------------------
         st = StageTimer(m, self.go, sc.stages["gbus_in"], "gbus")
         m.d.comb += [self.rd.addr.eq(pro_rd_addr), self.rd.en.eq(pro_rd_en)]
@@ -308,9 +320,6 @@ class InputDistributor(wiring.Component):
         tt = StageTimer(m, st.done, sc.stages["tbus_in"], "tbus")
         ent = [[Signal(P, name=f"ent{i}_{c}") for c in range(s)] for i in range(k)]
         ent_next = [[Signal(P, name=f"entn{i}_{c}") for c in range(s)] for i in range(k)]
-        xbits = max(1, ceil_log2(max(2, g.w)))
-        # padded to a power of two so the read multiplexer's case statement is complete
-        lb_arr = [Array(lb[r] + [Const(0, P)] * ((1 << xbits) - g.w)) for r in range(lb_rows)]
         pad_pixel = Cat(*[Const(wd, g.word_bits) for wd in pad_words(g, self.pad_value)])[:P]
         for c in range(s):
             col = Signal(cw, name=f"col{c}")
@@ -320,14 +329,18 @@ class InputDistributor(wiring.Component):
             for i in range(k):
                 if i < lb_rows:
                     row_ok = _in_range(rowtop + i, 0, g.h)
-                    m.d.comb += ent_next[i][c].eq(Mux(col_ok & row_ok, lb_arr[i][colidx], pad_pixel))
+                    m.d.comb += [lb[i][c].addr.eq(colidx),
+                                 ent_next[i][c].eq(Mux(col_ok & row_ok, lb[i][c].data, pad_pixel))]
                 else:
                     m.d.comb += ent_next[i][c].eq(newpix[i - lb_rows][c])
-            with m.If(tt.last & col_ok):
-                for r in range(lb_rows):
-                    for x in range(g.w):
-                        with m.If(colidx == x):
-                            m.d.sync += lb[r][x].eq(ent_next[r + s][c])
+            # the column shifted up by s rows, for the next output row (the prologue's writes
+            # and a step's never meet: the prologue ends before the first step's fetch)
+            for r in range(lb_rows):
+                wp = lb_w[r][c]
+                step_we = tt.last & col_ok
+                m.d.comb += [wp.en.eq(step_we | (pro_we[r] if c == 0 else 0)),
+                             wp.addr.eq(Mux(step_we, colidx, pro_waddr) if c == 0 else colidx),
+                             wp.data.eq(Mux(step_we, ent_next[r + s][c], pro_wdata) if c == 0 else ent_next[r + s][c])]
         with m.If(tt.last):
             m.d.sync += [ent[i][c].eq(ent_next[i][c]) for i in range(k) for c in range(s)]
             m.d.sync += t2.eq(t1)
