@@ -1,13 +1,14 @@
 """Whole chips on the ULX3S (ECP5-85F): resources, Fmax, host clocks per target clock, images/s
 on the board beside the ASIC's.
 
-    .venv/bin/python bench/fpga_board.py [--only NAME] [--images N] [--json]
+    .venv/bin/python bench/fpga_board.py [--only NAME] [--images N] [--clock-mhz F] [--json]
 
 For each chip (the small 'board' network -- conv, max-pool, conv, linear on a 2x6x6 input, random
 weights -- and the trained digits network in both mappings, 'small' preset), it runs
 ``flow.board.synthesize_board`` (Yosys, nextpnr, ecppack on the board top: the chip's emulation
 build behind the UART) and, on N images (default 3), the emulation build under Verilator for host
-clocks per target clock (``flow.board.board_throughput``). A chip with more flip-flops than the
+clocks per target clock (``flow.board.board_throughput``), at the board's oscillator or, with
+``--clock-mhz``, a PLL clock (``flow.board.board_clock``). A chip with more flip-flops than the
 device is refused before synthesis; its row gives the count and where the registers are.
 Synthesis and place and route of a near-full 85F take tens of minutes each: this stays out of
 the tests.
@@ -53,6 +54,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=list(DESIGNS))
     ap.add_argument("--images", type=int, default=3)
+    ap.add_argument("--clock-mhz", type=float, default=None, help="the board clock (a PLL output); default 25")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     say = Progress(False if args.json else None)
@@ -65,12 +67,14 @@ def main() -> int:
         row = {"design": name, "crossbars": d.cp.n_xbars}
         with tempfile.TemporaryDirectory(prefix=f"board-{name}-", dir="build") as tmp:
             try:
-                res = synthesize_board(d, tmp, "ulx3s", progress=say)
-                row.update({k: res[k] for k in ("lut4", "ff", "bram", "dsp", "fmax_mhz", "clock_mhz", "seconds")})
+                res = synthesize_board(d, tmp, "ulx3s", clock_mhz=args.clock_mhz, progress=say)
+                row.update({k: res[k] for k in ("lut4", "ff", "bram", "dsp", "fmax_mhz", "clock_mhz", "timing_met",
+                                                "seconds")})
                 row["fits"] = True
             except fpga.FitError as e:
                 row.update({"fits": False, "why": str(e)})
-                res = {"clock_mhz": 25.0}
+                res = {"clock_mhz": args.clock_mhz or 25.0}
+                row["clock_mhz"] = res["clock_mhz"]
         row.update({k: v for k, v in board_throughput(d, res, args.images, say).items()
                     if k in ("host_per_target", "board_images_per_s", "asic_images_per_s", "asic_clock_mhz",
                              "target_clocks_per_image")})
@@ -80,12 +84,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print("| chip | crossbars | LUT4 | FF | DP16KD | MULT18 | Fmax MHz | host/target | images/s on the board "
-          "(25 MHz) | ASIC images/s | wall s |")
+    print("| chip | crossbars | LUT4 | FF | DP16KD | MULT18 | Fmax MHz (clock) | host/target | images/s on the board "
+          "| ASIC images/s | wall s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        hw = (f"{r['lut4']} | {r['ff']} | {r['bram']} | {r['dsp']} | {r['fmax_mhz']}" if r["fits"]
-              else "does not fit | | | |")
+        hw = (f"{r['lut4']} | {r['ff']} | {r['bram']} | {r['dsp']} | {r['fmax_mhz']} ({r['clock_mhz']:g}: "
+              f"{'met' if r['timing_met'] else 'NOT met'})" if r["fits"] else "does not fit | | | |")
         board = f"{r['board_images_per_s'] or 0:,.0f}" if r["fits"] else \
             f"({r['board_images_per_s'] or 0:,.0f} on a device it fits)"
         print(f"| {r['design']} | {r['crossbars']} | {hw} | {r['host_per_target']} | {board} | "
