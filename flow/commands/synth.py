@@ -77,11 +77,12 @@ def _board_args(p: argparse.ArgumentParser) -> None:
     from flow.board import BOARDS
     p.add_argument("build", metavar="DIR", help="chip build folder written by `pimgen build`")
     p.add_argument("--board", choices=sorted(BOARDS), default="ulx3s",
-                   help="ulx3s: ECP5-85F, 25 MHz; icebreaker: iCE40UP5K, 12 MHz (small designs only). Default ulx3s")
+                   help="ulx3s: ECP5-85F, 20 MHz from its PLL; icebreaker: iCE40UP5K, 12 MHz (small designs only). "
+                        "Default ulx3s")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
-                   help="the design's clock: on the ulx3s a PLL output from the 25 MHz oscillator (e.g. 20, for "
-                        "a chip that does not close timing at 25); default the oscillator's")
+                   help="the design's clock: on the ulx3s a PLL output from the 25 MHz oscillator (default 20: "
+                        "the digits chip does not close timing at 25), or 25 for the oscillator itself")
     p.add_argument("--images", type=int, default=3,
                    help="images the emulation build is simulated on (Verilator) to measure host clocks per target "
                         "clock, for the images/s on the board; 0 skips it (default 3)")
