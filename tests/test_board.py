@@ -210,3 +210,26 @@ def test_ulx3s_plan_with_a_pll_clock(tmp_path, capsys):
         assert main(["synth", str(tmp_path), *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0], err
+
+
+def test_ulx3s_reset_goes_through_a_global_buffer():
+    """On the ULX3S the synchronized reset reaches the design through a DCCA (a global line),
+    and the design's reset is that buffer's output, not the synchronizer's."""
+    pytest.importorskip("amaranth_boards")
+    from flow.board import BOARDS, board_clock, blocks_verilog
+    from hw.board import BoardCore, PinTop
+    d = tiny_design("novel")
+    b = BOARDS["ulx3s"]
+    assert b.reset_on_global
+    platform = b.platform_class()()
+    _, pll = board_clock(b, platform, None)
+    platform.add_file("pimgen_blocks.v", blocks_verilog(d))
+    plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 174), b.reset, pll, reset_on_global=True),
+                          name="ulx3s", do_build=False)
+    il = plan.files["ulx3s.il"]
+    cell = re.search(r"cell \\DCCA \S+\n(.*?)\n\s*end", il, re.S)
+    assert cell, "no DCCA"
+    clko = re.search(r"connect \\CLKO (\S+)", cell.group(1)).group(1)
+    core = re.search(r"cell \\ulx3s\.core \S+\n(.*?)\n\s*end", il, re.S)
+    assert core and re.search(rf"connect \\rst {re.escape(clko)}( \[0\])?\n", core.group(1) + "\n"), \
+        "the core's reset is not the DCCA's output"
