@@ -121,8 +121,8 @@ ECP5_MAP_SCRIPT = ("techmap -map +/lattice/latches_map.v\nabc -dress -lut 4\ncle
 NEXTPNR_ROUTER = "--router router2"
 
 
-#: The ULX3S designs' clock, from the PLL: the digits chip is estimated at 24.8 MHz after
-#: placement, under the 25 MHz oscillator, and a board is bound by its serial line, not its clock
+#: The ULX3S designs' clock, from the PLL: placements of the digits chip estimate 23.9-24.8 MHz,
+#: under the 25 MHz oscillator, and a board is bound by its serial line, not its clock
 #: (docs/fpga.md).
 ULX3S_CLOCK_MHZ = 20.0
 
@@ -238,7 +238,7 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
     :class:`flow.fpga.FitError` with the numbers: at once when its flip-flops before synthesis
     (``flow.fpga.register_bits``) already exceed the device's (unless not ``fit_check``), else
     when nextpnr finds a resource overused. ``clock_mhz``: the design's clock, through the
-    board's PLL (:func:`board_clock`; default the oscillator's)."""
+    board's PLL (:func:`board_clock`; default the board's, :attr:`Board.clock_mhz`)."""
     import shutil
     import tempfile
 

@@ -82,7 +82,7 @@ def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
                    help="the design's clock: on the ulx3s a PLL output from the 25 MHz oscillator (default 20: "
-                        "the digits chip does not close timing at 25), or 25 for the oscillator itself")
+                        "placements of the digits chip estimate under 25), or 25 for the oscillator itself")
     p.add_argument("--images", type=int, default=3,
                    help="images the emulation build is simulated on (Verilator) to measure host clocks per target "
                         "clock, for the images/s on the board; 0 skips it (default 3)")
