@@ -156,7 +156,6 @@ def test_ulx3s_plan_has_the_pins_and_the_crossbar_module():
 def test_ecp5_pll_matches_ecppll(mhz, tmp_path):
     """The PLL setting reaches the frequency Project Trellis' ecppll computes for the same
     request, with a VCO in the device's range (the oracle: yowasp-ecppll's report)."""
-    import re
     import subprocess
     from flow.fpga import find_tool
     from hw.board import Ecp5Pll
