@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from gen.cells import CellArray
 from gen.config import CrossbarConfig
 
-__all__ = ["EMU_WORD_BITS", "EMU_PIPELINE_CLOCKS", "CHIP_PARALLEL_CYCLES", "EmulatedGeometry"]
+__all__ = ["EMU_WORD_BITS", "EMU_PIPELINE_CLOCKS", "CHIP_PARALLEL_CYCLES", "SERIAL_SUM_PIPELINE_CLOCKS",
+           "EmulatedGeometry", "SumStep", "serial_sum_steps"]
 
 #: Width of one block-RAM word: an ECP5 DP16KD is 36 bits wide as a pseudo-dual-port RAM
 #: (512 words), so 32 bits (8 four-bit, 16 two-bit or 32 one-bit cells) fill one.
@@ -37,6 +38,10 @@ EMU_PIPELINE_CLOCKS = 6
 #: per crossbar, the least logic, so that a whole network fits an FPGA; a board is bound by its
 #: serial line long before its crossbars.
 CHIP_PARALLEL_CYCLES = 1
+
+#: Host clocks from a serial sum step's read addresses to its sum being stored
+#: (``hw.decoupled.SerialAccumulate``: addresses, the PEs' results, their adder tree).
+SERIAL_SUM_PIPELINE_CLOCKS = 3
 
 
 @dataclass(frozen=True)
@@ -120,3 +125,34 @@ class EmulatedGeometry:
                     word |= ((cells.rows[r] >> (c * width)) & mask) << (p * width)
                 words.append(word)
         return words
+
+
+@dataclass(frozen=True)
+class SumStep:
+    """One host clock of a layer's serial partial-sum sweep (``hw.decoupled.SerialAccumulate``):
+    the result each PE reads (``addrs[p]``: crossbar ``b``'s output ``o`` of PE ``p`` at
+    ``b · outputs + o``, or ``None``: that PE adds nothing), added to the sum ``dest``
+    (column blocks in sorted ``(replica, cols)`` order, outputs in order), which starts
+    afresh on a ``first`` step and is stored on a ``last`` one."""
+    addrs: tuple[int | None, ...]
+    dest: int
+    first: bool
+    last: bool
+
+
+def serial_sum_steps(lp, outputs: int) -> tuple[SumStep, ...]:
+    """The sweep that sums a layer's partial sums one output at a time in the emulation
+    build: for every column block ``(replica, cols)`` and output, one step per crossbar of
+    that block in the PE holding most of them (usually one: every PE adds its part at once).
+    PEs in ``lp.per_pe()`` order, crossbars in each PE's placement order."""
+    pes = list(lp.per_pe().values())
+    keys = sorted({(p.replica, p.cols) for pls in pes for p in pls})
+    steps, dest = [], 0
+    for key in keys:
+        base = [[b * outputs for b, p in enumerate(pls) if (p.replica, p.cols) == key] for pls in pes]
+        depth = max(len(x) for x in base)
+        for o in range(key[1][1] - key[1][0]):
+            steps += [SumStep(tuple(x[j] + o if j < len(x) else None for x in base), dest, j == 0, j == depth - 1)
+                      for j in range(depth)]
+            dest += 1
+    return tuple(steps)

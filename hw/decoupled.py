@@ -7,20 +7,25 @@ FPGA-accelerated simulators (FireSim), host and target clocks are decoupled:
 * :class:`TargetCrossbar` (a PE's crossbars as one bank of emulated crossbars sharing a
   datapath, forming one input cycle's partial sums per read,
   ``gen.emulation.CHIP_PARALLEL_CYCLES``: the least logic) presents, at target-clock
-  edges, exactly the ports and timing of flip-flop :class:`hw.crossbar.Crossbar` s (accept
+  edges, the timing of flip-flop :class:`hw.crossbar.Crossbar` s (accept
   on target edge 0, result offered from
   target edge ``gen.timing.crossbar_latency − 1``, handed over on the edge it is taken, a
   row write taken in one edge while idle), and lets its emulated crossbar work between target
   edges on host clocks. Its ``ok`` says the next host edge may be a target edge: the emulated
-  result is in when the target timing needs it, and no row write is still being written;
+  result is in when the target timing needs it, and no row write is still being written.
+  Its results stay in a small memory, read one at a time;
+* :class:`SerialAccumulate` sums a layer's partial sums one output at a time on host clocks
+  while the target clock stands on the edge the crossbars hand them over, and registers the
+  sums on that edge, as the flip-flop chip's adder trees (one per output) do: one tree per
+  layer, and no bus of every crossbar's results;
 * :class:`EmulatedChip` is :class:`hw.chip.Chip` with those crossbars under one
   ``EnableInserter``: every other register of the chip (engines, buffers, post units, FIFOs,
   links, its clock counter) advances only on host edges where ``tick`` = every crossbar's
-  ``ok`` is high. The chip's own ``cycles`` therefore counts target clocks, and per-image
+  and accumulator's ``ok`` is high. The chip's own ``cycles`` therefore counts target clocks, and per-image
   latency and interval in target clocks equal ``gen.perf.chip_timing``; ``host_cycles``
   counts host clocks, for the host-per-target ratio.
 
-The target-clock enable reaches every crossbar as a port (``tick``): crossbars are black
+The target-clock enable reaches every crossbar and accumulator as a port (``tick``): they are black
 boxes to their parents (``hw.blackbox``), emitted once, so no enable can be inserted into
 them from outside. Outside the chip, a transfer on ``i``, ``o`` or ``prog`` happens only on a
 target edge: their handshakes are gated with ``tick`` here.
@@ -29,17 +34,17 @@ from __future__ import annotations
 
 import hashlib
 
-from amaranth.hdl import Cat, EnableInserter, Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import timing
 from gen.config import CrossbarConfig
-from gen.emulation import CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BITS
-from hw.crossbar import crossbar_handshake
+from gen.emulation import CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, SERIAL_SUM_PIPELINE_CLOCKS
+from hw.crossbar import crossbar_handshake, tree_sum
 from hw.emu_crossbar import EmulatedCrossbar, bank_signature
 
-__all__ = ["TargetClock", "TargetCrossbar", "EmulatedChip", "bank_kinds", "bank_kind"]
+__all__ = ["TargetClock", "TargetCrossbar", "SerialAccumulate", "EmulatedChip", "bank_kinds", "bank_kind"]
 
 
 def bank_kinds(cp) -> tuple[tuple[int, bool], ...]:
@@ -57,18 +62,21 @@ def bank_kind(row_ranges) -> tuple[int, bool]:
 
 class TargetClock:
     """The target-clock enable of an emulation build, as the chip's parts see it: ``tick``
-    (this host edge is a target edge) and one ``ok`` per crossbar of the chip, which that
+    (this host edge is a target edge), one ``ok`` per crossbar of the chip, which that
     crossbar's PE drives (the crossbar may take a target edge now; a PE's crossbars share one
-    :class:`TargetCrossbar`, which drives its first crossbar's, the others' are high)."""
+    :class:`TargetCrossbar`, which drives its first crossbar's, the others' are high), and one
+    ``acc_ok`` per layer of ``layers``, which its :class:`SerialAccumulate` drives (high where
+    nothing drives it: a layer without crossbars)."""
 
-    def __init__(self, n_xbars: int):
+    def __init__(self, n_xbars: int, layers=()):
         self.tick = Signal(name="target_tick")
         self.ok = [Signal(name=f"xbar_ok{n}") for n in range(n_xbars)]
+        self.acc_ok = {name: Signal(init=1, name=f"acc_ok_{name}") for name in layers}
 
     def all_ok(self):
-        """Every crossbar may take the next target edge (one reduction: a chain of two-input
-        ANDs over a few hundred crossbars is deeper than Python's recursion limit)."""
-        return Cat(*self.ok).all()
+        """Every crossbar and accumulator may take the next target edge (one reduction: a chain
+        of two-input ANDs over a few hundred crossbars is deeper than Python's recursion limit)."""
+        return Cat(*self.ok, *self.acc_ok.values()).all()
 
 
 class TargetCrossbar(wiring.Component):
@@ -138,7 +146,7 @@ class TargetCrossbar(wiring.Component):
             emu.w.valid.eq(want_write & ~writing),
             emu.w.payload.row.eq(self.w.payload.row), emu.w.payload.cells.eq(self.w.payload.cells),
             emu.o.ready.eq(done & self.o.ready & tick),
-            self.o.payload.as_value().eq(emu.o.payload.as_value()),
+            emu.o_addr.eq(self.o_addr), self.o.payload.eq(emu.o.payload),
         ]
         if nb > 1:
             m.d.comb += emu.w.payload.xbar.eq(self.w.payload.xbar)
@@ -173,7 +181,7 @@ class EmulatedChip(wiring.Component):
     def __init__(self, cp):
         from hw.chip import Chip
         self.cp = cp
-        self.target = TargetClock(cp.n_xbars)
+        self.target = TargetClock(cp.n_xbars, [lp.name for lp in cp.plan.layers])
         self.core = Chip(cp, target=self.target)
         super().__init__(wiring.Signature({**dict(self.core.signature.members.items()), "host_cycles": Out(32)}))
 
@@ -193,4 +201,100 @@ class EmulatedChip(wiring.Component):
                      self.tap_valid.eq(chip.tap_valid & tick.replicate(len(chip.tap_valid)))]
         m.d.comb += [dst.eq(src) for dst, src in zip(self.tap_data, chip.tap_data)]
         m.d.sync += self.host_cycles.eq(self.host_cycles + 1)
+        return m
+
+
+class SerialAccumulate(wiring.Component):
+    """The sums of a layer's partial sums in the emulation build, one output at a time.
+
+    The flip-flop chip adds every output's partial sums in parallel on the clock the crossbars
+    hand them over (:class:`hw.layer.Accumulate`: one adder tree per output, fed by every
+    crossbar's whole result vector). Emulated crossbar banks keep their results in a small
+    memory instead (``hw.emu_crossbar.bank_signature``), and this block sweeps them on host
+    clocks while the target clock stands still on that hand-over edge: each step
+    (``gen.emulation.serial_sum_steps``) reads one result of every PE (``addr``/``data``),
+    adds them in one adder tree and stores the sum; on the target edge (``tick`` with ``take``)
+    the stored sums become ``total``, as the parallel trees' sums would. ``ok`` is low until
+    the sweep is done (``gen.timing.serial_sum_host_clocks``). So a layer has one adder tree
+    and the results of its PEs meet on one result-wide bus each, not on all of them at once:
+    on an FPGA that is what lets a chip route.
+
+    Ports:
+        take: in, the target clock on which the crossbars hand their results over (their
+            results are in the banks' memories while it is high).
+        tick: in, this host edge is a target edge.
+        ok: out, the next target edge may come.
+        addr: out, per PE, the result it offers on ``data``.
+        data: in, per PE, its result at ``addr`` (read asynchronously).
+        total: out, the sums, updated on the target edge of ``take``.
+    """
+
+    def __init__(self, dot_bits: int, acc_bits: int, addr_bits: int, steps):
+        self.dot_bits, self.acc_bits, self.addr_bits, self.steps = dot_bits, acc_bits, addr_bits, tuple(steps)
+        super().__init__(self.signature_of(dot_bits, acc_bits, addr_bits, self.steps))
+
+    @staticmethod
+    def signature_of(dot_bits: int, acc_bits: int, addr_bits: int, steps) -> wiring.Signature:
+        """The ports of a sweep ``steps`` over PEs with results of ``dot_bits`` at addresses of
+        ``addr_bits``, into sums of ``acc_bits``."""
+        n_pe, n_out = len(steps[0].addrs), steps[-1].dest + 1
+        return wiring.Signature({
+            "take": In(1), "tick": In(1), "ok": Out(1),
+            "addr": Out(data.ArrayLayout(unsigned(addr_bits), n_pe)),
+            "data": In(data.ArrayLayout(signed(dot_bits), n_pe)),
+            "total": Out(data.ArrayLayout(signed(acc_bits), n_out))})
+
+    @staticmethod
+    def module_name(dot_bits: int, acc_bits: int, addr_bits: int, steps) -> str:
+        """The Verilog module name of a sweep: layers with the same sweep share one module."""
+        key = repr((dot_bits, acc_bits, addr_bits, SERIAL_SUM_PIPELINE_CLOCKS, tuple(steps)))
+        return f"pimgen_serial_acc_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        m = Module()
+        steps, n_pe = self.steps, len(self.steps[0].addrs)
+        n_out = len(self.total)
+        last_clock = len(steps) + SERIAL_SUM_PIPELINE_CLOCKS - 1     # the last step is stored on it
+        step = Signal(range(last_clock + 2))
+        swept = Signal()
+        sweeping = self.take & ~swept
+        m.d.comb += self.ok.eq(~sweeping)
+
+        # stage 1: every PE's read address and the step's control
+        inc1, dest1 = Signal(n_pe), Signal(range(max(2, n_out)))
+        first1, last1 = Signal(), Signal()
+        m.d.sync += last1.eq(0)
+        with m.If(sweeping):
+            m.d.sync += step.eq(step + 1)
+            with m.If(step == last_clock):
+                m.d.sync += swept.eq(1)
+            with m.Switch(step):
+                for s, st in enumerate(steps):
+                    with m.Case(s):
+                        mask = sum(1 << p for p, a in enumerate(st.addrs) if a is not None)
+                        m.d.sync += [*(self.addr[p].eq(a) for p, a in enumerate(st.addrs) if a is not None),
+                                     inc1.eq(mask), dest1.eq(st.dest), first1.eq(st.first), last1.eq(st.last)]
+        # stage 2: the PEs' results; stage 3: their sum; then into the step's sum
+        d2 = [Signal(signed(self.dot_bits), name=f"part{p}") for p in range(n_pe)]
+        m.d.sync += [d2[p].eq(Mux(inc1[p], self.data[p], 0)) for p in range(n_pe)]
+        t3 = Signal(signed(self.acc_bits), name="step_sum")
+        m.d.sync += t3.eq(tree_sum(d2, m, "tree"))
+        dest2, first2, last2 = Signal.like(dest1), Signal(), Signal()
+        dest3, first3, last3 = Signal.like(dest1), Signal(), Signal()
+        m.d.sync += [dest2.eq(dest1), first2.eq(first1), last2.eq(last1),
+                     dest3.eq(dest2), first3.eq(first2), last3.eq(last2)]
+        run = Signal(signed(self.acc_bits), name="run")
+        run_next = Signal(signed(self.acc_bits), name="run_next")
+        m.d.comb += run_next.eq(Mux(first3, 0, run) + t3)
+        m.d.sync += run.eq(run_next)
+        shadow = [Signal(signed(self.acc_bits), name=f"sum{i}") for i in range(n_out)]
+        with m.If(last3):
+            with m.Switch(dest3):
+                for i in range(n_out):
+                    with m.Case(i):
+                        m.d.sync += shadow[i].eq(run_next)
+
+        # the target edge of the hand-over: the sums are the layer's
+        with m.If(self.tick & self.take):
+            m.d.sync += [swept.eq(0), step.eq(0), *(self.total[i].eq(shadow[i]) for i in range(n_out))]
         return m

@@ -15,7 +15,8 @@ words, and converts each input cycle's full column sum with the ADC
 conversion as a shared ADC makes, only in another order (integer sums, so the result is the
 same). The shift-add follows: ``P[c] = Σ_t q_t[c] << t·dac_bits``, the reference column's
 ``P`` is kept, and each output is ``Σ_k P[o·slices + k] << k·cell_bits − 2**(w_bits−1)·P[ref]``,
-accumulated slice by slice and shifted into the result registers.
+accumulated slice by slice and shifted into the result registers (a bank: written into a small
+result memory, read one result at a time).
 
 Timing (``gen.timing.emulated_crossbar_host_clocks``): accept on edge 0, reads on the
 ``reads`` clocks that follow, ``EMU_PIPELINE_CLOCKS`` more to the edge the result is taken;
@@ -24,7 +25,9 @@ the next input is taken on the edge this one is handed over, as with the flip-fl
 A bank (``n_xbars > 1``, the chip's emulation build, ``hw.decoupled``) holds several
 crossbars' cells in one memory, crossbar after crossbar, and runs their MVMs one after the
 other through the one datapath: ``n_xbars`` times the reads, results in crossbar order. Its
-inputs are held by the parent (``held``) rather than latched here.
+inputs are held by the parent (``held``) rather than latched here, and its results stay in a
+memory the parent reads one at a time (``o_addr``, :func:`bank_signature`; LUT RAM on an
+FPGA), since ``hw.decoupled.SerialAccumulate`` sums them one output at a time.
 
 Programming (``w``, one row's conductances as for the flip-flop crossbar): column-major
 storage makes it a read-modify-write of the row's word in every stored column, one column
@@ -52,12 +55,14 @@ __all__ = ["EmulatedCrossbar", "bank_signature"]
 def bank_signature(cfg: CrossbarConfig, n: int, shared_input: bool = False) -> wiring.Signature:
     """The ports of a bank of ``n`` crossbars of ``cfg`` sharing one emulated datapath: those
     of :meth:`Crossbar.signature_of` with one input vector per crossbar (one for all with
-    ``shared_input``) and one output vector per crossbar (crossbar ``b``'s at index ``b``),
-    and the crossbar a row write is for (``w.xbar``)."""
+    ``shared_input``), the crossbar a row write is for (``w.xbar``), and the results read one
+    at a time: ``o.payload`` is result ``o_addr`` (crossbar ``b``'s output ``o`` at
+    ``b * cfg.outputs + o``), read asynchronously from a small memory rather than offered
+    all at once (``hw.decoupled.SerialAccumulate`` sweeps them)."""
     x, y, w = crossbar_signature_layouts(cfg)
     wl = data.StructLayout({"xbar": unsigned(max(1, ceil_log2(n))), "row": w["row"].shape, "cells": w["cells"].shape})
     return wiring.Signature({"i": In(stream.Signature(data.ArrayLayout(x, 1 if shared_input else n))),
-                             "o": Out(stream.Signature(data.ArrayLayout(y, n))),
+                             "o": Out(stream.Signature(y.elem_shape)), "o_addr": In(range(max(2, n * cfg.outputs))),
                              "w": In(stream.Signature(wl)), "busy": Out(1)})
 
 
@@ -78,7 +83,9 @@ class EmulatedCrossbar(wiring.Component):
             handed over, and ``w.payload`` from the row write's handshake until ``busy``
             falls, so neither is copied into registers here (``hw.decoupled``: a PE holds its
             crossbars' input once for all of them, and the target clock stands still during a
-            row write). ``False``: the stream rules, payloads latched on their handshakes.
+            row write); the ports are then a bank's (:func:`bank_signature`, results read one
+            at a time). ``False``: the flip-flop crossbar's ports and stream rules, payloads
+            latched on their handshakes.
         n_xbars: crossbars in the bank (``held`` only, above 1): ``n_xbars`` crossbars of
             ``cfg`` whose cells share one memory (crossbar-major) and whose MVMs, started
             together, share this datapath one after the other (``bank_signature``); so a PE's
@@ -89,15 +96,17 @@ class EmulatedCrossbar(wiring.Component):
     def __init__(self, cfg: CrossbarConfig, weights=None, *, word_bits: int = EMU_WORD_BITS,
                  ram_style: str | None = "block", parallel_cycles: int | None = None, held: bool = False,
                  n_xbars: int = 1, shared_input: bool = False):
-        if n_xbars > 1 and (not held or weights is not None):
-            raise ValueError(f"n_xbars={n_xbars}: a bank of emulated crossbars takes held inputs and no initial weights")
+        if held and weights is not None:
+            raise ValueError("a bank of emulated crossbars (held inputs) takes no initial weights")
+        if n_xbars > 1 and not held:
+            raise ValueError(f"n_xbars={n_xbars}: a bank of emulated crossbars takes held inputs")
         self.cfg, self.held, self.n_xbars = cfg, held, n_xbars
         self.n_inputs = 1 if shared_input else n_xbars
         self.geometry = EmulatedGeometry(cfg, word_bits, parallel_cycles)
         cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
-        self.init_words = self.geometry.memory_words(cells) if n_xbars == 1 else []
+        self.init_words = [] if held else self.geometry.memory_words(cells)
         self.ram_style = ram_style
-        super().__init__(Crossbar.signature_of(cfg) if n_xbars == 1 else bank_signature(cfg, n_xbars, shared_input))
+        super().__init__(bank_signature(cfg, n_xbars, shared_input) if held else Crossbar.signature_of(cfg))
 
     @staticmethod
     def module_name(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS, parallel_cycles: int | None = None) -> str:
@@ -219,7 +228,16 @@ class EmulatedCrossbar(wiring.Component):
             full, last_pass5 = term, Const(1)
         acc_ref = Signal.like(term, name="acc_ref")  # non-ideal reference cells may read up to cell_max
         cur = Signal(signed(cfg.dot_bits), name="cur")
-        out = [Signal(signed(cfg.dot_bits), name=f"out{o}") for o in range(nb * cfg.outputs)]
+        if self.held:
+            # a bank's results in a small memory (LUT RAM on an FPGA), read one at a time: the
+            # parent sums them serially, so neither registers nor wires for all of them at once
+            m.submodules.results = res = Memory(shape=signed(cfg.dot_bits), depth=max(2, nb * cfg.outputs), init=[])
+            res_w, res_r = res.write_port(), res.read_port(domain="comb")
+            widx = Signal(range(max(2, nb * cfg.outputs)), name="result_index")
+            m.d.comb += [res_r.addr.eq(self.o_addr), self.o.payload.eq(res_r.data),
+                         res_w.addr.eq(widx)]
+        else:
+            out = [Signal(signed(cfg.dot_bits), name=f"out{o}") for o in range(cfg.outputs)]
         base = Mux(k5 == 0, -(acc_ref << (cfg.w_bits - 1)), cur) if cfg.slices > 1 else -(acc_ref << (cfg.w_bits - 1))
         nxt = Signal(signed(cfg.dot_bits), name="cur_next")
         m.d.comb += nxt.eq(base + (full << (k5 * cb) if cfg.slices > 1 else full))
@@ -229,9 +247,16 @@ class EmulatedCrossbar(wiring.Component):
             with m.Else():
                 m.d.sync += cur.eq(nxt)
                 with m.If((k5 == cfg.slices - 1) if cfg.slices > 1 else Const(1)):
-                    # results arrive in output order, crossbar by crossbar: shift them in from the top
-                    m.d.sync += [dst.eq(src) for dst, src in zip(out, [*out[1:], nxt])]
-        m.d.comb += self.o.payload.as_value().eq(Cat(*out))
+                    # results arrive in output order, crossbar by crossbar
+                    if self.held:
+                        m.d.comb += res_w.en.eq(1)
+                        m.d.sync += widx.eq(widx + 1)
+                    else:       # shifted in from the top
+                        m.d.sync += [dst.eq(src) for dst, src in zip(out, [*out[1:], nxt])]
+        if self.held:
+            m.d.comb += res_w.data.eq(nxt)
+        else:
+            m.d.comb += self.o.payload.as_value().eq(Cat(*out))
 
         # --- re-programming: read-modify-write of the row's word in every column ------------
         row_group = Signal(range(n_groups))
@@ -274,6 +299,8 @@ class EmulatedCrossbar(wiring.Component):
                          addr.eq(0)]
             if nb > 1:
                 m.d.sync += [b.eq(0), j.eq(0)]
+            if self.held:
+                m.d.sync += widx.eq(0)
             if not self.held:
                 m.d.sync += x.eq(self.i.payload.as_value())
         with m.Elif(running):

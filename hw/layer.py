@@ -44,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen import timing
 from gen.config import ChipConfig
+from gen.emulation import serial_sum_steps
 from gen.params import WeightParams
 from gen.schedule import LayerSchedule, schedule_layer
 from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
@@ -71,7 +72,10 @@ class PEArray(Elaboratable):
     crossbars' handshakes are driven from a register per PE (set the clock before), so no
     single net fans out to them all. ``psums[(replica, cols)]`` are the partial-sum vectors
     (one list of signed values per contributing crossbar): the crossbars' outputs, valid while
-    ``take`` (the MVM's last clock, when they are handed over); ``done`` pulses after it.
+    ``take`` (the MVM's last clock, when they are handed over); ``done`` pulses after it. In
+    the emulation build (``target``) the PEs offer one result at a time instead:
+    ``results`` holds each PE's ``(result, address)`` pair, in ``lp.per_pe()`` order, for
+    :class:`hw.decoupled.SerialAccumulate`, and the psums are not wired.
     """
 
     def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict, prog=None, target=None):
@@ -83,6 +87,12 @@ class PEArray(Elaboratable):
         self.take = Signal()
         self.done = Signal()
         self.psums: dict[tuple[int, tuple[int, int]], list] = {}
+        # emulation build: each PE's result read port (result, address), in lp.per_pe() order,
+        # for hw.decoupled.SerialAccumulate; the psums are then not wired
+        self.results: list[tuple] = [] if target is None else [
+            (Signal(signed(xb.dot_bits), name=f"result_t{tile}_{pe_i}"),
+             Signal(range(max(2, len(pls) * xb.outputs)), name=f"result_addr_t{tile}_{pe_i}"))
+            for (tile, pe_i), pls in lp.per_pe().items()]
         for (tile, pe_i), pls in lp.per_pe().items():
             for b, p in enumerate(pls):
                 self.psums.setdefault((p.replica, p.cols), []).append(
@@ -97,6 +107,7 @@ class PEArray(Elaboratable):
         mvm_last_next = mvm.run & (mvm.idx == d["mvm"] - 2)
         m.d.comb += [self.done.eq(mvm.done), self.take.eq(mvm.last)]
         taken: dict[tuple[int, tuple[int, int]], int] = {}
+        taken_pes: list[str] = []
         index = {p: n for n, p in enumerate(self.lp.placements)}
         t_index = {t.chip_tile: t.index for t in self.sched.tiles}
         for (tile, pe_i), pls in self.lp.per_pe().items():
@@ -125,6 +136,11 @@ class PEArray(Elaboratable):
             po = Signal(name=f"pready_t{tile}_{pe_i}")
             m.d.sync += [pv.eq(pbus_last_next), po.eq(mvm_last_next)]
             m.d.comb += [pe.i.payload.eq(src), pe.i.valid.eq(pv), pe.o.ready.eq(po)]
+            if self.target is not None:
+                value, addr = self.results[len(taken_pes)]
+                taken_pes.append(name)
+                m.d.comb += [value.eq(pe.o.payload), pe.o_addr.eq(addr)]
+                continue
             for b, p in enumerate(pls):
                 key = (p.replica, p.cols)
                 dst = self.psums[key][taken.get(key, 0)]
@@ -146,10 +162,16 @@ class Accumulate(Elaboratable):
     output instead of one per partial sum and tree node: on an FPGA emulation build the
     registers are what limits the chip (``docs/fpga.md``). With ``levels == 0`` (one partial
     sum) the registered sum is ``acc``.
+
+    ``serial`` (the emulation build: ``(gen.emulation.serial_sum_steps, the PEs' result
+    ports, tick, the layer's ok)``): the registered sums come from one
+    :class:`hw.decoupled.SerialAccumulate`, which adds them one output at a time on host
+    clocks while the target clock stands on ``take``, and registers them on that target
+    edge, as the trees would; ``acc`` follows on the same clocks as without it.
     """
 
-    def __init__(self, sched: LayerSchedule, psums: dict, dot_bits: int):
-        self.sched, self.psums = sched, psums
+    def __init__(self, sched: LayerSchedule, psums: dict, dot_bits: int, serial=None):
+        self.sched, self.psums, self.dot_bits, self.serial = sched, psums, dot_bits, serial
         self.levels = sched.stages["accumulate"]
         self.acc_bits = dot_bits + self.levels + 1
         self.go = Signal()
@@ -162,6 +184,8 @@ class Accumulate(Elaboratable):
         m = Module()
         st = StageTimer(m, self.go, self.levels, "accumulate")
         m.d.comb += self.done.eq(st.done)
+        totals = self._serial(m) if self.serial is not None else None
+        dest = 0
         for (r, (c0, c1)), parts in sorted(self.psums.items()):
             need = timing.adder_tree_clocks(len(parts))
             if self.levels < need:
@@ -169,14 +193,35 @@ class Accumulate(Elaboratable):
                                  f"{self.levels}")
             for o in range(c1 - c0):
                 acc = self.acc[r][c0 + o]
-                total = acc if self.levels == 0 else Signal(signed(self.acc_bits), name=f"sum_r{r}_{c0 + o}")
-                tree = tree_sum([part[o] for part in parts], m, f"sum_r{r}_{c0 + o}")   # outside the If
-                with m.If(self.take):
-                    m.d.sync += total.eq(tree)
+                if totals is not None:      # summed on host clocks, registered on the take edge
+                    total = totals[dest]
+                    dest += 1
+                    if not self.levels:
+                        m.d.comb += acc.eq(total)
+                else:
+                    total = acc if self.levels == 0 else Signal(signed(self.acc_bits), name=f"sum_r{r}_{c0 + o}")
+                    tree = tree_sum([part[o] for part in parts], m, f"sum_r{r}_{c0 + o}")   # outside the If
+                    with m.If(self.take):
+                        m.d.sync += total.eq(tree)
                 if self.levels:
                     with m.If(st.last):
                         m.d.sync += acc.eq(total)
         return m
+
+    def _serial(self, m):
+        """The emulation build's sums (:class:`hw.decoupled.SerialAccumulate`, a black box on
+        host clocks), in sorted column-block order: ``serial`` is ``(steps, the PEs' result
+        ports, the target clock's tick, this layer's ok)``."""
+        from hw.decoupled import SerialAccumulate
+        steps, results, tick, ok = self.serial
+        abits = max(len(a) for _, a in results)
+        args = (self.dot_bits, self.acc_bits, abits, steps)
+        sa = instantiate(m, "serial", SerialAccumulate.module_name(*args), SerialAccumulate.signature_of(*args),
+                         lambda: SerialAccumulate(*args))
+        m.d.comb += [sa.take.eq(self.take), sa.tick.eq(tick), ok.eq(sa.ok)]
+        for p, (value, addr) in enumerate(results):
+            m.d.comb += [sa.data[p].eq(value), addr.eq(sa.addr[p])]
+        return [sa.total[i] for i in range(len(sa.total))]
 
 
 class PostStage(Elaboratable):
@@ -377,7 +422,11 @@ class _Core(Elaboratable):
         xb = self.chip.crossbar
         m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs, self.prog, self.target)
         m.d.comb += [pes.go.eq(fetch_done), pes.go_next.eq(fetch_done_next)]
-        m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits)
+        serial = None
+        if self.target is not None:     # the emulation build sums the partial sums serially
+            serial = (serial_sum_steps(self.lp, xb.outputs), pes.results, self.target.tick,
+                      self.target.acc_ok[self.lp.name])
+        m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits, serial)
         m.d.comb += [acc.go.eq(pes.done), acc.take.eq(pes.take)]
         m.submodules.post = post = PostStage(sc, acc.acc, self.params)
         m.d.comb += post.go.eq(acc.done)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -75,7 +75,9 @@ class PE(wiring.Component):
     width and the rows each crossbar reads). With ``emulated`` (the chip's emulation build)
     its crossbars are one bank of ``len(blocks)`` target-timed emulated crossbars sharing a
     datapath (:class:`hw.decoupled.TargetCrossbar`): the PE takes the target-clock enable
-    ``tick``, drives the bank's ``ok``, and holds the input from its accept on.
+    ``tick``, drives the bank's ``ok``, holds the input from its accept on, and offers its
+    results one at a time (``o.payload`` is the one at ``o_addr``, ``b*outputs + o``; the
+    engine sums them serially, ``hw.decoupled.SerialAccumulate``).
     """
 
     def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], *, programmed: bool = False,
@@ -92,8 +94,12 @@ class PE(wiring.Component):
         """The ports of a PE of ``n_blocks`` crossbars of ``cfg`` reading ``n_in`` values; with
         ``n_xbars`` (programmed, crossbars on the chip) ``prog`` and ``sel``; ``emulated``:
         ``tick`` and ``ok``."""
-        ports = {"i": In(stream.Signature(unsigned(n_in * cfg.a_bits))),
-                 "o": Out(stream.Signature(unsigned(n_blocks * cfg.outputs * cfg.dot_bits)))}
+        ports = {"i": In(stream.Signature(unsigned(n_in * cfg.a_bits)))}
+        if emulated:    # the bank's results one at a time (hw.emu_crossbar.bank_signature)
+            ports.update(o=Out(stream.Signature(signed(cfg.dot_bits))),
+                         o_addr=In(range(max(2, n_blocks * cfg.outputs))))
+        else:
+            ports["o"] = Out(stream.Signature(unsigned(n_blocks * cfg.outputs * cfg.dot_bits)))
         if n_xbars is not None:
             ports["prog"] = In(stream.Signature(prog_layout(cfg, n_xbars)))
             ports["sel"] = In(n_blocks)
@@ -169,7 +175,7 @@ class PE(wiring.Component):
         m.d.comb += [xb.tick.eq(self.tick), self.ok.eq(xb.ok),
                      xb.w.valid.eq(p.valid & self.sel.any()), xb.w.payload.xbar.eq(which),
                      xb.w.payload.row.eq(p.payload.row), xb.w.payload.cells.eq(p.payload.cells),
-                     self.o.payload.eq(xb.o.payload.as_value())]
+                     self.o.payload.eq(xb.o.payload), xb.o_addr.eq(self.o_addr)]
         for n_, b in enumerate(self.blocks[:1] if shared else self.blocks):
             for r in range(b.r1 - b.r0):
                 m.d.comb += xb.i.payload[n_][r].eq(x[(b.r0 + r) * a:(b.r0 + r + 1) * a])

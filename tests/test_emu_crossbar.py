@@ -4,7 +4,7 @@ import pytest
 
 from gen.cells import CellArray
 from gen.config import CrossbarConfig
-from gen.emulation import EMU_PIPELINE_CLOCKS, EmulatedGeometry
+from gen.emulation import EMU_PIPELINE_CLOCKS, EmulatedGeometry, SumStep, serial_sum_steps
 from gen.timing import crossbar_latency, emulated_crossbar_host_clocks, emulated_row_write_host_clocks
 from flow.crossbar_check import CrossbarCheck
 from flow.emu_check import run_emu_crossbar_check
@@ -48,6 +48,33 @@ def test_geometry_and_host_clocks():
     assert emulated_crossbar_host_clocks(SMALL, parallel_cycles=2) == 124 * 4 + EMU_PIPELINE_CLOCKS
     with pytest.raises(ValueError, match="parallel_cycles=3 is not allowed: it must divide the 8 input cycles"):
         EmulatedGeometry(SMALL, parallel_cycles=3)
+
+
+def test_serial_sum_steps_by_hand():
+    """The emulation build's sweep over a layer's partial sums: per column block (sorted) and
+    output, the result every PE reads (``b * outputs + o``), one step per crossbar of that
+    block in the PE holding most of them."""
+    from types import SimpleNamespace as P
+
+    class Layer:
+        def __init__(self, pes):
+            self.pes = pes
+
+        def per_pe(self):
+            return self.pes
+
+    # PE a: blocks (0, 2) and (2, 3); PE b: block (0, 2); 4 outputs per crossbar
+    lp = Layer({(0, 0): [P(replica=0, cols=(0, 2)), P(replica=0, cols=(2, 3))],
+                (0, 1): [P(replica=0, cols=(0, 2))]})
+    assert serial_sum_steps(lp, 4) == (SumStep((0, 0), 0, True, True), SumStep((1, 1), 1, True, True),
+                                       SumStep((4, None), 2, True, True))
+    # PE a holds two row blocks of the same columns: two steps per output, b's part in the first
+    lp = Layer({(0, 0): [P(replica=0, cols=(0, 2)), P(replica=0, cols=(0, 2))],
+                (1, 0): [P(replica=0, cols=(0, 2))], (1, 1): [P(replica=1, cols=(0, 1))]})
+    assert serial_sum_steps(lp, 4) == (
+        SumStep((0, 0, None), 0, True, False), SumStep((4, None, None), 0, False, True),
+        SumStep((1, 1, None), 1, True, False), SumStep((5, None, None), 1, False, True),
+        SumStep((None, None, 0), 2, True, True))
 
 
 def test_memory_image_is_column_major():
