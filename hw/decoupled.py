@@ -44,7 +44,8 @@ from gen.emulation import CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BI
 from hw.crossbar import crossbar_handshake, tree_sum
 from hw.emu_crossbar import EmulatedCrossbar, bank_signature
 
-__all__ = ["TargetClock", "TargetCrossbar", "SerialAccumulate", "EmulatedChip", "bank_kinds", "bank_kind"]
+__all__ = ["TargetClock", "TargetCrossbar", "SerialAccumulate", "SerialPost", "EmulatedChip", "bank_kinds",
+           "bank_kind"]
 
 
 def bank_kinds(cp) -> tuple[tuple[int, bool], ...]:
@@ -65,18 +66,20 @@ class TargetClock:
     (this host edge is a target edge), one ``ok`` per crossbar of the chip, which that
     crossbar's PE drives (the crossbar may take a target edge now; a PE's crossbars share one
     :class:`TargetCrossbar`, which drives its first crossbar's, the others' are high), and one
-    ``acc_ok`` per layer of ``layers``, which its :class:`SerialAccumulate` drives (high where
-    nothing drives it: a layer without crossbars)."""
+    ``acc_ok`` and one ``post_ok`` per layer of ``layers``, which its :class:`SerialAccumulate`
+    and :class:`SerialPost` drive (high where nothing drives them: a layer without crossbars, a
+    raw layer's post stage)."""
 
     def __init__(self, n_xbars: int, layers=()):
         self.tick = Signal(name="target_tick")
         self.ok = [Signal(name=f"xbar_ok{n}") for n in range(n_xbars)]
         self.acc_ok = {name: Signal(init=1, name=f"acc_ok_{name}") for name in layers}
+        self.post_ok = {name: Signal(init=1, name=f"post_ok_{name}") for name in layers}
 
     def all_ok(self):
-        """Every crossbar and accumulator may take the next target edge (one reduction: a chain
+        """Every crossbar and serial sweep may take the next target edge (one reduction: a chain
         of two-input ANDs over a few hundred crossbars is deeper than Python's recursion limit)."""
-        return Cat(*self.ok, *self.acc_ok.values()).all()
+        return Cat(*self.ok, *self.acc_ok.values(), *self.post_ok.values()).all()
 
 
 class TargetCrossbar(wiring.Component):
@@ -166,6 +169,84 @@ class TargetCrossbar(wiring.Component):
                     m.d.sync += count.eq(count + 1)
             with m.Elif(done & self.o.ready):
                 m.d.sync += done.eq(0)
+        return m
+
+
+class SerialPost(wiring.Component):
+    """A requantizing layer's post stage in the emulation build, one output at a time.
+
+    The flip-flop chip requantizes every output in parallel (:class:`hw.layer.PostStage`: a
+    multiplier each, 80 DSP blocks for the digits chip). This block computes the same
+    ``y = requant(acc + bias)`` (DESIGN.md §3, with ``hw.layer.post_operands``' centring) for
+    one output per host clock through one multiplier while the target clock stands on the
+    stage's last clock (``take``), and registers every ``y`` on that target edge, as the
+    parallel units do. ``ok`` is low until it is done (outputs + 3 host clocks).
+
+    Ports:
+        take: in, the post stage's last target clock.
+        tick: in, this host edge is a target edge.
+        ok: out, the next target edge may come.
+        acc: in, the accumulators (replica-major), unchanged since the stage began.
+        y: out, the activations, updated on the target edge of ``take``.
+    """
+
+    def __init__(self, acc_bits: int, a_bits: int, bias, rq):
+        self.acc_bits, self.a_bits, self.bias, self.rq = acc_bits, a_bits, tuple(int(b) for b in bias), rq
+        super().__init__(self.signature_of(acc_bits, a_bits, self.bias, rq))
+
+    @staticmethod
+    def signature_of(acc_bits: int, a_bits: int, bias, rq) -> wiring.Signature:
+        """The ports for ``len(bias)`` accumulators of ``acc_bits`` into ``a_bits`` activations."""
+        n = len(bias)
+        return wiring.Signature({"take": In(1), "tick": In(1), "ok": Out(1),
+                                 "acc": In(data.ArrayLayout(signed(acc_bits), n)),
+                                 "y": Out(data.ArrayLayout(unsigned(a_bits), n))})
+
+    @staticmethod
+    def module_name(acc_bits: int, a_bits: int, bias, rq) -> str:
+        """The Verilog module name: its widths, biases and requantization constants."""
+        key = repr((acc_bits, a_bits, tuple(int(b) for b in bias), rq))
+        return f"pimgen_serial_post_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        from hw.layer import post_operands
+        from hw.post import requant_tail, saturate
+        m = Module()
+        n, rq = len(self.bias), self.rq
+        centre, mul_in, m_const = post_operands(rq, self.a_bits)
+        last_clock = n + 3 - 1          # the last output is stored on it
+        step = Signal(range(last_clock + 2))
+        swept = Signal()
+        sweeping = self.take & ~swept
+        m.d.comb += self.ok.eq(~sweeping)
+        # stage 1: one accumulator and its bias; 2: centred and saturated; 3: times M; 4: stored
+        a1 = Signal(signed(self.acc_bits), name="acc1")
+        b1 = Signal(signed(max(2, max(abs(b - centre) for b in self.bias).bit_length() + 1)), name="bias1")
+        dest1, dest2, dest3 = (Signal(range(max(2, n)), name=f"dest{i}") for i in (1, 2, 3))
+        v1, v2, v3 = Signal(name="valid1"), Signal(name="valid2"), Signal(name="valid3")
+        m.d.sync += v1.eq(0)
+        with m.If(sweeping):
+            m.d.sync += step.eq(step + 1)
+            with m.If(step == last_clock):
+                m.d.sync += swept.eq(1)
+            with m.Switch(step):
+                for c in range(n):
+                    with m.Case(c):
+                        m.d.sync += [a1.eq(self.acc[c]), b1.eq(self.bias[c] - centre), dest1.eq(c), v1.eq(1)]
+        x2 = Signal(signed(mul_in), name="centred")
+        m.d.sync += [x2.eq(saturate(a1 + b1, mul_in)), dest2.eq(dest1), v2.eq(v1)]
+        prod = x2 * m_const
+        p3 = Signal(signed(len(prod)), name="product")
+        m.d.sync += [p3.eq(prod), dest3.eq(dest2), v3.eq(v2)]
+        val = requant_tail(p3, rq, self.a_bits, offset=centre * rq.m)
+        shadow = [Signal(self.a_bits, name=f"y{c}") for c in range(n)]
+        with m.If(v3):
+            with m.Switch(dest3):
+                for c in range(n):
+                    with m.Case(c):
+                        m.d.sync += shadow[c].eq(val)
+        with m.If(self.tick & self.take):
+            m.d.sync += [swept.eq(0), step.eq(0), *(self.y[c].eq(shadow[c]) for c in range(n))]
         return m
 
 

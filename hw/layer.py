@@ -224,17 +224,38 @@ class Accumulate(Elaboratable):
         return [sa.total[i] for i in range(len(sa.total))]
 
 
+def post_operands(rq, a_bits: int) -> tuple[int, int, Const]:
+    """``(centre, mul_in, M)`` of a requantizing post stage: ``acc + bias`` is centred and
+    saturated to a power-of-two range that holds ``Requant.input_range`` (beyond it the output
+    clamps anyway), so the multiplier is as narrow as the layer's scale allows (one DSP block
+    on an FPGA, not two) and the clamp needs no comparator; the centre's product returns as a
+    constant (``requant_tail(..., offset=centre * M)``)."""
+    v_lo, v_hi = rq.input_range(a_bits)
+    centre = (v_lo + v_hi) // 2
+    mul_in = max(v_hi - centre, centre - v_lo).bit_length() + 1
+    return centre, mul_in, Const(rq.m, unsigned(17)).as_signed()
+
+
 class PostStage(Elaboratable):
     """Bias + requantization + ReLU clamp of every accumulator (DESIGN.md §3), or
     ``acc + bias`` as ``a_out``-bit two's complement for a raw layer, over
     ``timing.POST_CLOCKS`` registers: ``acc + bias``, ``* M``, round/shift/clamp, then plain
-    delay registers up to the schedule's count. ``y[replica][output]``, ``done`` after."""
+    delay registers up to the schedule's count. ``y[replica][output]``, ``done`` after.
 
-    def __init__(self, sched: LayerSchedule, acc: list, params: WeightParams):
+    ``target`` (the emulation build, a requantizing layer: ``(tick, the layer's ok)``): one
+    :class:`hw.decoupled.SerialPost` computes every ``y`` with one multiplier, one output per
+    host clock, while the target clock stands on the stage's last clock, and registers them on
+    that edge, as the parallel units do. The accumulators it reads have not changed since the
+    stage began (they change once per MVM, which is longer than the stage)."""
+
+    def __init__(self, sched: LayerSchedule, acc: list, params: WeightParams, target=None):
         if timing.POST_CLOCKS < _POST_REGISTERS:
             raise ValueError(f"gen.timing.POST_CLOCKS = {timing.POST_CLOCKS}: the post arithmetic needs "
                              f"{_POST_REGISTERS} registers")
-        self.sched, self.acc, self.params = sched, acc, params
+        if target is not None and sched.stages["mvm"] < sched.stages["post"]:
+            raise ValueError(f"a serial post stage reads the accumulators on its last clock: the MVM "
+                             f"({sched.stages['mvm']} clocks) must outlast it ({sched.stages['post']})")
+        self.sched, self.acc, self.params, self.target = sched, acc, params, target
         self.go = Signal()
         self.done = Signal()
         self.y = [[Signal(sched.a_out, name=f"y_r{r}_{c}") for c in range(sched.cout)]
@@ -248,15 +269,10 @@ class PostStage(Elaboratable):
         m.d.comb += self.done.eq(st.done)
         bias = self.params.bias_or_zeros
         rq = self.params.requant
+        if self.target is not None and not sc.raw:
+            return self._serial(m, st)
         if not sc.raw:
-            # acc + bias is centred and saturated to a power-of-two range that holds
-            # Requant.input_range (beyond it the output clamps anyway), so the multiplier is as
-            # narrow as the layer's scale allows (one DSP block on an FPGA, not two) and the
-            # clamp needs no comparator; the centre's product returns as a constant
-            v_lo, v_hi = rq.input_range(sc.a_bits)
-            centre = (v_lo + v_hi) // 2
-            mul_in = max(v_hi - centre, centre - v_lo).bit_length() + 1
-            m_const = Const(rq.m, unsigned(17)).as_signed()
+            centre, mul_in, m_const = post_operands(rq, sc.a_bits)
         for r, accs in enumerate(self.acc):
             for c, acc in enumerate(accs):
                 if sc.raw:
@@ -279,6 +295,19 @@ class PostStage(Elaboratable):
                     val = q
                 with m.If(st.last):
                     m.d.sync += self.y[r][c].eq(val)
+        return m
+
+    def _serial(self, m, st):
+        from hw.decoupled import SerialPost
+        sc, tick, ok = self.sched, *self.target
+        accs = [a for row in self.acc for a in row]
+        bias = [int(b) for b in self.params.bias_or_zeros] * len(self.acc)
+        args = (len(accs[0]), sc.a_bits, tuple(bias), self.params.requant)
+        sp = instantiate(m, "serial", SerialPost.module_name(*args), SerialPost.signature_of(*args),
+                         lambda: SerialPost(*args))
+        m.d.comb += [sp.take.eq(st.last), sp.tick.eq(tick), ok.eq(sp.ok),
+                     *(sp.acc[i].eq(a) for i, a in enumerate(accs)),
+                     *(y.eq(sp.y[i]) for i, y in enumerate(y for row in self.y for y in row))]
         return m
 
 
@@ -428,7 +457,8 @@ class _Core(Elaboratable):
                       self.target.acc_ok[self.lp.name])
         m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits, serial)
         m.d.comb += [acc.go.eq(pes.done), acc.take.eq(pes.take)]
-        m.submodules.post = post = PostStage(sc, acc.acc, self.params)
+        post_target = None if self.target is None else (self.target.tick, self.target.post_ok[self.lp.name])
+        m.submodules.post = post = PostStage(sc, acc.acc, self.params, post_target)
         m.d.comb += post.go.eq(acc.done)
         for t in range(len(sc.tiles)):
             out = OutputStage(sc, t, post.y)
