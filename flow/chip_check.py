@@ -264,14 +264,16 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
 def host_per_target_bound(design: ChipDesign) -> int:
     """A bound on host clocks per target clock of the emulation build, for timeouts only: an
     emulated MVM over the target MVM, a row write (every stored column, and its pipeline), or
-    a layer's serial sum of its partial sums."""
+    a layer's serial sum of its partial sums or its serial post stage (bounded by one output
+    per placed crossbar column block)."""
     from gen.emulation import CHIP_PARALLEL_CYCLES, serial_sum_steps
     from gen.timing import (crossbar_latency, emulated_crossbar_host_clocks, emulated_row_write_host_clocks,
-                            serial_sum_host_clocks)
+                            serial_post_host_clocks, serial_sum_host_clocks)
     from hw.decoupled import bank_kinds
     xb = design.chip.crossbar
     mvm = emulated_crossbar_host_clocks(xb, parallel_cycles=CHIP_PARALLEL_CYCLES, n_xbars=max(n for n, _ in bank_kinds(design.cp)))
-    sweep = max(serial_sum_host_clocks(len(serial_sum_steps(lp, xb.outputs)))
+    sweep = max(max(serial_sum_host_clocks(len(serial_sum_steps(lp, xb.outputs))),
+                    serial_post_host_clocks(sum(p.cols[1] - p.cols[0] for p in lp.placements)))
                 for lp in design.cp.plan.layers if lp.placements)
     return 2 + max(-(-mvm // crossbar_latency(xb)), emulated_row_write_host_clocks(xb) + 1, sweep + 1)
 

@@ -23,6 +23,7 @@ from gen.cells import CellArray
 from gen.config import CrossbarConfig
 
 __all__ = ["EMU_WORD_BITS", "EMU_PIPELINE_CLOCKS", "CHIP_PARALLEL_CYCLES", "SERIAL_SUM_PIPELINE_CLOCKS",
+           "SERIAL_POST_PIPELINE_CLOCKS",
            "EmulatedGeometry", "SumStep", "serial_sum_steps"]
 
 #: Width of one block-RAM word: an ECP5 DP16KD is 36 bits wide as a pseudo-dual-port RAM
@@ -42,6 +43,10 @@ CHIP_PARALLEL_CYCLES = 1
 #: Host clocks from a serial sum step's read addresses to its sum being stored
 #: (``hw.decoupled.SerialAccumulate``: addresses, the PEs' results, their adder tree).
 SERIAL_SUM_PIPELINE_CLOCKS = 3
+
+#: Host clocks from a serial post stage's output being selected to its activation being stored
+#: (``hw.decoupled.SerialPost``: ``acc + bias`` centred and saturated, times ``M``, requantized).
+SERIAL_POST_PIPELINE_CLOCKS = 3
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ numbers, so a change here changes the RTL and the prediction together.
 from __future__ import annotations
 
 from gen.config import CrossbarConfig
-from gen.emulation import EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, SERIAL_SUM_PIPELINE_CLOCKS, EmulatedGeometry
+from gen.emulation import (EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, SERIAL_POST_PIPELINE_CLOCKS, SERIAL_SUM_PIPELINE_CLOCKS,
+                           EmulatedGeometry)
 
 __all__ = ["CROSSBAR_PIPELINE_CLOCKS", "FM_READ_LATENCY", "POST_CLOCKS", "RAW_OUTPUT_BITS",
            "adder_tree_clocks", "crossbar_latency", "emulated_crossbar_host_clocks", "emulated_row_write_host_clocks",
-           "serial_sum_host_clocks",
+           "serial_post_host_clocks", "serial_sum_host_clocks",
            "transfer_clocks"]
 
 #: Pipeline registers a conversion passes through after its column is selected (see
@@ -58,6 +59,12 @@ def serial_sum_host_clocks(steps: int) -> int:
     crossbars hand their results over: one per step of its sweep
     (``gen.emulation.serial_sum_steps``) and its pipeline."""
     return steps + SERIAL_SUM_PIPELINE_CLOCKS
+
+
+def serial_post_host_clocks(outputs: int) -> int:
+    """Host clocks ``hw.decoupled.SerialPost`` holds the target clock on a post stage's last
+    clock: one per output (replicas × channels) and its pipeline."""
+    return outputs + SERIAL_POST_PIPELINE_CLOCKS
 
 
 def emulated_row_write_host_clocks(cfg: CrossbarConfig, word_bits: int = EMU_WORD_BITS) -> int:

@@ -40,7 +40,8 @@ from amaranth.lib.wiring import In, Out
 
 from gen import timing
 from gen.config import CrossbarConfig
-from gen.emulation import CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, SERIAL_SUM_PIPELINE_CLOCKS
+from gen.emulation import (CHIP_PARALLEL_CYCLES, EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, SERIAL_POST_PIPELINE_CLOCKS,
+                           SERIAL_SUM_PIPELINE_CLOCKS)
 from hw.crossbar import crossbar_handshake, tree_sum
 from hw.emu_crossbar import EmulatedCrossbar, bank_signature
 
@@ -180,7 +181,7 @@ class SerialPost(wiring.Component):
     ``y = requant(acc + bias)`` (DESIGN.md §3, with ``hw.layer.post_operands``' centring) for
     one output per host clock through one multiplier while the target clock stands on the
     stage's last clock (``take``), and registers every ``y`` on that target edge, as the
-    parallel units do. ``ok`` is low until it is done (outputs + 3 host clocks).
+    parallel units do. ``ok`` is low until it is done (``gen.timing.serial_post_host_clocks``).
 
     Ports:
         take: in, the post stage's last target clock.
@@ -205,7 +206,7 @@ class SerialPost(wiring.Component):
     @staticmethod
     def module_name(acc_bits: int, a_bits: int, bias, rq) -> str:
         """The Verilog module name: its widths, biases and requantization constants."""
-        key = repr((acc_bits, a_bits, tuple(int(b) for b in bias), rq))
+        key = repr((acc_bits, a_bits, tuple(int(b) for b in bias), rq, SERIAL_POST_PIPELINE_CLOCKS))
         return f"pimgen_serial_post_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
@@ -214,21 +215,15 @@ class SerialPost(wiring.Component):
         m = Module()
         n, rq = len(self.bias), self.rq
         centre, mul_in, m_const = post_operands(rq, self.a_bits)
-        last_clock = n + 3 - 1          # the last output is stored on it
-        step = Signal(range(last_clock + 2))
-        swept = Signal()
-        sweeping = self.take & ~swept
-        m.d.comb += self.ok.eq(~sweeping)
+        step, sweeping = _sweep(m, self, timing.serial_post_host_clocks(n))
         # stage 1: one accumulator and its bias; 2: centred and saturated; 3: times M; 4: stored
+        # (gen.emulation.SERIAL_POST_PIPELINE_CLOCKS after stage 1)
         a1 = Signal(signed(self.acc_bits), name="acc1")
         b1 = Signal(signed(max(2, max(abs(b - centre) for b in self.bias).bit_length() + 1)), name="bias1")
         dest1, dest2, dest3 = (Signal(range(max(2, n)), name=f"dest{i}") for i in (1, 2, 3))
         v1, v2, v3 = Signal(name="valid1"), Signal(name="valid2"), Signal(name="valid3")
         m.d.sync += v1.eq(0)
         with m.If(sweeping):
-            m.d.sync += step.eq(step + 1)
-            with m.If(step == last_clock):
-                m.d.sync += swept.eq(1)
             with m.Switch(step):
                 for c in range(n):
                     with m.Case(c):
@@ -246,7 +241,7 @@ class SerialPost(wiring.Component):
                     with m.Case(c):
                         m.d.sync += shadow[c].eq(val)
         with m.If(self.tick & self.take):
-            m.d.sync += [swept.eq(0), step.eq(0), *(self.y[c].eq(shadow[c]) for c in range(n))]
+            m.d.sync += [self.y[c].eq(shadow[c]) for c in range(n)]
         return m
 
 
@@ -283,6 +278,24 @@ class EmulatedChip(wiring.Component):
         m.d.comb += [dst.eq(src) for dst, src in zip(self.tap_data, chip.tap_data)]
         m.d.sync += self.host_cycles.eq(self.host_cycles + 1)
         return m
+
+
+def _sweep(m, block, clocks: int):
+    """The control a serial sweep (:class:`SerialAccumulate`, :class:`SerialPost`) runs on:
+    ``step`` counts host clocks while ``block.take`` is high, ``clocks`` of them (its last
+    result is stored on the last), with ``block.ok`` low meanwhile, and starts over from the
+    target edge of ``take``. Returns ``(step, sweeping)``."""
+    step = Signal(range(clocks + 1), name="step")
+    swept = Signal(name="swept")
+    sweeping = block.take & ~swept
+    m.d.comb += block.ok.eq(~sweeping)
+    with m.If(sweeping):
+        m.d.sync += step.eq(step + 1)
+        with m.If(step == clocks - 1):
+            m.d.sync += swept.eq(1)
+    with m.If(block.tick & block.take):
+        m.d.sync += [swept.eq(0), step.eq(0)]
+    return step, sweeping
 
 
 class SerialAccumulate(wiring.Component):
@@ -335,20 +348,13 @@ class SerialAccumulate(wiring.Component):
         m = Module()
         steps, n_pe = self.steps, len(self.steps[0].addrs)
         n_out = len(self.total)
-        last_clock = len(steps) + SERIAL_SUM_PIPELINE_CLOCKS - 1     # the last step is stored on it
-        step = Signal(range(last_clock + 2))
-        swept = Signal()
-        sweeping = self.take & ~swept
-        m.d.comb += self.ok.eq(~sweeping)
+        step, sweeping = _sweep(m, self, timing.serial_sum_host_clocks(len(steps)))
 
         # stage 1: every PE's read address and the step's control
         inc1, dest1 = Signal(n_pe), Signal(range(max(2, n_out)))
         first1, last1 = Signal(), Signal()
         m.d.sync += last1.eq(0)
         with m.If(sweeping):
-            m.d.sync += step.eq(step + 1)
-            with m.If(step == last_clock):
-                m.d.sync += swept.eq(1)
             with m.Switch(step):
                 for s, st in enumerate(steps):
                     with m.Case(s):
@@ -377,5 +383,5 @@ class SerialAccumulate(wiring.Component):
 
         # the target edge of the hand-over: the sums are the layer's
         with m.If(self.tick & self.take):
-            m.d.sync += [swept.eq(0), step.eq(0), *(self.total[i].eq(shadow[i]) for i in range(n_out))]
+            m.d.sync += [self.total[i].eq(shadow[i]) for i in range(n_out)]
         return m
