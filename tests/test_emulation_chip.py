@@ -85,3 +85,17 @@ def test_digits_emulation_build_equals_simulation_build(mapping, sim_cache):
     x, labels = digits_dataset("test")
     sim, emu = _same_as_simulation_build(d, x[:4], sim_cache, labels=labels[:4], seed=1)
     assert emu["accuracy"] == sim["accuracy"]
+
+
+def test_emulation_build_sums_and_requantizes_serially():
+    """Every layer with crossbars sums its partial sums in one SerialAccumulate and every
+    requantizing layer has one SerialPost (one multiplier), instantiated in that layer only;
+    the simulation build has neither."""
+    d = tiny_design("conventional")
+    layers = [lp for lp in d.cp.plan.layers if lp.placements]
+    requantizing = [lp for lp in layers if not lp.raw_output]
+    emu = d.emulation().verilog.splitlines()
+    acc_inst = [ln for ln in emu if ln.startswith("  pimgen_serial_acc_")]
+    post_inst = [ln for ln in emu if ln.startswith("  pimgen_serial_post_")]
+    assert len(acc_inst) == len(layers) and len(post_inst) == len(requantizing) < len(layers)
+    assert "pimgen_serial_" not in d.verilog
