@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from flow import fpga
-from flow.chip_check import ChipDesign, golden, host_per_target_bound, shared_blocks
+from flow.chip_check import ChipDesign, golden, host_per_target_bound
 
 TOP = "board"
 
@@ -30,9 +30,16 @@ SIM_CLOCKS_PER_BIT = 8
 
 
 def board_core(design: ChipDesign, clocks_per_bit: int):
-    """The ``hw.board.BoardCore`` of ``design`` (its cells: the design's programming beats)."""
+    """The ``hw.board.BoardCore`` of ``design`` (its cells: what the design's programming beats
+    leave in the crossbars)."""
     from hw.board import BoardCore
-    return BoardCore(design.cp, design.program_words(), clocks_per_bit)
+    return BoardCore(design.cp, board_cells(design), clocks_per_bit)
+
+
+def board_cells(design: ChipDesign):
+    """Every crossbar's cells once ``design`` is programmed: the board build's initial contents."""
+    from gen.cells import cells_from_beats
+    return cells_from_beats(design.cp.programming(design.conductances), design.chip.crossbar, design.cp.n_xbars)
 
 
 def image_bytes(design: ChipDesign, x: np.ndarray) -> bytes:
@@ -64,24 +71,22 @@ def run_board_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarra
     """Simulate the board core of ``design`` (Verilator) on ``images`` (``[N, C, H, W]`` input
     codes) sent over its UART pin; returns the report (``passed``, ``classes``,
     ``expected_classes``, ``logits_match``, ``accuracy``, clocks)."""
-    from hw.decoupled import bank_kinds
     from sim.runner import run_testbench
     x = np.asarray(images)
     gold = golden(design, x)
     last = design.cp.stages[-1].name
     want_logits = [[int(v) for v in g[last].reshape(-1)] for g in gold]
     want_classes = [int(np.argmax(v)) for v in want_logits]
-    from gen.timing import emulated_row_write_host_clocks
     from hw.board import board_reply_bytes
-    xb = design.chip.crossbar
     t = design.timing(1)
     args = {"clocks_per_bit": clocks_per_bit, "images": [list(image_bytes(design, xi)) for xi in x],
             "reply_bytes": board_reply_bytes(design.cp.logits),
-            "program_clocks": 2 * (emulated_row_write_host_clocks(xb) + 3) * len(design.program_words()) + 1000,
+            "program_clocks": 1000,     # nothing to program: the cells are initial contents
             "reply_clocks": host_per_target_bound(design) * (t.latency[0] + 1000)}
     t0 = time.perf_counter()
+    # flat: every PE holds its own cells, so no block is shared
     res = run_testbench(board_verilog(design, clocks_per_bit), TOP, "sim.tb.board", args, cache_dir=cache_dir,
-                        hier_blocks=shared_blocks(xb, bank_kinds(design.cp)), progress=progress)
+                        progress=progress)
     d = res.data
     got = [parse_reply(bytes(r), design.cp.logits) for r in d.get("replies", [])]
     classes, logits = [c for c, _ in got], [v for _, v in got]
@@ -226,7 +231,7 @@ def blocks_verilog(design: ChipDesign) -> str:
     definition per kind."""
     from flow.emit import definitions_verilog
     from hw.decoupled import EmulatedChip
-    return definitions_verilog(EmulatedChip(design.cp))
+    return definitions_verilog(EmulatedChip(design.cp, board_cells(design)))
 
 
 def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s", *, seed: int = 1,
@@ -251,7 +256,7 @@ def synthesize_board(design: ChipDesign, folder: str | Path, board: str = "ulx3s
         env[var] = fpga.find_tool(tool)
     platform = b.platform_class()()
     clock_hz, pll = board_clock(b, platform, clock_mhz)
-    core = BoardCore(design.cp, design.program_words(), _clocks_per_bit(clock_hz))
+    core = BoardCore(design.cp, board_cells(design), _clocks_per_bit(clock_hz))
     platform.add_file("pimgen_blocks.v", blocks_verilog(design))
     folder = Path(folder)
     work = Path(tempfile.mkdtemp(prefix=".fpga-", dir=folder))

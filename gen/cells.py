@@ -28,7 +28,8 @@ import numpy as np
 from gen.config import CrossbarConfig
 from gen.intops import as_int, check_range
 
-__all__ = ["cell_levels", "check_weight_block", "encode_row", "pack_row", "ideal_conductances", "check_conductances", "CellArray"]
+__all__ = ["cell_levels", "check_weight_block", "encode_row", "pack_row", "ideal_conductances", "check_conductances", "CellArray",
+           "cells_from_beats"]
 
 
 def cell_levels(w, cfg: CrossbarConfig) -> np.ndarray:
@@ -142,3 +143,18 @@ class CellArray:
         cfg, mask = self.cfg, self.cfg.g_max
         return np.array([[(word >> (c * cfg.g_bits)) & mask for c in range(cfg.cols)] for word in self.rows],
                         dtype=np.int64)
+
+
+def cells_from_beats(beats, cfg: CrossbarConfig, n_xbars: int) -> tuple[CellArray, ...]:
+    """Every crossbar's contents after programming beats ``(crossbar, row, cells)``
+    (``gen.chipplan.programming_beats``) from the reset contents (``w = 0``): what a chip's
+    ``n_xbars`` crossbars hold once programmed, for a build whose cells are initial contents
+    (the FPGA emulation build on a board, ``hw.board``)."""
+    reset = CellArray.from_weights(None, cfg).rows
+    rows = [list(reset) for _ in range(n_xbars)]
+    for n, r, word in beats:
+        if not (0 <= n < n_xbars and 0 <= r < cfg.rows):
+            raise ValueError(f"a programming beat for crossbar {n}, row {r} is not allowed: the chip has "
+                             f"{n_xbars} crossbars of {cfg.rows} rows")
+        rows[n][r] = word
+    return tuple(CellArray(cfg, tuple(r)) for r in rows)

@@ -1,10 +1,10 @@
 """The chip on an FPGA board: images in over UART, the class and the logits out.
 
 :class:`BoardCore` is everything below the board's pins and clock primitives, so cocotb runs
-it as it is: the chip's emulation build (:class:`hw.decoupled.EmulatedChip`), a
-:class:`ProgramLoader` that programs every crossbar from a block-RAM image of the
-programming beats after reset (as a real chip is programmed, through its ``prog`` port; the
-same beats ``pimgen build`` writes to ``weights/program.hex``), and the serial protocol:
+it as it is: the chip's emulation build (:class:`hw.decoupled.EmulatedChip`) with every
+crossbar's cells as its block RAMs' initial contents — the cells the programming beats
+``pimgen build`` writes to ``weights/program.hex`` leave (``gen.cells.cells_from_beats``) — and
+the serial protocol:
 
 * host → board: an image as its input words (``ChipPlan.input_layout``), each word
   ``ceil(word_bits / 8)`` bytes, least significant first. Images may follow each other back
@@ -15,7 +15,12 @@ same beats ``pimgen build`` writes to ``weights/program.hex``), and the serial p
   the first on a tie, as ``numpy.argmax``), then every logit as 4 bytes, little-endian two's
   complement.
 
-LEDs: 0 programmed, 1 an image in the chip, 2 a received byte was lost (overrun), 3 the
+No programming port on the board: broadcasting the 139-bit programming beat of the digits chip
+to all its banks is what kept it from routing on the ECP5 (``docs/fpga.md``), and ~100 kB of
+cells over the serial line would be slow; the simulation build is still programmed as a real
+chip is, through ``prog``.
+
+LEDs: 0 ready (lit from reset), 1 an image in the chip, 2 a received byte was lost (overrun), 3 the
 serial receiver's line, 4-7 the last class.
 
 :class:`PinTop` puts a core on a board's pins (``amaranth-boards``' platforms, e.g.
@@ -27,15 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, unsigned
-from amaranth.lib import fifo, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.decoupled import EmulatedChip
 from hw.uart import UartRx, UartTx
 
-__all__ = ["ProgramLoader", "BoardCore", "PinTop", "Ecp5Pll", "board_reply_bytes"]
+__all__ = ["BoardCore", "PinTop", "Ecp5Pll", "board_reply_bytes"]
 
 
 def board_reply_bytes(n_logits: int) -> int:
@@ -43,53 +47,25 @@ def board_reply_bytes(n_logits: int) -> int:
     return 1 + 4 * n_logits
 
 
-class ProgramLoader(wiring.Component):
-    """Streams a fixed list of programming beats out of block RAM once after reset.
-
-    Ports:
-        o: stream out, the beats in order.
-        done: out, every beat has been taken.
-    """
-
-    def __init__(self, beats: list[int], width: int):
-        if not beats:
-            raise ValueError("a program of no beats is not allowed: the chip has crossbars to program")
-        self.beats, self.width = list(beats), width
-        super().__init__({"o": Out(stream.Signature(unsigned(width))), "done": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        n = len(self.beats)
-        m.submodules.rom = rom = Memory(shape=unsigned(self.width), depth=n, init=self.beats)
-        rd = rom.read_port()
-        addr = Signal(range(n + 1))
-        primed = Signal()          # the read port shows `addr`'s beat
-        fire = self.o.valid & self.o.ready
-        nxt = Mux(fire, addr + 1, addr)
-        m.d.comb += [rd.addr.eq(nxt), self.o.payload.eq(rd.data), self.o.valid.eq(primed & (addr != n)),
-                     self.done.eq(addr == n)]
-        m.d.sync += [addr.eq(nxt), primed.eq(1)]
-        return m
-
-
 class BoardCore(wiring.Component):
     """The chip of ``cp`` behind a UART (module docstring).
 
     Args:
         cp: the :class:`gen.chipplan.ChipPlan`.
-        program: the programming beats, packed (``hw.pe.pack_program``).
+        cells: every crossbar's cells (``gen.cells.cells_from_beats`` of the chip's programming
+            beats), the banks' initial contents.
         clocks_per_bit: clock frequency / baud rate.
 
     Ports: ``rx`` (in), ``tx`` (out), ``leds`` (out, 8), ``cycles`` (out: the chip's target
     clocks), ``host_cycles`` (out: clocks since reset).
     """
 
-    def __init__(self, cp, program: list[int], clocks_per_bit: int):
+    def __init__(self, cp, cells, clocks_per_bit: int):
         if not 1 <= cp.logits <= 256:
             raise ValueError(f"a network of {cp.logits} logits is not allowed on the board: its class is one "
                              f"byte (1 to 256 logits)")
-        self.cp, self.program, self.clocks_per_bit = cp, program, clocks_per_bit
-        self.chip = EmulatedChip(cp)
+        self.cp, self.clocks_per_bit = cp, clocks_per_bit
+        self.chip = EmulatedChip(cp, cells)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(8),
                           "cycles": Out(32), "host_cycles": Out(32)})
 
@@ -97,8 +73,7 @@ class BoardCore(wiring.Component):
         m = Module()
         cp = self.cp
         m.submodules.chip = chip = self.chip
-        m.submodules.loader = loader = ProgramLoader(self.program, chip.prog.payload.shape().size)
-        wiring.connect(m, loader.o, chip.prog)
+        m.d.comb += chip.prog.valid.eq(0)       # the cells are there from the start
         m.submodules.uart_rx = urx = UartRx(self.clocks_per_bit)
         m.submodules.uart_tx = utx = UartTx(self.clocks_per_bit)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
@@ -120,8 +95,7 @@ class BoardCore(wiring.Component):
         m.d.comb += [q.w_en.eq(last_byte), q.w_data.eq(word[:wbits])]
         with m.If(last_byte & ~q.w_rdy):
             m.d.sync += lost.eq(1)
-        m.d.comb += [chip.i.valid.eq(q.r_rdy & loader.done), chip.i.payload.eq(q.r_data),
-                     q.r_en.eq(chip.i.ready & loader.done)]
+        m.d.comb += [chip.i.valid.eq(q.r_rdy), chip.i.payload.eq(q.r_data), q.r_en.eq(chip.i.ready)]
 
         # --- logits: collect an image's words, find the class, send class and logits -------
         n, depth, g = cp.logits, cp.logit_layout.depth, len(chip.o.payload)
@@ -161,7 +135,7 @@ class BoardCore(wiring.Component):
                         m.d.sync += cls.eq(best_i)
                     with m.If(j == board_reply_bytes(n) - 1):
                         m.next = "collect"
-        m.d.comb += self.leds.eq(Cat(loader.done, chip.status != 0, lost | urx.overrun, self.rx, cls))
+        m.d.comb += self.leds.eq(Cat(Const(1, 1), chip.status != 0, lost | urx.overrun, self.rx, cls))
         return m
 
 

@@ -62,6 +62,14 @@ def bank_kind(row_ranges) -> tuple[int, bool]:
     return len(row_ranges), len(set(row_ranges)) == 1
 
 
+def cells_key(preload) -> str | None:
+    """A short digest of crossbars' cells (``gen.cells.CellArray`` each), for module names of
+    blocks that hold them as initial contents (``None``: programmed, no cells)."""
+    if preload is None:
+        return None
+    return hashlib.sha1(repr([c.rows for c in preload]).encode()).hexdigest()[:16]
+
+
 class TargetClock:
     """The target-clock enable of an emulation build, as the chip's parts see it: ``tick``
     (this host edge is a target edge), one ``ok`` per crossbar of the chip, which that
@@ -69,9 +77,14 @@ class TargetClock:
     :class:`TargetCrossbar`, which drives its first crossbar's, the others' are high), and one
     ``acc_ok`` and one ``post_ok`` per layer of ``layers``, which its :class:`SerialAccumulate`
     and :class:`SerialPost` drive (high where nothing drives them: a layer without crossbars, a
-    raw layer's post stage)."""
+    raw layer's post stage). ``cells``: every crossbar's cells (``gen.cells.cells_from_beats``)
+    for a build that holds them from the start instead of being programmed (``hw.board``), or
+    ``None``."""
 
-    def __init__(self, n_xbars: int, layers=()):
+    def __init__(self, n_xbars: int, layers=(), cells=None):
+        if cells is not None and len(cells) != n_xbars:
+            raise ValueError(f"cells: one CellArray per crossbar ({n_xbars}) is allowed, got {len(cells)}")
+        self.cells = None if cells is None else tuple(cells)
         self.tick = Signal(name="target_tick")
         self.ok = [Signal(name=f"xbar_ok{n}") for n in range(n_xbars)]
         self.acc_ok = {name: Signal(init=1, name=f"acc_ok_{name}") for name in layers}
@@ -106,8 +119,9 @@ class TargetCrossbar(wiring.Component):
     parallel_cycles = CHIP_PARALLEL_CYCLES
 
     def __init__(self, cfg: CrossbarConfig, n_xbars: int = 1, shared_input: bool = False,
-                 word_bits: int = EMU_WORD_BITS):
+                 word_bits: int = EMU_WORD_BITS, preload=None):
         self.cfg, self.n_xbars, self.shared_input, self.word_bits = cfg, n_xbars, shared_input, word_bits
+        self.preload = None if preload is None else tuple(preload)     # cells as initial contents
         super().__init__(self.signature_of(cfg, n_xbars, shared_input))
 
     @staticmethod
@@ -118,11 +132,12 @@ class TargetCrossbar(wiring.Component):
 
     @staticmethod
     def module_name(cfg: CrossbarConfig, n_xbars: int = 1, shared_input: bool = False,
-                    word_bits: int = EMU_WORD_BITS) -> str:
+                    word_bits: int = EMU_WORD_BITS, preload=None) -> str:
         """The Verilog module name of a bank of ``n_xbars`` target-timed emulated crossbars of
-        ``cfg`` (reading one input vector if ``shared_input``)."""
+        ``cfg`` (reading one input vector if ``shared_input``; holding ``preload``'s cells from
+        the start, if given: one module per content)."""
         key = repr((sorted(cfg.to_dict().items()), word_bits, EMU_PIPELINE_CLOCKS, timing.CROSSBAR_PIPELINE_CLOCKS,
-                    TargetCrossbar.parallel_cycles, n_xbars, shared_input))
+                    TargetCrossbar.parallel_cycles, n_xbars, shared_input, cells_key(preload)))
         kind = f"{n_xbars}s" if shared_input else f"{n_xbars}"
         return f"pimgen_target_crossbar{kind}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
@@ -132,7 +147,7 @@ class TargetCrossbar(wiring.Component):
         nb = self.n_xbars
         m.submodules.emu = emu = EmulatedCrossbar(self.cfg, word_bits=self.word_bits,
                                                   parallel_cycles=self.parallel_cycles, held=True, n_xbars=nb,
-                                                  shared_input=self.shared_input)
+                                                  shared_input=self.shared_input, preload=self.preload)
         running, done = Signal(), Signal()
         count = Signal(range(max(2, latency)))
         tick = self.tick
@@ -252,12 +267,16 @@ class EmulatedChip(wiring.Component):
     Ports: those of :class:`hw.chip.Chip` (``cycles`` counts target clocks; ``i``, ``o``,
     ``prog`` and the taps transfer only on target edges), plus
         host_cycles: out, host clocks since reset.
+
+    ``cells``: every crossbar's cells (:func:`gen.cells.cells_from_beats`) as the banks'
+    initial contents, for a board that has no programming source (``hw.board``; ``prog`` is
+    then left idle, and each PE is its own module); ``None``: programmed through ``prog``.
     """
 
-    def __init__(self, cp):
+    def __init__(self, cp, cells=None):
         from hw.chip import Chip
         self.cp = cp
-        self.target = TargetClock(cp.n_xbars, [lp.name for lp in cp.plan.layers])
+        self.target = TargetClock(cp.n_xbars, [lp.name for lp in cp.plan.layers], cells)
         self.core = Chip(cp, target=self.target)
         super().__init__(wiring.Signature({**dict(self.core.signature.members.items()), "host_cycles": Out(32)}))
 

@@ -91,20 +91,29 @@ class EmulatedCrossbar(wiring.Component):
             together, share this datapath one after the other (``bank_signature``); so a PE's
             crossbars, which run in lockstep, cost one datapath on an FPGA, not one each.
         shared_input: the bank's crossbars read the same input vector (one ``i`` vector).
+        preload: ``held`` only: the bank's crossbars' cells (one :class:`gen.cells.CellArray`
+            each) as the memory's initial contents, for a build with no programming source
+            (``hw.board``); ``None``: all zero until rows are written.
     """
 
     def __init__(self, cfg: CrossbarConfig, weights=None, *, word_bits: int = EMU_WORD_BITS,
                  ram_style: str | None = "block", parallel_cycles: int | None = None, held: bool = False,
-                 n_xbars: int = 1, shared_input: bool = False):
+                 n_xbars: int = 1, shared_input: bool = False, preload=None):
         if held and weights is not None:
-            raise ValueError("a bank of emulated crossbars (held inputs) takes no initial weights")
+            raise ValueError("a bank of emulated crossbars (held inputs) takes no initial weights (preload: its cells)")
+        if preload is not None and (not held or len(preload) != n_xbars):
+            raise ValueError(f"preload: {n_xbars} CellArrays of a bank (held inputs) are allowed, "
+                             f"got {'unheld crossbar' if not held else len(preload)}")
         if n_xbars > 1 and not held:
             raise ValueError(f"n_xbars={n_xbars}: a bank of emulated crossbars takes held inputs")
         self.cfg, self.held, self.n_xbars = cfg, held, n_xbars
         self.n_inputs = 1 if shared_input else n_xbars
         self.geometry = EmulatedGeometry(cfg, word_bits, parallel_cycles)
         cells = weights if isinstance(weights, CellArray) else CellArray.from_weights(weights, cfg)
-        self.init_words = [] if held else self.geometry.memory_words(cells)
+        if held:
+            self.init_words = [] if preload is None else [w for c in preload for w in self.geometry.memory_words(c)]
+        else:
+            self.init_words = self.geometry.memory_words(cells)
         self.ram_style = ram_style
         super().__init__(bank_signature(cfg, n_xbars, shared_input) if held else Crossbar.signature_of(cfg))
 

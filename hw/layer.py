@@ -121,12 +121,14 @@ class PEArray(Elaboratable):
             else:       # programmed: one module per PE kind (hw.blackbox)
                 stream_, base, n_xbars = self.prog
                 rows, emulated = [p.rows for p in pls], self.target is not None
-                pe = instantiate(m, name, PE.module_name(xb, n_in, rows, n_xbars, emulated),
+                ids = [base + index[p] for p in pls]
+                # a board without a programming source: this PE's cells from the start
+                pre = tuple(self.target.cells[i] for i in ids) if emulated and self.target.cells else None
+                pe = instantiate(m, name, PE.module_name(xb, n_in, rows, n_xbars, emulated, pre),
                                  PE.signature_of(xb, n_in, len(pls), n_xbars, emulated),
                                  lambda: PE(xb, n_in, [PEBlock(r0, np.zeros((r1 - r0, 1), np.int64))
                                                        for r0, r1 in rows],
-                                            programmed=True, n_xbars=n_xbars, emulated=emulated))
-                ids = [base + index[p] for p in pls]
+                                            programmed=True, n_xbars=n_xbars, emulated=emulated, preload=pre))
                 m.d.comb += [pe.prog.valid.eq(stream_.valid), pe.prog.payload.eq(stream_.payload),
                              *[pe.sel[b].eq(stream_.payload.xbar == i) for b, i in enumerate(ids)]]
                 if emulated:    # the bank drives its first crossbar's ok, the others' are high

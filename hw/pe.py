@@ -77,15 +77,21 @@ class PE(wiring.Component):
     datapath (:class:`hw.decoupled.TargetCrossbar`): the PE takes the target-clock enable
     ``tick``, drives the bank's ``ok``, holds the input from its accept on, and offers its
     results one at a time (``o.payload`` is the one at ``o_addr``, ``b*outputs + o``; the
-    engine sums them serially, ``hw.decoupled.SerialAccumulate``).
+    engine sums them serially, ``hw.decoupled.SerialAccumulate``). ``preload`` (emulated
+    only): its crossbars' cells (a ``gen.cells.CellArray`` each) as the bank's initial contents,
+    for a board with no programming source; the PE is then a module of its own.
     """
 
     def __init__(self, cfg: CrossbarConfig, n_in: int, blocks: list[PEBlock], *, programmed: bool = False,
-                 n_xbars: int = 0, emulated: bool = False):
+                 n_xbars: int = 0, emulated: bool = False, preload=None):
         if emulated and not programmed:
             raise ValueError("an emulated PE is programmed: emulated=True needs programmed=True")
+        if preload is not None and (not emulated or len(preload) != len(blocks)):
+            raise ValueError(f"preload: the cells of an emulated PE's {len(blocks)} crossbars are allowed, got "
+                             f"{'a PE that is not emulated' if not emulated else len(preload)}")
         self.cfg, self.n_in, self.blocks = cfg, n_in, blocks
         self.programmed, self.emulated = programmed, emulated
+        self.preload = None if preload is None else tuple(preload)
         super().__init__(self.signature_of(cfg, n_in, len(blocks), n_xbars if programmed else None, emulated))
 
     @staticmethod
@@ -108,12 +114,14 @@ class PE(wiring.Component):
         return wiring.Signature(ports)
 
     @staticmethod
-    def module_name(cfg: CrossbarConfig, n_in: int, rows, n_xbars: int, emulated: bool = False) -> str:
+    def module_name(cfg: CrossbarConfig, n_in: int, rows, n_xbars: int, emulated: bool = False,
+                    preload=None) -> str:
         """The Verilog module name of a programmed PE: crossbars of ``cfg`` (the module of
         each, which carries its own pipeline and emulation constants), ``n_in`` input values,
         ``rows`` (``(r0, r1)`` per crossbar), programmed over a bus of ``n_xbars`` crossbars."""
         rows = tuple((int(r0), int(r1)) for r0, r1 in rows)
-        xb = TargetCrossbar.module_name(cfg, *bank_kind(rows)) if emulated else Crossbar.module_name(cfg)
+        xb = (TargetCrossbar.module_name(cfg, *bank_kind(rows), preload=preload) if emulated
+              else Crossbar.module_name(cfg))
         key = repr((xb, n_in, rows, prog_layout(cfg, n_xbars).size, emulated))
         return f"pimgen_pe_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
@@ -166,8 +174,9 @@ class PE(wiring.Component):
         all (they run in lockstep), inputs from the held vector ``x``, outputs in block order."""
         cfg, a = self.cfg, self.cfg.a_bits
         n, shared = bank_kind([(b.r0, b.r1) for b in self.blocks])
-        xb = instantiate(m, "xbars", TargetCrossbar.module_name(cfg, n, shared),
-                         TargetCrossbar.signature_of(cfg, n, shared), lambda: TargetCrossbar(cfg, n, shared))
+        pre = self.preload
+        xb = instantiate(m, "xbars", TargetCrossbar.module_name(cfg, n, shared, preload=pre),
+                         TargetCrossbar.signature_of(cfg, n, shared), lambda: TargetCrossbar(cfg, n, shared, preload=pre))
         p, mine = self.prog, [self.sel[k] for k in range(n)]
         which = 0
         for k in range(n - 1, 0, -1):

@@ -13,7 +13,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from gen.config import ChipConfig
-from flow.board import image_bytes, parse_reply, run_board_check
+from flow.board import board_cells, image_bytes, parse_reply, run_board_check
 from flow.chip_check import design_from_network
 from hw.uart import UartRx, UartTx
 from test_chip import tiny_design
@@ -82,7 +82,8 @@ def test_tiny_board_classifies_over_uart(sim_cache):
     rep = run_board_check(d, x, cache_dir=sim_cache)
     assert rep["passed"], rep
     assert rep["classes"] == rep["expected_classes"] and rep["logits_match"], rep
-    assert rep["programming_clocks"] > 0 and rep["host_clocks"] > rep["target_clocks"], rep
+    # the cells are the banks' initial contents: ready from reset, nothing to program
+    assert rep["programming_clocks"] == 0 and rep["host_clocks"] > rep["target_clocks"], rep
 
 
 @pytest.mark.slow
@@ -142,14 +143,17 @@ def test_ulx3s_plan_has_the_pins_and_the_crossbar_module():
     assert _clocks_per_bit(platform.default_clk_frequency) == 217          # 25 MHz / 115 200 baud
     xb = d.chip.crossbar
     platform.add_file("pimgen_blocks.v", blocks_verilog(d))
-    plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 217), b.reset), name="ulx3s", do_build=False)
+    plan = platform.build(PinTop(BoardCore(d.cp, board_cells(d), 217), b.reset), name="ulx3s", do_build=False)
     lpf = plan.files["ulx3s.lpf"]
     for pin in ('SITE "M1"', 'SITE "L4"', 'SITE "G2"', 'SITE "D6"', 'SITE "B2"'):   # rx, tx, clk25, pwr button, led0
         assert pin in lpf, pin
     assert "FREQUENCY PORT" in lpf and "25000000" in lpf
     assert "read_verilog" in plan.files["ulx3s.ys"] and "pimgen_blocks.v" in plan.files["ulx3s.ys"]
-    for kind in bank_kinds(d.cp):
-        assert f"module {TargetCrossbar.module_name(xb, *kind)}(" in plan.files["pimgen_blocks.v"]
+    # no programming port on the board: every PE's bank holds its own cells, one module each
+    n_pes = sum(len(lp.per_pe()) for lp in d.cp.plan.layers)
+    assert plan.files["pimgen_blocks.v"].count("module pimgen_target_crossbar") == n_pes
+    assert not any(f"module {TargetCrossbar.module_name(xb, *kind)}(" in plan.files["pimgen_blocks.v"]
+                   for kind in bank_kinds(d.cp))
 
 
 @pytest.mark.parametrize("mhz", [20, 18.75, 33.3, 50, 12.5, 21.875, 100])
@@ -195,7 +199,7 @@ def test_ulx3s_plan_with_a_pll_clock(tmp_path, capsys):
     assert board_clock(b, platform, None) == (hz, pll)      # the ULX3S default
     assert _clocks_per_bit(hz) == 174
     platform.add_file("pimgen_blocks.v", blocks_verilog(d))
-    plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 174), b.reset, pll), name="ulx3s",
+    plan = platform.build(PinTop(BoardCore(d.cp, board_cells(d), 174), b.reset, pll), name="ulx3s",
                           do_build=False)
     il = plan.files["ulx3s.il"]
     assert "cell \\EHXPLLL" in il
@@ -223,7 +227,7 @@ def test_ulx3s_reset_goes_through_a_global_buffer():
     platform = b.platform_class()()
     _, pll = board_clock(b, platform, None)
     platform.add_file("pimgen_blocks.v", blocks_verilog(d))
-    plan = platform.build(PinTop(BoardCore(d.cp, d.program_words(), 174), b.reset, pll, reset_on_global=True),
+    plan = platform.build(PinTop(BoardCore(d.cp, board_cells(d), 174), b.reset, pll, reset_on_global=True),
                           name="ulx3s", do_build=False)
     il = plan.files["ulx3s.il"]
     cell = re.search(r"cell \\DCCA \S+\n(.*?)\n\s*end", il, re.S)

@@ -133,3 +133,16 @@ def test_emulated_crossbar_non_ideal_cells():
     rep = run_emu_crossbar_check(CrossbarCheck(cfg, vectors=12, seed=2, reprogram_rows=2, device=dev))
     assert rep["non_ideal_cells"], rep
     _assert_pass(rep)
+
+
+def test_cells_from_beats_overlays_the_reset_contents():
+    """What programming beats leave in a chip's crossbars, by hand: the rows they write, the
+    reset contents (w = 0) elsewhere; a beat beyond the chip is refused."""
+    from gen.cells import CellArray, cells_from_beats
+    reset = CellArray.from_weights(None, SMALL).rows
+    got = cells_from_beats([(1, 0, 5), (1, 3, 7), (0, 2, 9)], SMALL, 3)
+    assert got[0].rows == reset[:2] + (9,) + reset[3:]
+    assert got[1].rows == (5,) + reset[1:3] + (7,) + reset[4:]
+    assert got[2].rows == reset
+    with pytest.raises(ValueError, match="crossbar 3, row 0"):
+        cells_from_beats([(3, 0, 1)], SMALL, 3)
