@@ -81,8 +81,8 @@ def _board_args(p: argparse.ArgumentParser) -> None:
                         "Default ulx3s")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
-                   help="the design's clock: on the ulx3s a PLL output from the 25 MHz oscillator (default 20: "
-                        "placements of the digits chip estimate under 25), or 25 for the oscillator itself")
+                   help="the design's clock: on the ulx3s a PLL output from the 25 MHz oscillator (default 20, "
+                        "the clock the digits chip has been routed and measured at), or 25 for the oscillator itself")
     p.add_argument("--images", type=int, default=3,
                    help="images the emulation build is simulated on (Verilator) to measure host clocks per target "
                         "clock, for the images/s on the board; 0 skips it (default 3)")
