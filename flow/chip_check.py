@@ -55,11 +55,15 @@ class ChipDesign:
     #: the emulation build (``hw.decoupled.EmulatedChip``: block-RAM crossbars, target clocks
     #: advanced by an enable) instead of the simulation build (``hw.chip.Chip``)
     emulated: bool = False
+    #: replicas per weight layer, as ``gen.chipplan.plan_chip`` takes them (an int, a
+    #: ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``)
+    duplication: int | str | dict = 1
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.params.check(self.network, w_bits=self.chip.crossbar.w_bits)
-        self.cp: ChipPlan = plan_chip(self.network, self.params, self.chip, self.mapping, self.topology)
+        self.cp: ChipPlan = plan_chip(self.network, self.params, self.chip, self.mapping, self.topology,
+                                      self.duplication)
         self._conductances = None
 
     @property
@@ -109,7 +113,7 @@ class ChipDesign:
         return {
             "schema": SCHEMA, "pimgen": pimgen_version(), "top": TOP, "kind": "chip", "rtl": f"rtl/{TOP}.v",
             "network": self.network.name, "network_ir": self.network.to_dict(), "source": self.source,
-            "mapping": self.mapping, "topology": self.topology,
+            "mapping": self.mapping, "topology": self.topology, "duplication": self.duplication,
             "device": None if self.device is None else dataclasses.asdict(self.device),
             "fault_aware": self.fault_aware,
             "chip": self.chip.to_dict(), "input_shape": list(self.network.input_shape),
@@ -128,11 +132,12 @@ class ChipDesign:
 
 def design_from_network(name_or_net, chip: ChipConfig, mapping: str = "novel", seed: int = 0,
                         topology: str = "5pp", device: DeviceModel | None = None,
-                        fault_aware: bool = False) -> ChipDesign:
+                        fault_aware: bool = False, duplication: int | str | dict = 1) -> ChipDesign:
     """A chip for a zoo name (``digits``: the trained model shipped with pimgen, others:
     ``gen.quantize.random_weights``) or a ``(Network, NetworkParams)`` pair, its cells under
-    ``device`` (``None``: ideal; ``fault_aware``: programmed around its stuck cells)."""
-    kw = {"topology": topology, "device": device, "fault_aware": fault_aware}
+    ``device`` (``None``: ideal; ``fault_aware``: programmed around its stuck cells), its layers
+    duplicated as ``duplication`` says (:class:`ChipDesign`)."""
+    kw = {"topology": topology, "device": device, "fault_aware": fault_aware, "duplication": duplication}
     if isinstance(name_or_net, tuple):
         net, params = name_or_net
         return ChipDesign(net, params, chip, mapping, source="given", **kw)
@@ -197,7 +202,7 @@ def load_build(folder: str | Path) -> ChipDesign:
         device = m.get("device")
         d = ChipDesign(Network.from_dict(m["network_ir"]), params, ChipConfig.from_dict(m["chip"]), m["mapping"],
                        m.get("source", ""), m.get("topology", "5pp"), None if device is None else DeviceModel(**device),
-                       bool(m.get("fault_aware", False)))
+                       bool(m.get("fault_aware", False)), duplication=m.get("duplication", 1))
         d._verilog = (folder / m["rtl"]).read_text()
     return d
 

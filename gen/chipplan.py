@@ -35,9 +35,18 @@ more than two operands or of two from one stage, a pool whose last output would 
 its last input pixel (trailing pixels in no window, or two windows clipped onto one pixel:
 ``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, branches on routed
 fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
-does not model), and duplication. A layer over several tiles is built: partial sums meet in
-the engine's adder tree, and the tiles its outputs leave from are joined into pixels on
-the way out (:meth:`ChipPlan.merged`).
+does not model), and duplication that cuts a layer's output into regions of unequal size. A
+layer over several tiles is built: partial sums meet in the engine's adder tree, and the
+tiles its outputs leave from are joined into pixels on the way out (:meth:`ChipPlan.merged`).
+
+Duplication (``plan_chip(duplication=...)``, as ``gen.mapping.map_network`` takes it): a
+layer's replicas compute equal rectangles of its output in lockstep, so its engine hands on,
+per step, one pixel of every replica. A raster reorder (``hw.links.RasterReorder``) behind
+the engine holds the image (two halves, so the next image goes on being written) and, once
+its last step is in, sends its pixels in raster order, one every :meth:`ChipPlan.reorder_pace`
+clocks — the pace at which everything behind it takes pixels, so nothing behind it ever
+waits and the clocks it adds are a constant (``gen.timing.reorder_clocks``). A duplication
+whose reordering would outlast the stage's own clocks per image is refused.
 """
 from __future__ import annotations
 
@@ -54,6 +63,7 @@ from gen.mapping import MappingPlan, map_network
 from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
+from gen.timing import REORDER_LATENCY, reorder_clocks
 from gen.topology import Placement, build, fabric_latency, place
 
 __all__ = ["ChipPlan", "Link", "TailOp", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES",
@@ -106,7 +116,8 @@ class Link:
     the producer's outputs leave from several tiles, whose words are joined into pixels.
     ``delay``: clocks between the producer's last output word and the consumer's last input
     word: through a tail or a join, one clock to assemble the pixel, one per tail unit and
-    ``out.wpp`` to send the last pixel word by word; then the fabric's latency."""
+    ``out.wpp`` to send the last pixel word by word, with the producer's raster reorder
+    (``reorder``) in front of the tail; then the fabric's latency."""
     producer: int
     consumer: int
     port: str
@@ -116,10 +127,12 @@ class Link:
     fabric_clocks: int = 0
     slots: int = ENGINE_BANKS
     merged: bool = False
+    reorder: int = 0        # clocks the producer's raster reorder adds (gen.timing.reorder_clocks), 0 without
 
     @property
     def delay(self) -> int:
-        return (pixel_path_delay(len(self.ops), self.out) if self.ops or self.merged else 0) + self.fabric_clocks
+        path = self.ops or self.merged or self.reorder
+        return (pixel_path_delay(len(self.ops), self.out) if path else 0) + self.reorder + self.fabric_clocks
 
     @property
     def pool(self) -> int | None:
@@ -140,6 +153,7 @@ class ChipPlan:
     placement: Placement | None = None    # stages on the fabric; None for a one-stage chip
     topology: str = "5pp"
     tails: tuple[tuple[TailOp, ...], ...] = ()
+    paces: tuple[int, ...] = ()      # per stage: its raster reorder's pace, 0 for a stage of one replica
 
     @property
     def fabric_bits(self) -> int:
@@ -170,11 +184,42 @@ class ChipPlan:
     def merged(self, stage: int) -> bool:
         return len(self.out_tiles(stage)) > 1
 
+    def reordered(self, stage: int) -> bool:
+        """``stage`` has several replicas: its pixels pass a raster reorder (module docstring)."""
+        return len(self.stages[stage].replicas) > 1
+
+    def reorder_pace(self, stage: int) -> int:
+        """Clocks between the pixels ``stage``'s raster reorder sends (0 without one): the most
+        words per pixel of any stream its pixels meet behind it — the words it sends on, the
+        skip words its tail joins, the logits — each of which takes a pixel per ``wpp`` clocks."""
+        return self.paces[stage] if self.paces else 0
+
+    def reorder_clocks(self, stage: int) -> int:
+        """Clocks ``stage``'s raster reorder adds to its pixel path (``gen.timing.reorder_clocks``)."""
+        if not self.reordered(stage):
+            return 0
+        _, h, w = self.stages[stage].out_shape
+        return reorder_clocks(h * w, self.reorder_pace(stage))
+
+    def raster_order(self, stage: int) -> tuple[tuple[int, int], ...]:
+        """Per output pixel of ``stage`` in raster order, ``(replica, step)``: the replica whose
+        region holds it and the output step (its index in that region, row-major) that
+        computes it — what ``hw.links.RasterReorder`` reads the pixel back with."""
+        _, h, w = self.stages[stage].out_shape
+        at = {}
+        for rep in self.stages[stage].replicas:
+            y0, y1, x0, x1 = rep.region
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    at[(y, x)] = (rep.index, (y - y0) * (x1 - x0) + (x - x0))
+        return tuple(at[(y, x)] for y in range(h) for x in range(w))
+
     def tap(self, stage: int) -> tuple[int, int]:
         """``(bits, words per image)`` of the words a trace tap sees leave ``stage``'s engine:
-        its ``G``-bit output words, or for a merged stage its joined pixels (``Cout`` values)."""
+        its ``G``-bit output words, or for a merged or duplicated stage its joined pixels
+        (``Cout`` values) in raster order."""
         sc = self.stages[stage]
-        if self.merged(stage):
+        if self.merged(stage) or self.reordered(stage):
             return sc.cout * sc.a_out, sc.out_shape[1] * sc.out_shape[2]
         return sc.bus_bits, sc.out_words
 
@@ -188,8 +233,11 @@ class ChipPlan:
     @property
     def out_delay(self) -> int:
         """Clocks from the last engine's last output word to the last logit word: the join of
-        a merged last stage (assemble, then the pixel's words), else 0."""
-        return pixel_path_delay(0, self.logit_layout) if self.merged(len(self.stages) - 1) else 0
+        a merged or duplicated last stage (assemble, reorder, then the pixel's words), else 0."""
+        last = len(self.stages) - 1
+        if not (self.merged(last) or self.reordered(last)):
+            return 0
+        return pixel_path_delay(0, self.logit_layout) + self.reorder_clocks(last)
 
     def in_link(self, stage: int) -> Link | None:
         """The link that fills ``stage``'s input banks (None for stage 0: the image input)."""
@@ -291,9 +339,12 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
             refusal = sc.engine_refusal()
             if refusal:
                 raise ChipError(refusal)
-            if len(sc.replicas) > 1:
-                raise ChipError(f"layer {layer.name!r}: the chip takes one replica per layer so far (the "
-                                f"{lp.mapping} mapping makes {len(sc.replicas)})")
+            sizes = sorted({(y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in lp.regions})
+            if len(sizes) > 1:
+                _, ho, wo = lp.out_shape
+                raise ChipError(f"layer {layer.name!r}: duplication {lp.duplication} cuts its {ho}x{wo} output into "
+                                f"regions of {' and '.join(map(str, sizes))} pixels; the chip's replicas need equal "
+                                f"regions: choose a duplication whose grid divides the output")
             if not scheds and readers[INPUT] != [layer.name]:
                 raise ChipError(f"the network input is read by {', '.join(readers[INPUT])}; on the chip only the "
                                 f"first weight layer reads it")
@@ -370,14 +421,18 @@ def _topological(n: int, deps: list[set[int]]) -> list[int]:
 
 
 def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: str = "novel",
-              topology: str = "5pp") -> ChipPlan:
-    """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``
-    (module docstring); raises :class:`ChipError` naming the layer for what the chip cannot
-    build yet."""
+              topology: str = "5pp", duplication=1) -> ChipPlan:
+    """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``, its
+    layers duplicated as ``gen.mapping.map_network`` takes ``duplication`` (an int, a
+    ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``; module docstring); raises
+    :class:`ChipError` naming the layer for what the chip cannot build yet."""
     if topology not in TOPOLOGIES:
         raise ChipError(f"topology {topology!r} is not allowed: choose one of {', '.join(TOPOLOGIES)}")
     net, params = lower_for_chip(net, params)
-    plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=1)
+    try:
+        plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=duplication)
+    except ValueError as e:
+        raise ChipError(str(e)) from None
     scheds, tails, src, end, readers, owner = _stage_graph(net, plan, chip)
     n = len(scheds)
     last = owner.get(net.output)
@@ -447,8 +502,24 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         cg = CommGraph(net.name, cores, flows,
                        payload_bits=max(layout(end[order[p_]]).word_bits for p_, _, _ in raw_links))
         placement = place(cg, build(topology, n))
+    # a duplicated stage's reorder sends a pixel every `pace` clocks: the slowest pixel
+    # stream behind it (its own words out, the skip words its tail joins, the logits)
+    paces = []
+    for k, sc in enumerate(stages):
+        if len(sc.replicas) == 1:
+            paces.append(0)
+            continue
+        wpps = [layout(end[order[k]]).wpp]
+        wpps += [layout(end[order[op.skip]]).wpp for op in tail_t[k] if op.skip is not None]
+        paces.append(max(wpps))
+        _, h, w = sc.out_shape
+        if h * w * paces[-1] + REORDER_LATENCY > sc.clocks:
+            raise ChipError(f"layer {sc.name!r}: its {len(sc.replicas)} replicas finish an image in {sc.clocks} "
+                            f"clocks, less than the {h * w} x {paces[-1]} + {REORDER_LATENCY} clocks its pixels take "
+                            f"to leave in raster order; choose a lower duplication")
     links = tuple(Link(p_, c, port, tail_t[p_], FMLayout(*stages[p_].out_shape, a, G), layout(end[order[p_]]),
                        fabric_latency(placement, placement.cg.flows[f]), slots(p_, c, port),
-                       sum(1 for t in stages[p_].tiles if t.out_words) > 1)
+                       sum(1 for t in stages[p_].tiles if t.out_words) > 1,
+                       reorder_clocks(stages[p_].out_shape[1] * stages[p_].out_shape[2], paces[p_]) if paces[p_] else 0)
                   for f, (p_, c, port) in enumerate(raw_links))
-    return ChipPlan(net, params, plan, stages, links, placement, topology, tail_t)
+    return ChipPlan(net, params, plan, stages, links, placement, topology, tail_t, tuple(paces))

@@ -14,7 +14,7 @@ from gen.emulation import (EMU_PIPELINE_CLOCKS, EMU_WORD_BITS, SERIAL_POST_PIPEL
 __all__ = ["CROSSBAR_PIPELINE_CLOCKS", "FM_READ_LATENCY", "POST_CLOCKS", "RAW_OUTPUT_BITS",
            "adder_tree_clocks", "crossbar_latency", "emulated_crossbar_host_clocks", "emulated_row_write_host_clocks",
            "serial_post_host_clocks", "serial_sum_host_clocks",
-           "transfer_clocks"]
+           "transfer_clocks", "REORDER_LATENCY", "reorder_clocks"]
 
 #: Pipeline registers a conversion passes through after its column is selected (see
 #: ``hw.crossbar.Crossbar``): products, partial row sums, ADC code, routed/shifted term,
@@ -29,6 +29,11 @@ POST_CLOCKS = 3
 
 #: Width of a raw (not requantized) output value: the last layer's int32 accumulators.
 RAW_OUTPUT_BITS = 32
+
+#: Clocks a raster reorder (``hw.links.RasterReorder``) adds in front of an image's first
+#: pixel: from the edge its last step is written, one to issue the pixel's read of the order
+#: table, one to read the pixel, one to hand it on (the RTL is built from this number).
+REORDER_LATENCY = 3
 
 
 def crossbar_latency(cfg: CrossbarConfig) -> int:
@@ -78,6 +83,13 @@ def adder_tree_clocks(addends: int) -> int:
     """Clocks of a partial-sum adder tree: ``ceil(log2(addends))``, one per level of two-input
     adders (``hw.layer.Accumulate`` builds it as a multicycle path of that many clocks)."""
     return max(0, (addends - 1).bit_length())
+
+
+def reorder_clocks(pixels: int, pace: int) -> int:
+    """Clocks a duplicated stage's raster reorder adds to its pixel path: the image waits
+    until its last step is in, then leaves in raster order, one pixel every ``pace`` clocks
+    (``gen.chipplan.ChipPlan.reorder_pace``): ``REORDER_LATENCY + (pixels - 1) * pace``."""
+    return REORDER_LATENCY + (pixels - 1) * pace
 
 
 def transfer_clocks(bits: int, bus_bits: int) -> int:

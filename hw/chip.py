@@ -3,7 +3,8 @@
 ``Chip(cp)`` builds, from a :class:`gen.chipplan.ChipPlan`, one
 :class:`hw.layer.ConvLayerEngine` per weight layer (each with two input banks, so it fills
 one with the next image while it computes on the other) and the links between them: through
-a max-pool unit where the network pools (:class:`hw.links.WordsToPixel` →
+a raster reorder where the layer is duplicated (:class:`hw.links.RasterReorder`: its replicas'
+pixels back into raster order), through a max-pool unit where the network pools (:class:`hw.links.WordsToPixel` →
 :class:`hw.post.MaxPoolUnit` → :class:`hw.links.PixelToWords`), then over the interconnect
 fabric of the plan's placement (``hw.interconnect.build_fabric``: a link FIFO per flow on
 5PP, routers on mesh and torus), one flow per link.
@@ -39,7 +40,7 @@ from gen.chipplan import ChipPlan
 from gen.topology import fabric_kind
 from hw.interconnect import FlowLinks, build_fabric
 from hw.layer import ConvLayerEngine
-from hw.links import PixelToWords, WordsToPixel
+from hw.links import PixelToWords, RasterReorder, WordsToPixel
 from hw.pe import prog_layout
 from hw.post import AvgPoolUnit, ConcatUnit, GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
 
@@ -141,8 +142,15 @@ class Chip(wiring.Component):
             sc = cp.stages[n]
             a_out = sc.a_out
             pix = None
-            if cp.merged(n):
+            if cp.merged(n) or cp.reordered(n):
                 pix = self._join(m, n, eng)
+                if cp.reordered(n):     # the replicas' pixels of each step, back into raster order
+                    order = cp.raster_order(n)
+                    rr = RasterReorder(sc.cout * a_out, len(sc.replicas), len(order) // len(sc.replicas), order,
+                                       cp.reorder_pace(n))
+                    m.submodules[f"reorder{n}"] = rr
+                    wiring.connect(m, pix, rr.i)
+                    pix = rr.o
                 taps.append((pix.valid & pix.ready, pix.payload))
             else:
                 taps.append((src.valid & src.ready, src.payload))
@@ -212,9 +220,10 @@ class Chip(wiring.Component):
         return m
 
     def _join(self, m, n: int, eng):
-        """Stage ``n``'s output tiles' words as one pixel stream: per tile a
-        :class:`hw.links.WordsToPixel` of its column blocks, then the channels in order; a
-        pixel leaves when every tile's part is in."""
+        """Stage ``n``'s output tiles' words as one stream of steps: per tile a
+        :class:`hw.links.WordsToPixel` of its column blocks, then every replica's channels in
+        order (replica 0's pixel lowest; one replica: the pixel); a step leaves when every
+        tile's part is in."""
         sc = self.cp.stages[n]
         a = sc.a_out
         parts, chan = [], {}
@@ -225,16 +234,17 @@ class Chip(wiring.Component):
             m.d.comb += [w2p.i.valid.eq(eng.o[t].valid), w2p.i.payload.eq(eng.o[t].payload),
                          eng.o[t].ready.eq(w2p.i.ready)]
             q = 0
-            for _, c0, c1 in tile.out_cols:
+            for r, c0, c1 in tile.out_cols:
                 for c in range(c0, c1):
-                    chan[c] = (w2p.o.payload, q)
+                    chan[(r, c)] = (w2p.o.payload, q)
                     q += 1
             parts.append(w2p.o)
-        pix = stream.Signature(sc.cout * a).create(path=(f"join{n}",))
+        order = [(r, c) for r in range(len(sc.replicas)) for c in range(sc.cout)]
+        pix = stream.Signature(len(order) * a).create(path=(f"join{n}",))
         every = 1
         for p in parts:
             every = every & p.valid
         m.d.comb += [pix.valid.eq(every),
-                     pix.payload.eq(Cat(*[chan[c][0][chan[c][1] * a:(chan[c][1] + 1) * a] for c in range(sc.cout)]))]
+                     pix.payload.eq(Cat(*[chan[k][0][chan[k][1] * a:(chan[k][1] + 1) * a] for k in order]))]
         m.d.comb += [p.ready.eq(pix.ready & every) for p in parts]
         return pix

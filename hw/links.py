@@ -5,14 +5,19 @@ A layer engine sends each output pixel as ``wpp`` words of the global bus; a max
 pixel from its words (one clock: the pixel leaves its register the clock after its last
 word), :class:`PixelToWords` sends a pixel word by word (its first word the clock after the
 pixel arrives). Both respect back-pressure; ``gen.chipplan.Link.delay`` counts their clocks.
+:class:`RasterReorder` puts a duplicated stage's pixels, which its replicas compute side by
+side, back into raster order.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["WordsToPixel", "PixelToWords"]
+from gen import timing
+
+__all__ = ["WordsToPixel", "PixelToWords", "RasterReorder"]
 
 
 class WordsToPixel(wiring.Component):
@@ -64,4 +69,86 @@ class PixelToWords(wiring.Component):
                 m.d.sync += [idx.eq(0), self.o.valid.eq(0)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [pix.eq(self.i.payload), self.o.valid.eq(1), idx.eq(0)]
+        return m
+
+
+class RasterReorder(wiring.Component):
+    """A duplicated stage's output in raster order (``gen.chipplan`` module docstring).
+
+    ``i`` takes one beat per output step: ``lanes`` pixels of ``pix_bits``, replica ``r``'s in
+    lane ``r`` (lowest first). ``o`` sends the image's pixels in raster order, pixel ``p``
+    being lane and step ``order[p]`` (``gen.chipplan.ChipPlan.raster_order``). The image is
+    held in one of two halves of a memory, so the next image is written while this one is
+    read; an image is read once all its ``steps`` are in, one pixel every ``pace`` clocks,
+    and its half is free again once its last pixel is read. ``i.ready`` is low only while
+    the half it would write is still being read (``gen.chipplan`` refuses a duplication
+    where that could happen).
+
+    Timing (``gen.timing.REORDER_LATENCY`` = 3): the clock after the edge the last step is
+    written, the first pixel's entry of ``order`` is read (edge 1), then the pixel (edge 2),
+    and it is handed on at edge 3 when ``o`` is ready; every pixel after it ``pace`` clocks
+    later. Back-pressure on ``o`` holds the whole read pipeline.
+    """
+
+    #: registers between the last step's write and the first pixel handed on: order-table
+    #: read, pixel read, output (the structure below, and ``gen.timing.REORDER_LATENCY``)
+    STRUCTURAL_LATENCY = 3
+
+    def __init__(self, pix_bits: int, lanes: int, steps: int, order, pace: int):
+        if timing.REORDER_LATENCY != self.STRUCTURAL_LATENCY:
+            raise ValueError(f"gen.timing.REORDER_LATENCY = {timing.REORDER_LATENCY}: the raster reorder has "
+                             f"{self.STRUCTURAL_LATENCY} registers")
+        self.pix_bits, self.lanes, self.steps, self.pace = pix_bits, lanes, steps, max(1, pace)
+        self.order = tuple(order)
+        super().__init__({"i": In(stream.Signature(unsigned(lanes * pix_bits))),
+                          "o": Out(stream.Signature(unsigned(pix_bits)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        S, N, P = self.steps, len(self.order), self.pace
+        sbits = max(1, (S - 1).bit_length())
+        lbits = max(1, (self.lanes - 1).bit_length())
+        m.submodules.table = table = Memory(shape=unsigned(sbits + lbits), depth=N,
+                                            init=[step | (lane << sbits) for lane, step in self.order])
+        m.submodules.mem = mem = Memory(shape=unsigned(self.lanes * self.pix_bits), depth=2 << sbits, init=[])
+        wp, tp, rp = mem.write_port(), table.read_port(), mem.read_port()
+
+        full = Signal(2)                 # per half: an image is wholly written and not yet read
+        wh = Signal()                    # the half being written
+        wj = Signal(range(max(2, S)))
+        m.d.comb += [self.i.ready.eq(~full.bit_select(wh, 1)),
+                     wp.addr.eq(Cat(wj[:sbits], wh)), wp.data.eq(self.i.payload),
+                     wp.en.eq(self.i.valid & self.i.ready)]
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(wj == S - 1):
+                m.d.sync += [wj.eq(0), wh.eq(~wh)]
+                m.d.comb += set_full.bit_select(wh, 1).eq(1)
+            with m.Else():
+                m.d.sync += wj.eq(wj + 1)
+
+        # read pipeline: issue (order-table read) -> pixel read -> output; held as one by o
+        adv = ~self.o.valid | self.o.ready
+        rh = Signal()                    # the half being read
+        p = Signal(range(max(2, N)))
+        wait = Signal(range(max(2, P)))  # clocks until the next pixel may be issued
+        issue = adv & full.bit_select(rh, 1) & (wait == 0)
+        v1, h1, last1 = Signal(), Signal(), Signal()
+        lane2 = Signal(lbits)
+        m.d.comb += [tp.addr.eq(p), tp.en.eq(adv),
+                     rp.addr.eq(Cat(tp.data[:sbits], h1)), rp.en.eq(adv),
+                     self.o.payload.eq(rp.data.word_select(lane2, self.pix_bits))]
+        with m.If(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        with m.If(issue):
+            m.d.sync += [wait.eq(P - 1), p.eq(Mux(p == N - 1, 0, p + 1))]
+            with m.If(p == N - 1):
+                m.d.sync += rh.eq(~rh)
+        with m.If(adv):
+            m.d.sync += [v1.eq(issue), h1.eq(rh), last1.eq(issue & (p == N - 1)),
+                         self.o.valid.eq(v1), lane2.eq(tp.data[sbits:])]
+            with m.If(v1 & last1):      # the image's last pixel is being read: its half is free
+                m.d.comb += clr_full.bit_select(h1, 1).eq(1)
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
         return m

@@ -5,8 +5,9 @@ latency and interval == gen.perf.chip_timing; plus the chip plan in gen.
 Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (novel on 5PP, conventional
 on a mesh; one Verilator build each; all its checks run on that build), and a tiny residual
 chip (identity and projection shortcuts, a skip that arrives after the main path, global
-average pool), both mappings on 5PP. Slow set: the trained digits chip, both mappings on
-both fabrics, with and without back-pressure, and a reduced CIFAR ResNet-20.
+average pool), both mappings on 5PP, and the tiny chip with duplicated layers, both mappings.
+Slow set: the trained digits chip, both mappings on both fabrics, with and without
+back-pressure, duplicated, and a reduced CIFAR ResNet-20.
 """
 import dataclasses
 
@@ -230,6 +231,43 @@ def test_chip_refuses_what_it_cannot_build(net, topology, match):
         plan_chip(net, params, SMALL, "novel", topology=topology)
 
 
+#: duplication of the tiny chip's convolutions: c1's 6x6 output as a 2x2 grid of 3x3
+#: regions, c2's 3x3 output as three one-row bands
+TINY_DUP = {"c1": 4, "c2": 3}
+
+
+def test_duplicated_chip_plan():
+    """A duplicated layer's pixels are read back in raster order: pixel (y, x) of c1 lies in
+    region (y // 3) * 2 + x // 3 of the 2x2 grid, at step (y % 3) * 3 + x % 3 of its region;
+    the reorder adds REORDER_LATENCY + (pixels - 1) * pace clocks to the link (pace: one word
+    per pixel behind it)."""
+    cp = plan_chip(tiny(), tiny_params(), SMALL, "conventional", duplication=TINY_DUP)
+    assert [len(s.replicas) for s in cp.stages] == [4, 3, 1]
+    assert [r.region for r in cp.stages[0].replicas] == [(0, 3, 0, 3), (0, 3, 3, 6), (3, 6, 0, 3), (3, 6, 3, 6)]
+    assert cp.raster_order(0) == tuple(((y // 3) * 2 + x // 3, (y % 3) * 3 + x % 3) for y in range(6) for x in range(6))
+    assert cp.raster_order(1) == tuple((y, x) for y in range(3) for x in range(3))
+    assert not cp.reordered(2) and cp.reorder_clocks(2) == 0
+    assert [cp.reorder_pace(n) for n in range(3)] == [1, 1, 0]
+    c1_c2, c2_fc = cp.links
+    # after c1: assemble, reorder (3 + 35), the max-pool, one word per pixel; then the fabric
+    assert c1_c2.delay == 1 + (3 + 35 * 1) + 1 + 1 + c1_c2.fabric_clocks
+    assert c2_fc.delay == 1 + (3 + 8 * 1) + 1 + c2_fc.fabric_clocks
+    assert cp.tap(0) == (8 * 8, 36)     # the tap sees raster pixels: 8 channels of 8 bits
+
+
+def test_chip_refuses_duplication_it_cannot_build():
+    with pytest.raises(ChipError, match="'c2': duplication 2 cuts its 3x3 output into regions of 3 and 6 pixels"):
+        plan_chip(tiny(), tiny_params(), SMALL, "novel", duplication={"c2": 2})
+    # 16 replicas of a 1x1 layer finish sooner than its 64 pixels of 8 words can leave in order
+    net = Network("wide1x1", (2, 8, 8), [Conv2d(name="a", cin=2, cout=64, k=1), Conv2d(name="b", cin=64, cout=4, k=1),
+                                         Linear(name="fc", in_features=256, out_features=2)])
+    with pytest.raises(ChipError, match="'a': its 16 replicas finish an image in 328 clocks, less than the 64 x 8 "
+                                        "\\+ 3 clocks"):
+        plan_chip(net, random_weights(net, 0), SMALL, "novel", duplication={"a": 16})
+    with pytest.raises(ChipError, match="duplication=0 is not allowed"):
+        plan_chip(net, random_weights(net, 0), SMALL, "novel", duplication=0)
+
+
 # --- RTL ------------------------------------------------------------------------------------------
 def _check(rep, n):
     assert rep["mismatches"] == 0 and rep["diverged"] is None, rep
@@ -337,6 +375,16 @@ def test_rows_over_tiles_chip(sim_cache):
     _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 2)
 
 
+@pytest.mark.parametrize("mapping", ["conventional", "novel"])
+def test_tiny_chip_duplicated(mapping, sim_cache):
+    """Duplicated layers (c1 as a 2x2 grid, c2 as three bands): their pixels back in raster
+    order, bit-exact, clocks exact; then under random back-pressure, nothing lost or reordered."""
+    d = ChipDesign(tiny(), tiny_params(), SMALL, mapping, duplication=TINY_DUP)
+    x = np.random.default_rng(8).integers(0, 256, (3, 2, 6, 6))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, cache_dir=sim_cache), 3)
+
+
 # --- slow set: the trained digits chip ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("mapping, topology", [("novel", "5pp"), ("conventional", "5pp"), ("novel", "mesh")])
@@ -350,6 +398,20 @@ def test_digits_chip(mapping, topology, sim_cache):
     assert rep["accuracy"] >= 5 / 6
     rep = run_chip_check(d, x[6:10], labels=labels[6:10], seed=2, ready_prob=0.4, cache_dir=sim_cache)
     _check(rep, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_digits_chip_balanced_duplication(mapping, sim_cache):
+    """The digits chip with duplication in proportion to each layer's clocks (8, 8, 2, 1
+    replicas): three times the throughput, every logit and clock as the models say."""
+    from gen.models import digits_dataset
+    d = design_from_network("digits", SMALL, mapping, duplication="balance")
+    assert [len(s.replicas) for s in d.cp.stages] == [8, 8, 2, 1]
+    single = design_from_network("digits", SMALL, mapping)
+    assert d.timing(4).steady_interval * 2.5 < single.timing(4).steady_interval
+    x, labels = digits_dataset("test")
+    _check(run_chip_check(d, x[:4], labels=labels[:4], seed=3, cache_dir=sim_cache), 4)
 
 
 @pytest.mark.slow

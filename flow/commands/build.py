@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topology", choices=list(TOPOLOGIES), default="5pp",
                    help="interconnect the stages are placed on: 5pp (a link FIFO per flow) or mesh/torus (routers) "
                         "[5pp]")
+    p.add_argument("--duplication", metavar="N|auto|balance", default="1",
+                   help="replicas per weight layer, each computing an equal part of its output (their pixels are put "
+                        "back in raster order on the way out): an integer, 'auto' (NeuroSim's rule) or 'balance' (in "
+                        "proportion to each layer's clocks) [1]")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of random weights (networks without trained ones) and of the device model's draws [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
@@ -36,24 +40,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def design_from_args(args):
     from flow.chip_check import ChipDesign, design_from_network
-    from flow.commands.map import chip_from_args
+    from flow.commands.map import chip_from_args, duplication_from_args
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed} is not allowed: it must be >= 0")
     from flow.commands._common import device_from_args
     from flow.network_input import network_input
     chip = chip_from_args(args)
+    dup = duplication_from_args(args)
     device = device_from_args(args, args.seed)
     ni = network_input(args, need_params=True)
     if ni.quant is not None:
         return ChipDesign(ni.net, ni.quant.params, chip, args.mapping, source=ni.source, topology=args.topology,
-                          device=device, fault_aware=args.fault_aware)
+                          device=device, fault_aware=args.fault_aware, duplication=dup)
     if ni.kind == "zoo":
-        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology, device, args.fault_aware)
+        return design_from_network(ni.source, chip, args.mapping, args.seed, args.topology, device, args.fault_aware,
+                                   dup)
     # a NeuroSim CSV: the architecture only, random weights as for the zoo networks
     from gen.quantize import random_weights
     return ChipDesign(ni.net, random_weights(ni.net, args.seed, w_bits=chip.crossbar.w_bits, a_bits=chip.crossbar.a_bits),
                       chip, args.mapping, source=f"{ni.source}, random_weights(seed={args.seed})",
-                      topology=args.topology, device=device, fault_aware=args.fault_aware)
+                      topology=args.topology, device=device, fault_aware=args.fault_aware, duplication=dup)
 
 
 def run(args) -> int:
@@ -86,7 +92,8 @@ def run(args) -> int:
                        + (f"/{op.stride} pad {op.pad}" if op.kind == "maxpool" and (op.pad or op.stride != op.k) else "")
                        for op in cp.tail(n))
         to = ", ".join(f"{ln.consumer}" + (" (skip)" if ln.port == "skip" else "") for ln in cp.out_links(n))
-        print(f"  stage {n:<2} {s.name:{wn}} {s.mapping:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
+        reps = f" x{len(s.replicas)}" if len(s.replicas) > 1 else ""
+        print(f"  stage {n:<2} {s.name:{wn}} {s.mapping + reps:12} in {s.in_shape} out {s.out_shape}  {s.clocks} clocks/image"
               f"{tail}" + (f" -> stage {to}" if to else ""))
     xb = d.chip.crossbar
     print(f"cells      {d.device.describe() if d.device else 'ideal'}{', fault-aware' if d.fault_aware else ''}; "
