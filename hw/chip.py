@@ -127,7 +127,9 @@ class Chip(wiring.Component):
             m.d.sync += full.eq(full + arrived - engines[c].started)
             skip_ok[c] = full != 0
             m.submodules[f"skip_w2p{c}"] = w2p = WordsToPixel(out.word_bits, out.wpp, out.pix_bits)
-            m.submodules[f"skip_pix{c}"] = pix = fifo.SyncFIFOBuffered(width=out.pix_bits, depth=2)
+            # depth 3: a buffered FIFO of depth 2 passes a pixel only every other clock, and a
+            # duplicated stage's raster reorder sends its pixels to the join back to back
+            m.submodules[f"skip_pix{c}"] = pix = fifo.SyncFIFOBuffered(width=out.pix_bits, depth=3)
             wiring.connect(m, q.r_stream, w2p.i)
             wiring.connect(m, w2p.o, pix.w_stream)
             skip_pixels[c] = pix.r_stream

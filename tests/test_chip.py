@@ -385,6 +385,19 @@ def test_tiny_chip_duplicated(mapping, sim_cache):
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, cache_dir=sim_cache), 3)
 
 
+@pytest.mark.parametrize("mapping", ["conventional", pytest.param("novel", marks=pytest.mark.slow)])
+def test_tiny_residual_chip_duplicated(mapping, sim_cache):
+    """Duplicated stages on both sides of the joins: c0 (forked into a skip FIFO), b1.c2 (its
+    add takes c0's skip pixels back to back), b2.ds (a skip of two words per pixel) and b2.c2
+    (add, then the global pool): bit-exact, clocks exact, then under back-pressure."""
+    net = tiny_residual()
+    d = ChipDesign(net, random_weights(net, 0), SMALL, mapping, duplication={"c0": 2, "b1.c2": 4, "b2.ds": 2, "b2.c2": 2})
+    assert [d.cp.reorder_pace(n) for n in range(len(d.cp.stages))] == [1, 0, 1, 0, 2, 2, 0]
+    x = np.random.default_rng(3).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
 # --- slow set: the trained digits chip ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("mapping, topology", [("novel", "5pp"), ("conventional", "5pp"), ("novel", "mesh")])
@@ -404,12 +417,12 @@ def test_digits_chip(mapping, topology, sim_cache):
 @pytest.mark.parametrize("mapping", ["novel", "conventional"])
 def test_digits_chip_balanced_duplication(mapping, sim_cache):
     """The digits chip with duplication in proportion to each layer's clocks (8, 8, 2, 1
-    replicas): three times the throughput, every logit and clock as the models say."""
+    replicas): over five times the throughput, every logit and clock as the models say."""
     from gen.models import digits_dataset
     d = design_from_network("digits", SMALL, mapping, duplication="balance")
     assert [len(s.replicas) for s in d.cp.stages] == [8, 8, 2, 1]
     single = design_from_network("digits", SMALL, mapping)
-    assert d.timing(4).steady_interval * 2.5 < single.timing(4).steady_interval
+    assert d.timing(4).steady_interval * 5 < single.timing(4).steady_interval
     x, labels = digits_dataset("test")
     _check(run_chip_check(d, x[:4], labels=labels[:4], seed=3, cache_dir=sim_cache), 4)
 

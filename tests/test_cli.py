@@ -105,6 +105,34 @@ def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("dup, says", [
+    ("3", "pimgen build: error: layer 'conv1': duplication 3 cuts its 8x8 output into regions of 16 and 24 pixels"),
+    ("x", "pimgen build: error: --duplication 'x' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
+    ("0", "pimgen build: error: duplication=0 is not allowed: must be >= 1"),
+])
+def test_build_refuses_a_duplication_it_cannot_build(tmp_path, dup, says):
+    out = tmp_path / "d"
+    r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--duplication", dup], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and r.stderr.startswith(says) and r.stderr.count("\n") == 1, r.stderr
+    assert not out.exists()
+
+
+def test_build_duplicated_chip(tmp_path):
+    """`--duplication 2`: the manifest records it and the replicas of every stage (the 1x1
+    classifier keeps one); the build folder rebuilds the same design."""
+    from flow.chip_check import load_build
+    out = tmp_path / "d"
+    r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--duplication", "2"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "conv1 conventional x2" in r.stdout and "conv3 novel x2" in r.stdout, r.stdout
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["duplication"] == 2
+    assert [len(s["schedule"]["replicas"]) for s in m["plan"]["stages"]] == [2, 2, 2, 1]
+    assert [len(s.replicas) for s in load_build(out).cp.stages] == [2, 2, 2, 1]
+
+
 def test_simulate_refuses_a_foreign_schema(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "chip", "schema": 999}))
     r = subprocess.run(PIMGEN + ["simulate", str(tmp_path)], capture_output=True, text=True)

@@ -4,7 +4,8 @@ the golden model, bit for bit, and the same per-image latency and interval in ta
 == gen.perf.chip_timing; the host clocks it took per target clock are reported.
 
 Fast set: the tiny chip (test_chip.tiny), both mappings (banks of one crossbar, of two and
-three with their own input rows), with and without back-pressure. Slow set: the
+three with their own input rows), with and without back-pressure, and with duplicated
+layers. Slow set: the
 trained digits chip, both mappings, on real digits.
 """
 import numpy as np
@@ -42,6 +43,16 @@ def test_tiny_emulation_build_equals_simulation_build(mapping, sim_cache):
         xb, parallel_cycles=CHIP_PARALLEL_CYCLES, n_xbars=bank) / crossbar_latency(xb) + 1, emu
     # input gaps and output back-pressure on host clocks: nothing lost, duplicated or reordered
     _check(run_chip_check(d.emulation(), x, seed=2, ready_prob=0.3, gap_prob=0.4, cache_dir=sim_cache), 3)
+
+
+def test_duplicated_emulation_build_equals_simulation_build(sim_cache):
+    """Duplicated layers in the emulation build: the raster reorder advances with the target
+    clock like every other block, so logits and target clocks equal the simulation build's."""
+    from flow.chip_check import ChipDesign
+    from test_chip import TINY_DUP, tiny, tiny_params
+    d = ChipDesign(tiny(), tiny_params(), SMALL, "conventional", duplication=TINY_DUP)
+    x = np.random.default_rng(8).integers(0, 256, (3, 2, 6, 6))
+    _same_as_simulation_build(d, x, sim_cache, seed=1)
 
 
 def test_emulation_build_verilog_has_one_module_per_bank_kind():

@@ -4,7 +4,8 @@ Arguments (``sim.runner.tb_args``): ``clocks_per_bit``, ``images`` (per image, t
 host sends), ``reply_bytes`` (bytes the board answers per image), ``program_clocks`` (a bound on the clocks programming takes) and
 ``reply_clocks`` (a bound on the clocks from an image's last byte to its reply's last byte).
 
-It waits for the programmed LED, sends each image over the ``rx`` pin and reads the reply from
+It waits for the ready LED (LED 0; lit from reset, since the board's cells are block-RAM
+initial contents, but a board that programmed itself would light it later), sends each image over the ``rx`` pin and reads the reply from
 ``tx`` before sending the next, and reports the replies' bytes (``flow.board.parse_reply``
 reads them).
 """
@@ -19,7 +20,7 @@ from sim.uart import UartSink, UartSource
 
 @cocotb.test()
 async def board_replies(dut):
-    """Programming from block RAM, then images in and classes out over the serial line."""
+    """The ready LED, then images in and classes out over the serial line."""
     tb = TB(dut)
     a = tb.args
     n = a["clocks_per_bit"]
