@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/chip_generate.py [--simulate] [--json]
 
-For each network (digits on the 'small' preset; resnet20, resnet18, resnet34 on the 'paper'
-preset, novel mapping) it plans the chip and generates its Verilog, printing seconds, peak
+For each network (digits on the 'small' preset, once with every layer mapped once and once
+with ``--duplication balance``; resnet20, resnet18, resnet34 on the 'paper' preset; novel
+mapping) it plans the chip and generates its Verilog, printing seconds, peak
 MiB (the resident high-water mark of a process that generates that network alone), module
 bodies, crossbar instances and Verilog MiB — or the one-line reason the chip does not build
 that network yet. With
@@ -27,7 +28,9 @@ from gen.chipplan import ChipError  # noqa: E402
 from gen.config import ChipConfig  # noqa: E402
 from flow.chip_check import design_from_network, run_chip_check  # noqa: E402
 
-NETWORKS = [("digits", "small"), ("resnet20", "paper"), ("resnet18", "paper"), ("resnet34", "paper")]
+#: (network, preset, duplication)
+NETWORKS = [("digits", "small", "1"), ("digits", "small", "balance"), ("resnet20", "paper", "1"),
+            ("resnet18", "paper", "1"), ("resnet34", "paper", "1")]
 
 #: Above this many crossbars a chip is planned but not generated unless ``--all``: the
 #: engines' netlists grow with their crossbars (ResNet-20 on the paper preset, 551
@@ -39,11 +42,12 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def generate(name: str, preset: str, everything: bool = False) -> dict:
-    row = {"network": name, "preset": preset}
+def generate(name: str, preset: str, duplication: str = "1", everything: bool = False) -> dict:
+    row = {"network": name if duplication == "1" else f"{name} (duplication {duplication})", "preset": preset}
     t0 = time.perf_counter()
     try:
-        d = design_from_network(name, ChipConfig.preset(preset), "novel")
+        d = design_from_network(name, ChipConfig.preset(preset), "novel",
+                                duplication=int(duplication) if duplication.isdigit() else duplication)
         if d.cp.n_xbars > MAX_XBARS and not everything:
             row["skipped"] = (f"{d.cp.n_xbars} crossbars in {len(d.cp.stages)} engines, planned in "
                               f"{time.perf_counter() - t0:.1f} s; not generated (over {MAX_XBARS}; --all)")
@@ -73,15 +77,15 @@ def main(argv=None) -> int:
     ap.add_argument("--simulate", action="store_true", help="also measure Verilator clocks/s on the digits chip")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--all", action="store_true", help=f"also generate chips over {MAX_XBARS} crossbars")
-    ap.add_argument("--one", nargs=2, metavar=("NETWORK", "PRESET"), help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs=3, metavar=("NETWORK", "PRESET", "DUPLICATION"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:        # one network in this process, so its peak memory is its own
         print(json.dumps(generate(*args.one, everything=args.all)))
         return 0
     rows = []
-    for name, preset in NETWORKS:
-        print(f"  generating {name} ...", file=sys.stderr, flush=True)
-        r = subprocess.run([sys.executable, __file__, "--one", name, preset] + (["--all"] if args.all else []),
+    for name, preset, dup in NETWORKS:
+        print(f"  generating {name} (duplication {dup}) ...", file=sys.stderr, flush=True)
+        r = subprocess.run([sys.executable, __file__, "--one", name, preset, dup] + (["--all"] if args.all else []),
                            capture_output=True, text=True)
         if r.returncode:
             sys.stderr.write(r.stderr)

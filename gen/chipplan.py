@@ -46,7 +46,10 @@ the engine holds the image (two halves, so the next image goes on being written)
 its last step is in, sends its pixels in raster order, one every :meth:`ChipPlan.reorder_pace`
 clocks — the pace at which everything behind it takes pixels, so nothing behind it ever
 waits and the clocks it adds are a constant (``gen.timing.reorder_clocks``). A duplication
-whose reordering would outlast the stage's own clocks per image is refused.
+whose reordering would outlast the stage's own clocks per image is refused, and so is one that
+cuts a layer's output unevenly when asked for by number; the derived duplications ``"auto"``
+and ``"balance"`` are rounded down, layer by layer, to the most replicas that cut it evenly
+(:func:`even_replicas`).
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ from gen.commgraph import CommGraph, Core, Flow
 from gen.cells import ideal_conductances, pack_row
 from gen.config import ChipConfig, CrossbarConfig
 from gen.intops import streamed_pool_refusal
-from gen.mapping import MappingPlan, map_network
+from gen.mapping import MappingPlan, map_network, replica_grid
 from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
@@ -67,7 +70,7 @@ from gen.timing import REORDER_LATENCY, reorder_clocks
 from gen.topology import Placement, build, fabric_latency, place
 
 __all__ = ["ChipPlan", "Link", "TailOp", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES",
-           "programming_beats", "ENGINE_BANKS"]
+           "programming_beats", "ENGINE_BANKS", "even_replicas"]
 
 #: Fabrics a chip is built on (``plan_chip(topology=...)``, ``pimgen build --topology``).
 TOPOLOGIES = ("5pp", "mesh", "torus")
@@ -420,17 +423,32 @@ def _topological(n: int, deps: list[set[int]]) -> list[int]:
     return done
 
 
+def even_replicas(ho: int, wo: int, requested: int) -> int:
+    """The most replicas, at most ``requested``, whose ``gen.mapping.replica_grid`` cuts an
+    ``ho x wo`` output into equal regions (what the chip's replicas need)."""
+    for r in range(requested, 1, -1):
+        dr, dc = replica_grid(ho, wo, r)
+        if ho % dr == 0 and wo % dc == 0:
+            return dr * dc
+    return 1
+
+
 def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: str = "novel",
               topology: str = "5pp", duplication=1) -> ChipPlan:
     """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``, its
     layers duplicated as ``gen.mapping.map_network`` takes ``duplication`` (an int, a
-    ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``; module docstring); raises
+    ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``, whose derived counts are rounded
+    down to :func:`even_replicas`; module docstring); raises
     :class:`ChipError` naming the layer for what the chip cannot build yet."""
     if topology not in TOPOLOGIES:
         raise ChipError(f"topology {topology!r} is not allowed: choose one of {', '.join(TOPOLOGIES)}")
     net, params = lower_for_chip(net, params)
     try:
         plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=duplication)
+        if duplication in ("auto", "balance"):      # derived counts: the most that cut each output evenly
+            even = {lp.name: even_replicas(*lp.out_shape[1:], lp.requested_duplication)
+                    for lp in plan.layers if lp.layer.has_weights}
+            plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=even)
     except ValueError as e:
         raise ChipError(str(e)) from None
     scheds, tails, src, end, readers, owner = _stage_graph(net, plan, chip)

@@ -255,6 +255,24 @@ def test_duplicated_chip_plan():
     assert cp.tap(0) == (8 * 8, 36)     # the tap sees raster pixels: 8 channels of 8 bits
 
 
+def test_derived_duplication_is_rounded_to_even_regions():
+    """'auto' and 'balance' ask for counts the chip may not cut evenly (balance asks 3 of
+    resnet20's 8x8 layer2.0.conv1); the chip takes the most replicas at most that many whose
+    grid divides the output: 3 of 8x8 -> 2 bands of 4 rows, 4 of 7x7 -> 1, 5 of 6x6 -> a 2x2
+    grid of 3x3."""
+    from gen.chipplan import even_replicas
+    assert [even_replicas(8, 8, 3), even_replicas(7, 7, 4), even_replicas(7, 7, 49), even_replicas(6, 6, 5)] == \
+        [2, 1, 49, 4]
+    net = zoo("resnet20-mini")
+    cp = plan_chip(net, random_weights(net, 0), SMALL, "novel", duplication="balance")
+    for sc in cp.stages:
+        assert len({(y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in (r.region for r in sc.replicas)}) == 1, sc.name
+    from gen.mapping import balanced_duplication
+    assert balanced_duplication(net, SMALL, "novel")["layer2.0.conv1"] == 3
+    assert len({lp.name: lp for lp in cp.plan.layers}["layer2.0.conv1"].regions) == 2
+    assert max(len(sc.replicas) for sc in cp.stages) == 8
+
+
 def test_chip_refuses_duplication_it_cannot_build():
     with pytest.raises(ChipError, match="'c2': duplication 2 cuts its 3x3 output into regions of 3 and 6 pixels"):
         plan_chip(tiny(), tiny_params(), SMALL, "novel", duplication={"c2": 2})
