@@ -32,7 +32,8 @@ RAW_OUTPUT_BITS = 32
 
 #: Clocks a raster reorder (``hw.links.RasterReorder``) adds in front of an image's first
 #: pixel: from the edge its last step is written, one to issue the pixel's read of the order
-#: table, one to read the pixel, one to hand it on (the RTL is built from this number).
+#: table, one to read the pixel, one to hand it on (the RTL is built from this number: more
+#: than 3 adds output registers).
 REORDER_LATENCY = 3
 
 

@@ -84,20 +84,20 @@ class RasterReorder(wiring.Component):
     the half it would write is still being read (``gen.chipplan`` refuses a duplication
     where that could happen).
 
-    Timing (``gen.timing.REORDER_LATENCY`` = 3): the clock after the edge the last step is
-    written, the first pixel's entry of ``order`` is read (edge 1), then the pixel (edge 2),
-    and it is handed on at edge 3 when ``o`` is ready; every pixel after it ``pace`` clocks
-    later. Back-pressure on ``o`` holds the whole read pipeline.
+    Timing (``gen.timing.REORDER_LATENCY``, read at elaboration): the clock after the edge
+    the last step is written, the first pixel's entry of ``order`` is read (edge 1), then the
+    pixel (edge 2), and it is handed on at edge 3 when ``o`` is ready — plus one edge for
+    every clock the constant asks beyond those :data:`MIN_LATENCY` (output registers); every
+    pixel after it ``pace`` clocks later. Back-pressure on ``o`` holds the whole read pipeline.
     """
 
-    #: registers between the last step's write and the first pixel handed on: order-table
-    #: read, pixel read, output (the structure below, and ``gen.timing.REORDER_LATENCY``)
-    STRUCTURAL_LATENCY = 3
+    #: registers the reorder needs: order-table read, pixel read, output
+    MIN_LATENCY = 3
 
     def __init__(self, pix_bits: int, lanes: int, steps: int, order, pace: int):
-        if timing.REORDER_LATENCY != self.STRUCTURAL_LATENCY:
-            raise ValueError(f"gen.timing.REORDER_LATENCY = {timing.REORDER_LATENCY}: the raster reorder has "
-                             f"{self.STRUCTURAL_LATENCY} registers")
+        if timing.REORDER_LATENCY < self.MIN_LATENCY:
+            raise ValueError(f"gen.timing.REORDER_LATENCY = {timing.REORDER_LATENCY}: the raster reorder needs "
+                             f"{self.MIN_LATENCY} registers")
         self.pix_bits, self.lanes, self.steps, self.pace = pix_bits, lanes, steps, max(1, pace)
         self.order = tuple(order)
         super().__init__({"i": In(stream.Signature(unsigned(lanes * pix_bits))),
@@ -135,10 +135,16 @@ class RasterReorder(wiring.Component):
         wait = Signal(range(max(2, P)))  # clocks until the next pixel may be issued
         issue = adv & full.bit_select(rh, 1) & (wait == 0)
         v1, h1, last1 = Signal(), Signal(), Signal()
-        lane2 = Signal(lbits)
+        v2, lane2 = Signal(), Signal(lbits)
         m.d.comb += [tp.addr.eq(p), tp.en.eq(adv),
-                     rp.addr.eq(Cat(tp.data[:sbits], h1)), rp.en.eq(adv),
-                     self.o.payload.eq(rp.data.word_select(lane2, self.pix_bits))]
+                     rp.addr.eq(Cat(tp.data[:sbits], h1)), rp.en.eq(adv)]
+        valid, pixel = v2, rp.data.word_select(lane2, self.pix_bits)
+        for k in range(timing.REORDER_LATENCY - self.MIN_LATENCY):      # output registers the constant adds
+            vk, dk = Signal(name=f"v_out{k}"), Signal(self.pix_bits, name=f"pix_out{k}")
+            with m.If(adv):
+                m.d.sync += [vk.eq(valid), dk.eq(pixel)]
+            valid, pixel = vk, dk
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(pixel)]
         with m.If(wait != 0):
             m.d.sync += wait.eq(wait - 1)
         with m.If(issue):
@@ -147,7 +153,7 @@ class RasterReorder(wiring.Component):
                 m.d.sync += rh.eq(~rh)
         with m.If(adv):
             m.d.sync += [v1.eq(issue), h1.eq(rh), last1.eq(issue & (p == N - 1)),
-                         self.o.valid.eq(v1), lane2.eq(tp.data[sbits:])]
+                         v2.eq(v1), lane2.eq(tp.data[sbits:])]
             with m.If(v1 & last1):      # the image's last pixel is being read: its half is free
                 m.d.comb += clr_full.bit_select(h1, 1).eq(1)
         m.d.sync += full.eq((full | set_full) & ~clr_full)

@@ -1,5 +1,6 @@
 """Layer-engine building blocks in the Amaranth simulator: post-processing units (bit-exact
-vs sim.golden, under back-pressure), the PE, the adder tree, stage timers and the controller."""
+vs sim.golden, under back-pressure), the PE, the adder tree, stage timers and the controller,
+and the chip's raster reorder of duplicated layers."""
 import random
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from gen.config import CrossbarConfig
 from gen.params import AddParams, Requant
 from gen.timing import adder_tree_clocks as adder_levels, crossbar_latency
 from hw.controller import LayerController, StageTimer
+from hw.links import RasterReorder
 from hw.pe import PE, PEBlock
 from hw.post import AvgPoolUnit, GlobalAvgPoolUnit, MaxPoolUnit, Requantize, ResidualAddUnit
 from sim.golden import crossbar_mvm, global_avgpool, maxpool2d, requantize, residual_add
@@ -295,3 +297,54 @@ def test_saturate_and_clamp_unsigned_every_value(lo, amaranth_sim):
     xs = np.arange(-128, 128)
     assert [got[x][0] for x in xs] == np.clip(xs, -16, 15).tolist()
     assert [got[x][1] for x in xs] == np.clip(xs, lo, 15).tolist()
+
+
+def _reorder_case():
+    """A 4x6 image cut into a 2x2 grid of 2x3 regions (replica r = (y // 2) * 2 + x // 3, its
+    step (y % 2) * 3 + x % 3), two images: the steps the replicas hand on (lane r = replica
+    r's pixel of that step) and the pixels in raster order (pixel p of image n: 37 * n + p)."""
+    order = [((y // 2) * 2 + x // 3, (y % 2) * 3 + x % 3) for y in range(4) for x in range(6)]
+    at = {rs: p for p, rs in enumerate(order)}
+    steps = [sum(((37 * n + at[(r, j)]) % 256) << (8 * r) for r in range(4)) for n in range(2) for j in range(6)]
+    raster = [(37 * n + p) % 256 for n in range(2) for p in range(24)]
+    return order, steps, raster
+
+
+@pytest.mark.parametrize("latency", [3, 5])
+@pytest.mark.parametrize("pace", [1, 3])
+def test_raster_reorder_order_and_timing(latency, pace, monkeypatch, amaranth_sim):
+    """Pixels leave in raster order, the first image's last one REORDER_LATENCY + 23 * pace
+    clocks after the edge its last step was written (gen.timing.reorder_clocks), the
+    constant's extra clocks as output registers."""
+    from gen import timing
+    monkeypatch.setattr(timing, "REORDER_LATENCY", latency)
+    order, steps, raster = _reorder_case()
+    dut = RasterReorder(8, 4, 6, order, pace)
+    got, step_edges, pixel_edges = [], [], []
+
+    async def bench(ctx):
+        q = list(steps)
+        ctx.set(dut.o.ready, 1)
+        for edge in range(1, 400):
+            ctx.set(dut.i.valid, int(bool(q)))
+            ctx.set(dut.i.payload, q[0] if q else 0)
+            if q and ctx.get(dut.i.ready):
+                q.pop(0)
+                step_edges.append(edge)
+            if ctx.get(dut.o.valid):
+                got.append(ctx.get(dut.o.payload))
+                pixel_edges.append(edge)
+            await ctx.tick()
+        return
+
+    amaranth_sim(dut, bench, timeout_clocks=500)
+    assert got == raster
+    assert pixel_edges[23] - step_edges[5] == timing.reorder_clocks(24, pace) == latency + 23 * pace
+    assert all(b - a == pace for a, b in zip(pixel_edges[:23], pixel_edges[1:24]))
+
+
+def test_raster_reorder_under_back_pressure():
+    """Random input gaps and output back-pressure: every pixel once, in raster order."""
+    order, steps, raster = _reorder_case()
+    dut = RasterReorder(8, 4, 6, order, 1)
+    assert _stream_through(dut, {"i": steps}, "o", len(raster), ready_prob=0.4, gap_prob=0.3, seed=5) == raster
