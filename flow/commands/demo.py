@@ -42,8 +42,13 @@ def run(args) -> int:
     rep = run_chip_check(d, x[:args.images], labels=labels[:args.images], seed=0, sim=args.sim,
                          progress=Progress(False if args.json else None, sys.stdout))
     steady = d.timing(2).steady_interval
+    # the same chip with duplication balancing its stages (`pimgen build --duplication balance`): the model only
+    bal = design_from_network("digits", chip, args.mapping, duplication="balance")
+    bal_steady = bal.timing(2).steady_interval
     rep.update({"build": str(out), "images_per_s_at_clock": chip.clock_hz / steady, "clock_mhz": chip.clock_mhz,
-                "steady_interval": steady, "wall_seconds_total": round(time.perf_counter() - t0, 1)})
+                "steady_interval": steady, "wall_seconds_total": round(time.perf_counter() - t0, 1),
+                "balanced": {"crossbars": bal.cp.n_xbars, "replicas": [len(s.replicas) for s in bal.cp.stages],
+                             "steady_interval": bal_steady, "images_per_s_at_clock": chip.clock_hz / bal_steady}})
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0 if rep["passed"] else 1
@@ -55,5 +60,9 @@ def run(args) -> int:
         f"{'== gen.perf, every image' if exact else 'MISMATCH with gen.perf'}")
     say(f"accuracy   {rep['accuracy'] * 100:.1f} % top-1 on {rep['images']} held-out digits")
     say(f"throughput {rep['images_per_s_at_clock']:.0f} images/s at {chip.clock_mhz} MHz (interval {steady} clocks)")
+    b = rep["balanced"]
+    say(f"balanced   --duplication balance: replicas {b['replicas']}, {b['crossbars']} crossbars, interval "
+        f"{b['steady_interval']} clocks = {b['images_per_s_at_clock']:.0f} images/s (gen.perf; `pimgen build "
+        f"digits --duplication balance` then `pimgen simulate` checks it)")
     say("PASS" if rep["passed"] else f"FAIL (log: {rep['log']})")
     return 0 if rep["passed"] else 1
