@@ -108,7 +108,7 @@ def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
 @pytest.mark.parametrize("dup, says", [
     ("3", "pimgen build: error: layer 'conv1': duplication 3 cuts its 8x8 output into regions of 16 and 24 pixels"),
     ("x", "pimgen build: error: --duplication 'x' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
-    ("0", "pimgen build: error: duplication=0 is not allowed: must be >= 1"),
+    ("0", "pimgen build: error: --duplication '0' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
 ])
 def test_build_refuses_a_duplication_it_cannot_build(tmp_path, dup, says):
     out = tmp_path / "d"

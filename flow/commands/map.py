@@ -69,9 +69,12 @@ def duplication_from_args(args):
     if d is None or d in ("auto", "balance"):
         return d
     try:
-        return int(d)
+        n = int(d)
     except ValueError:
-        raise ValueError(f"--duplication {d!r} is not allowed: use an integer >= 1, 'auto' or 'balance'") from None
+        n = 0
+    if n < 1:
+        raise ValueError(f"--duplication {d!r} is not allowed: use an integer >= 1, 'auto' or 'balance'")
+    return n
 
 
 def fmt_shape(s) -> str:
