@@ -257,7 +257,7 @@ def test_duplicated_chip_plan():
 
 def test_derived_duplication_is_rounded_to_even_regions():
     """'auto' and 'balance' ask for counts the chip may not cut evenly (balance asks 3 of
-    resnet20's 8x8 layer2.0.conv1); the chip takes the most replicas at most that many whose
+    resnet20-mini's 8x8 layer2.0.conv1); the chip takes the most replicas at most that many whose
     grid divides the output: 3 of 8x8 -> 2 bands of 4 rows, 4 of 7x7 -> 1, 5 of 6x6 -> a 2x2
     grid of 3x3."""
     from gen.chipplan import even_replicas
