@@ -36,7 +36,7 @@ Duplication
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from gen.config import ChipConfig, CrossbarConfig
@@ -98,6 +98,19 @@ class LayerPlan:
         for p in self.placements:
             groups.setdefault((p.tile, p.pe), []).append(p)
         return {key: sorted(pls, key=lambda p: p.subarray) for key, pls in sorted(groups.items())}
+
+    def shape_only(self) -> "LayerPlan":
+        """This plan without what an engine's datapath (``hw.layer.EngineDatapath``) does not
+        depend on: the layer's and its placements' names, its inputs, its ReLU (a post-stage
+        matter) and fallback reason, and where on the chip its tiles sit (renumbered from 0,
+        in chip order). Layers of one shape mapped alike give equal plans, so one module."""
+        tmap = {t: i for i, t in enumerate(sorted({p.tile for p in self.placements} | set(self.tiles)))}
+        layer = replace(self.layer, name="engine", inputs=())
+        if hasattr(layer, "relu"):
+            layer = replace(layer, relu=True)
+        return replace(self, name="engine", layer=layer, reason="", requested_duplication=self.duplication,
+                       placements=[p._replace(layer="engine", tile=tmap[p.tile]) for p in self.placements],
+                       tiles=[tmap[t] for t in self.tiles])
 
     @property
     def n_tiles(self) -> int:

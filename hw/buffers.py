@@ -82,10 +82,20 @@ def _in_range(v, lo: int, hi: int):
     return (v >= lo) & (v < hi)
 
 
-def pad_words(fm, pad_value: int) -> list[int]:
-    """The words of a padding pixel: every channel at ``pad_value`` (the input's zero point,
-    DESIGN.md §3), packed as every pixel is (``gen.schedule.FMLayout.pixel_words``)."""
-    return fm.pixel_words([pad_value] * fm.channels)
+def pad_pixel(fm, pad):
+    """A padding pixel, ``pix_bits`` wide: every channel at ``pad`` (the input's zero point,
+    DESIGN.md §3), an ``int`` or a Value of ``a_bits`` (an engine's ``z_in`` port), packed as
+    every pixel is (``gen.schedule.FMLayout.pixel_words``: channel ``c`` at bits
+    ``[c*a, (c+1)*a)``)."""
+    a = fm.a_bits
+    value = Const(pad & ((1 << a) - 1), a) if isinstance(pad, int) else pad[:a]
+    return Cat(*[value] * fm.channels)
+
+
+def pad_words(fm, pad) -> list:
+    """The ``wpp`` words of a padding pixel (:func:`pad_pixel`), the last one's spare bits zero."""
+    px, wb = pad_pixel(fm, pad), fm.word_bits
+    return [px[i * wb:(i + 1) * wb] for i in range(fm.wpp)]
 
 
 def _fetch_words(m, st, port, slots, word_bits, prefix):
@@ -129,10 +139,11 @@ class WindowGenerator(wiring.Component):
     Ports: ``go`` (pulse), ``done``; ``pos``: per replica of the tile its output pixel and
     ``act`` (the replica has a pixel this step; otherwise its reads are skipped); ``rd``: a
     feature-map read port; ``window``: replica-major, then kernel position ``(i, j)``, then
-    channel, ``a_bits`` each (registered).
+    channel, ``a_bits`` each (registered). ``pad_value``: the padding pixels' channels, an
+    ``int`` or a Value (an engine's ``z_in`` port, :func:`pad_pixel`).
     """
 
-    def __init__(self, sched: LayerSchedule, t: int, pad_value: int = 0):
+    def __init__(self, sched: LayerSchedule, t: int, pad_value=0):
         fm, tile = sched.fm, sched.tiles[t]
         self.sched, self.tile, self.pad_value = sched, tile, pad_value
         n_reps = len(tile.replicas)
@@ -208,9 +219,10 @@ class InputDistributor(wiring.Component):
     stages (``real`` is low with its ``done``), an output step goes on to the PEs
     (``real_next``: an output step's ``done`` comes on the next clock).
     Positions: ``y`` (output row) and ``t`` (step in the row) per step, ``act`` (replica busy).
+    ``pad_value``: the padding pixels' channels, an ``int`` or a Value (:func:`pad_pixel`).
     """
 
-    def __init__(self, sched: LayerSchedule, replica: int, pad_value: int = 0, tile: int | None = None):
+    def __init__(self, sched: LayerSchedule, replica: int, pad_value=0, tile: int | None = None):
         self.sched, self.rep, self.pad_value = sched, sched.replicas[replica], pad_value
         self.tile = sched.tiles[self.rep.tile if tile is None else tile]
         self.words = next(wl for rep, _, wl in self.tile.reads if rep == replica)
@@ -320,7 +332,7 @@ class InputDistributor(wiring.Component):
         tt = StageTimer(m, st.done, sc.stages["tbus_in"], "tbus")
         ent = [[Signal(P, name=f"ent{i}_{c}") for c in range(s)] for i in range(k)]
         ent_next = [[Signal(P, name=f"entn{i}_{c}") for c in range(s)] for i in range(k)]
-        pad_pixel = Cat(*[Const(wd, g.word_bits) for wd in pad_words(g, self.pad_value)])[:P]
+        pad_px = pad_pixel(g, self.pad_value)[:P]
         for c in range(s):
             col = Signal(cw, name=f"col{c}")
             m.d.comb += col.eq(colent + c)
@@ -330,7 +342,7 @@ class InputDistributor(wiring.Component):
                 if i < lb_rows:
                     row_ok = _in_range(rowtop + i, 0, g.h)
                     m.d.comb += [lb[i][c].addr.eq(colidx),
-                                 ent_next[i][c].eq(Mux(col_ok & row_ok, lb[i][c].data, pad_pixel))]
+                                 ent_next[i][c].eq(Mux(col_ok & row_ok, lb[i][c].data, pad_px))]
                 else:
                     m.d.comb += ent_next[i][c].eq(newpix[i - lb_rows][c])
             # the column shifted up by s rows, for the next output row (the prologue's writes

@@ -40,7 +40,8 @@ from gen.chipplan import ChipPlan
 from gen.topology import fabric_kind
 from hw.interconnect import FlowLinks, build_fabric
 from hw.layer import ConvLayerEngine
-from hw.links import PixelToWords, RasterReorder, WordsToPixel
+from hw.blackbox import instantiate
+from hw.links import ImageFIFO, PixelToWords, RasterReorder, WordsToPixel
 from hw.pe import prog_layout
 from hw.post import AvgPoolUnit, ConcatUnit, GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
 
@@ -108,21 +109,26 @@ class Chip(wiring.Component):
                              rx[f].ready.eq(dst.ready)]
                 continue
             c, out = ln.consumer, ln.out
-            q = fifo.SyncFIFOBuffered(width=out.word_bits, depth=ln.slots * out.depth)
-            m.submodules[f"skipfifo{c}"] = q
-            m.d.comb += q.w_data.eq(rx[f].payload[:out.word_bits])
+            args = (out.word_bits, ln.slots * out.depth)
+            if self.target is None:
+                qf = instantiate(m, f"skipfifo{c}", ImageFIFO.module_name(*args), ImageFIFO.signature_of(*args),
+                                 lambda: ImageFIFO(*args))
+            else:       # the emulation build's target-clock enable reaches no black box
+                m.submodules[f"skipfifo{c}"] = qf = ImageFIFO(*args)
+            q = qf.w
+            m.d.comb += q.payload.eq(rx[f].payload[:out.word_bits])
             if ln.port == "skip":
-                m.d.comb += [q.w_en.eq(rx[f].valid), rx[f].ready.eq(q.w_rdy)]
+                m.d.comb += [q.valid.eq(rx[f].valid), rx[f].ready.eq(q.ready)]
             else:       # in+skip: each word into the banks and the skip FIFO at once
                 dst = engines[c].i
                 m.d.comb += [dst.payload.eq(rx[f].payload[:len(dst.payload)]),
-                             dst.valid.eq(rx[f].valid & q.w_rdy), q.w_en.eq(rx[f].valid & dst.ready),
-                             rx[f].ready.eq(dst.ready & q.w_rdy)]
+                             dst.valid.eq(rx[f].valid & q.ready), q.valid.eq(rx[f].valid & dst.ready),
+                             rx[f].ready.eq(dst.ready & q.ready)]
             word = Signal(range(out.depth), name=f"skip_word{c}")
             full = Signal(range(ln.slots + 1), name=f"skip_images{c}")
             arrived = Signal(name=f"skip_arrived{c}")
-            m.d.comb += arrived.eq(q.w_en & q.w_rdy & (word == out.depth - 1))
-            with m.If(q.w_en & q.w_rdy):
+            m.d.comb += arrived.eq(q.valid & q.ready & (word == out.depth - 1))
+            with m.If(q.valid & q.ready):
                 m.d.sync += word.eq(Mux(word == out.depth - 1, 0, word + 1))
             m.d.sync += full.eq(full + arrived - engines[c].started)
             skip_ok[c] = full != 0
@@ -130,7 +136,7 @@ class Chip(wiring.Component):
             # depth 3: a buffered FIFO of depth 2 passes a pixel only every other clock, and a
             # duplicated stage's raster reorder sends its pixels to the join back to back
             m.submodules[f"skip_pix{c}"] = pix = fifo.SyncFIFOBuffered(width=out.pix_bits, depth=3)
-            wiring.connect(m, q.r_stream, w2p.i)
+            wiring.connect(m, qf.r, w2p.i)
             wiring.connect(m, w2p.o, pix.w_stream)
             skip_pixels[c] = pix.r_stream
 

@@ -20,6 +20,9 @@ schedule's), for ``lp.mapping`` ``"conventional"`` or ``"novel"`` and every repl
   drained by the output stream ``o[t]``;
 * the :class:`hw.controller.LayerController`.
 
+Everything before the post stage is the engine's :class:`EngineDatapath`, which a chip emits
+once per layer shape (``hw.blackbox``); the post and output stages hold the layer's constants.
+
 From the first input word accepted to the last output word delivered:
 ``sched.engine_clocks`` clocks, with no back-pressure. Back-pressure: when any output FIFO
 is full, the whole engine (crossbars included) holds its state for that clock
@@ -36,6 +39,8 @@ replica without a pixel in a written step contributes don't-care values.
 The engine builds what ``sched.engine_refusal()`` accepts; ``flow`` checks that first.
 """
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Signal, signed, unsigned
@@ -54,7 +59,8 @@ from hw.crossbar import tree_sum
 from hw.pe import PE, PEBlock, prog_layout
 from hw.post import requant_tail, saturate, sext
 
-__all__ = ["ConvLayerEngine", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH"]
+__all__ = ["ConvLayerEngine", "EngineDatapath", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH",
+           "acc_bits"]
 
 OUT_FIFO_DEPTH = 4
 
@@ -80,7 +86,9 @@ class PEArray(Elaboratable):
 
     def __init__(self, lp, sched: LayerSchedule, xb, params: WeightParams, inputs: dict, prog=None, target=None):
         self.lp, self.sched, self.xb, self.params, self.inputs = lp, sched, xb, params, inputs
-        self.prog = prog            # (programming stream, first crossbar id, crossbars on the chip) or None
+        # (programming stream, first crossbar id, crossbars on the chip) or None; the stream's
+        # crossbar numbers are the layer's own (0 = its first placement): the engine rebases them
+        self.prog = prog
         self.target = target        # hw.decoupled.TargetClock of an emulation build, or None
         self.go = Signal()
         self.go_next = Signal()
@@ -121,7 +129,7 @@ class PEArray(Elaboratable):
             else:       # programmed: one module per PE kind (hw.blackbox)
                 stream_, base, n_xbars = self.prog
                 rows, emulated = [p.rows for p in pls], self.target is not None
-                ids = [base + index[p] for p in pls]
+                ids = [base + index[p] for p in pls]        # chip-wide: the emulation build's arrays
                 # a board without a programming source: this PE's cells from the start
                 pre = tuple(self.target.cells[i] for i in ids) if emulated and self.target.cells else None
                 pe = instantiate(m, name, PE.module_name(xb, n_in, rows, n_xbars, emulated, pre),
@@ -130,7 +138,7 @@ class PEArray(Elaboratable):
                                                        for r0, r1 in rows],
                                             programmed=True, n_xbars=n_xbars, emulated=emulated, preload=pre))
                 m.d.comb += [pe.prog.valid.eq(stream_.valid), pe.prog.payload.eq(stream_.payload),
-                             *[pe.sel[b].eq(stream_.payload.xbar == i) for b, i in enumerate(ids)]]
+                             *[pe.sel[b].eq(stream_.payload.xbar == index[p]) for b, p in enumerate(pls)]]
                 if emulated:    # the bank drives its first crossbar's ok, the others' are high
                     m.d.comb += [pe.tick.eq(self.target.tick), self.target.ok[ids[0]].eq(pe.ok),
                                  *[self.target.ok[i].eq(1) for i in ids[1:]]]
@@ -151,6 +159,12 @@ class PEArray(Elaboratable):
                     off = (b * xb.outputs + o) * xb.dot_bits
                     m.d.comb += sig.eq(pe.o.payload[off:off + xb.dot_bits].as_signed())
         return m
+
+
+def acc_bits(sched: LayerSchedule, dot_bits: int) -> int:
+    """Width of a layer's accumulators: a partial sum's ``dot_bits``, one bit per level of
+    its adder tree (no more than the accumulate stage's clocks) and a sign bit."""
+    return dot_bits + sched.stages["accumulate"] + 1
 
 
 class Accumulate(Elaboratable):
@@ -175,7 +189,7 @@ class Accumulate(Elaboratable):
     def __init__(self, sched: LayerSchedule, psums: dict, dot_bits: int, serial=None):
         self.sched, self.psums, self.dot_bits, self.serial = sched, psums, dot_bits, serial
         self.levels = sched.stages["accumulate"]
-        self.acc_bits = dot_bits + self.levels + 1
+        self.acc_bits = acc_bits(sched, dot_bits)
         self.go = Signal()
         self.take = Signal()
         self.done = Signal()
@@ -358,12 +372,12 @@ class OutputStage(Elaboratable):
 
 
 class _Core(Elaboratable):
-    """Everything but the output FIFOs; runs under the engine's global enable."""
+    """The datapath's logic (:class:`EngineDatapath`), under the engine's global enable."""
 
-    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams, banks: int, prog,
-                 target=None):
+    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams | None, banks: int, prog,
+                 z_in, target=None):
         self.lp, self.chip, self.sched, self.params, self.banks, self.prog = lp, chip, sched, params, banks, prog
-        self.target = target
+        self.z_in, self.target = z_in, target
         fm = sched.fm
         self.start_ok = Signal(init=1)
         self.started = Signal()
@@ -371,12 +385,16 @@ class _Core(Elaboratable):
         self.in_valid = Signal()
         self.in_payload = Signal(fm.word_bits)
         self.in_ready = Signal()
-        self.out_we = [Signal(name=f"out_we{t}") for t in range(len(sched.tiles))]
-        self.out_data = [Signal(sched.bus_bits, name=f"out_data{t}") for t in range(len(sched.tiles))]
         self.busy = Signal()
         self.done = Signal()
         self.cycles = Signal(32)
         self.fm_reads = Signal(32)
+        self.finishing = Signal()
+        self.last_done = Signal()
+        self.acc_done = Signal()
+        bits = acc_bits(sched, chip.crossbar.dot_bits)
+        self.acc = [[Signal(signed(bits), name=f"acc{r}_{c}") for c in range(sched.cout)]
+                    for r in range(len(sched.replicas))]
 
     def elaborate(self, platform):
         m = Module()
@@ -392,7 +410,8 @@ class _Core(Elaboratable):
                      self.started.eq(ctrl.started), self.released.eq(ctrl.released)]
         m.d.comb += [self.in_ready.eq(ctrl.loading), ctrl.load_beat.eq(beat), fmb.w.valid.eq(beat),
                      fmb.w.payload.eq(self.in_payload), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
-                     self.cycles.eq(ctrl.cycles), self.fm_reads.eq(fmb.reads)]
+                     self.cycles.eq(ctrl.cycles), self.fm_reads.eq(fmb.reads),
+                     self.finishing.eq(ctrl.finishing), ctrl.last_done.eq(self.last_done)]
         if sc.prologue:
             pro = StageTimer(m, ctrl.pro_go, sc.prologue, "prologue")
             m.d.comb += ctrl.pro_done.eq(pro.done)
@@ -419,7 +438,7 @@ class _Core(Elaboratable):
         for t, tile in enumerate(sc.tiles):
             if sc.novel:
                 r = tile.replicas[0]
-                dist = InputDistributor(sc, r, self.params.z_in, tile=t)
+                dist = InputDistributor(sc, r, self.z_in, tile=t)
                 m.submodules[f"dist{t}"] = dist
                 py, pc, act, _ = pos[r]
                 m.d.comb += [dist.go.eq(ctrl.step_go), dist.pro_go.eq(ctrl.pro_go), dist.y.eq(py), dist.t.eq(pc),
@@ -430,7 +449,7 @@ class _Core(Elaboratable):
                         q = i * k + j
                         pe_inputs[(t, r, (i, j))] = dist.grid[q * fm.pix_bits:(q + 1) * fm.pix_bits]
             else:
-                wg = WindowGenerator(sc, t, self.params.z_in)
+                wg = WindowGenerator(sc, t, self.z_in)
                 m.submodules[f"wgen{t}"] = wg
                 m.d.comb += wg.go.eq(ctrl.step_go)
                 for n, r in enumerate(tile.replicas):
@@ -449,7 +468,7 @@ class _Core(Elaboratable):
             if fetch_done is None:
                 fetch_done, fetch_done_next = done, done_next
 
-        # --- PEs, adder trees, post, output ---------------------------------------------------
+        # --- PEs, adder trees ---------------------------------------------------------------
         xb = self.chip.crossbar
         m.submodules.pes = pes = PEArray(self.lp, sc, xb, self.params, pe_inputs, self.prog, self.target)
         m.d.comb += [pes.go.eq(fetch_done), pes.go_next.eq(fetch_done_next)]
@@ -458,17 +477,99 @@ class _Core(Elaboratable):
             serial = (serial_sum_steps(self.lp, xb.outputs), pes.results, self.target.tick,
                       self.target.acc_ok[self.lp.name])
         m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits, serial)
-        m.d.comb += [acc.go.eq(pes.done), acc.take.eq(pes.take)]
-        post_target = None if self.target is None else (self.target.tick, self.target.post_ok[self.lp.name])
-        m.submodules.post = post = PostStage(sc, acc.acc, self.params, post_target)
-        m.d.comb += post.go.eq(acc.done)
+        m.d.comb += [acc.go.eq(pes.done), acc.take.eq(pes.take), self.acc_done.eq(acc.done)]
+        m.d.comb += [dst.eq(src) for drow, srow in zip(self.acc, acc.acc) for dst, src in zip(drow, srow)]
+        return m
+
+
+class EngineDatapath(wiring.Component):
+    """A layer engine's feature-map buffer, controller, fetch stages, PEs and adder trees
+    (everything before the post stage), holding its state while ``en`` is low.
+
+    Nothing in it depends on the layer's name, its weights (programmed), its bias,
+    requantization or ReLU (the post stage's), its input zero point (the ``z_in`` port pads the
+    windows) or where on the chip its tiles sit, so a chip makes it one module per
+    :meth:`module_name` (``hw.blackbox``): the layers of one shape mapped alike share it, and
+    generating a network costs its distinct layer shapes, not its layers. ``lp`` is then
+    :meth:`gen.mapping.LayerPlan.shape_only`.
+
+    Ports: ``en``; ``in_valid``/``in_payload``/``in_ready`` (the input words, taken while
+    ``in_valid & in_ready & en``); ``start_ok``, ``started``, ``released``, ``busy``, ``done``,
+    ``cycles``, ``fm_reads`` as :class:`ConvLayerEngine`'s; ``prog`` (programmed: the
+    programming stream, crossbars numbered from the layer's first); ``z_in``; ``acc``: the
+    accumulators, replica-major (``acc[r * cout + c]``), ``acc_done`` after them; ``finishing``
+    (the image's last step has left) and ``last_done`` (the output stage's last ``done``)
+    between the controller and the output stages.
+    """
+
+    def __init__(self, lp, chip: ChipConfig, banks: int, prog_xbars: int | None, params: WeightParams | None = None,
+                 target=None, xbar_base: int = 0):
+        self.lp, self.chip, self.banks, self.params, self.target = lp, chip, banks, params, target
+        self.prog_xbars, self.xbar_base = prog_xbars, xbar_base
+        self.sched = schedule_layer(lp, chip)
+        super().__init__(self.signature_of(self.sched, chip, prog_xbars))
+
+    @staticmethod
+    def signature_of(sched: LayerSchedule, chip: ChipConfig, prog_xbars: int | None) -> wiring.Signature:
+        """The ports of a datapath of ``sched`` (what :func:`hw.blackbox.instantiate` connects)."""
+        ports = {"en": In(1), "in_valid": In(1), "in_payload": In(sched.fm.word_bits), "in_ready": Out(1),
+                 "start_ok": In(1), "started": Out(1), "released": Out(1), "busy": Out(1), "done": Out(1),
+                 "cycles": Out(32), "fm_reads": Out(32), "z_in": In(sched.a_bits),
+                 "acc": Out(signed(acc_bits(sched, chip.crossbar.dot_bits))).array(len(sched.replicas) * sched.cout),
+                 "acc_done": Out(1), "finishing": Out(1), "last_done": In(1)}
+        if prog_xbars is not None:
+            ports["prog"] = In(stream.Signature(prog_layout(chip.crossbar, prog_xbars)))
+        return wiring.Signature(ports)
+
+    @staticmethod
+    def module_name(lp, chip: ChipConfig, banks: int, prog_xbars: int) -> str:
+        """The Verilog module name of a programmed datapath: its shape-only plan, the chip
+        configuration, its input banks, the programming bus and the timing constants it is
+        built from."""
+        consts = sorted((k, v) for k, v in vars(timing).items() if k.isupper() and isinstance(v, int))
+        key = repr((lp, sorted(chip.to_dict().items()), banks, prog_xbars, consts))
+        return f"pimgen_engine_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        m = Module()
+        prog = None if self.prog_xbars is None else (self.prog, self.xbar_base, self.prog_xbars)
+        core = _Core(self.lp, self.chip, self.sched, self.params, self.banks, prog, self.z_in, self.target)
+        m.submodules.core = EnableInserter(self.en)(core)
+        m.d.comb += [core.in_valid.eq(self.in_valid), core.in_payload.eq(self.in_payload),
+                     self.in_ready.eq(core.in_ready), core.start_ok.eq(self.start_ok),
+                     self.started.eq(core.started), self.released.eq(core.released), self.busy.eq(core.busy),
+                     self.done.eq(core.done), self.cycles.eq(core.cycles), self.fm_reads.eq(core.fm_reads),
+                     self.acc_done.eq(core.acc_done), self.finishing.eq(core.finishing),
+                     core.last_done.eq(self.last_done)]
+        if prog is not None:
+            m.d.comb += self.prog.ready.eq(1)
+        m.d.comb += [self.acc[n].eq(a) for n, a in enumerate(a for row in core.acc for a in row)]
+        return m
+
+
+class _Tail(Elaboratable):
+    """Post stage and output stages of an engine, under its global enable."""
+
+    def __init__(self, sched: LayerSchedule, acc: list, params: WeightParams, target=None):
+        self.sched, self.acc, self.params, self.target = sched, acc, params, target
+        self.go = Signal()
+        self.finishing = Signal()
+        self.last_done = Signal()
+        self.out_we = [Signal(name=f"out_we{t}") for t in range(len(sched.tiles))]
+        self.out_data = [Signal(sched.bus_bits, name=f"out_data{t}") for t in range(len(sched.tiles))]
+
+    def elaborate(self, platform):
+        m = Module()
+        sc = self.sched
+        m.submodules.post = post = PostStage(sc, self.acc, self.params, self.target)
+        m.d.comb += post.go.eq(self.go)
         for t in range(len(sc.tiles)):
             out = OutputStage(sc, t, post.y)
             m.submodules[f"out{t}"] = out
-            m.d.comb += [out.go.eq(post.done), out.reset.eq(ctrl.finishing),
+            m.d.comb += [out.go.eq(post.done), out.reset.eq(self.finishing),
                          self.out_we[t].eq(out.we), self.out_data[t].eq(out.data)]
             if t == 0:
-                m.d.comb += ctrl.last_done.eq(out.done)
+                m.d.comb += self.last_done.eq(out.done)
         return m
 
 
@@ -519,27 +620,48 @@ class ConvLayerEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        sc = self.sched
         staged = self.chip_stage is not None
-        prog = (self.prog, *self.xbars) if self.xbars is not None else None
-        core = _Core(self.lp, self.chip, self.sched, self.params, 2 if staged else 1, prog, self.target)
+        banks = 2 if staged else 1
+        prog_xbars = None if self.xbars is None else self.xbars[1]
+        if staged and self.target is None:      # a chip's stage: one module per layer shape
+            lp = self.lp.shape_only()
+            dp = instantiate(m, "datapath", EngineDatapath.module_name(lp, self.chip, banks, prog_xbars),
+                             EngineDatapath.signature_of(sc, self.chip, prog_xbars),
+                             lambda: EngineDatapath(lp, self.chip, banks, prog_xbars))
+        else:
+            dp = EngineDatapath(self.lp, self.chip, banks, prog_xbars, self.params, self.target,
+                                0 if self.xbars is None else self.xbars[0])
+            m.submodules.datapath = dp
+        tail = _Tail(sc, [[dp.acc[r * sc.cout + c] for c in range(sc.cout)] for r in range(len(sc.replicas))],
+                     self.params, None if self.target is None else (self.target.tick,
+                                                                    self.target.post_ok[self.lp.name]))
         en = Signal()
-        m.submodules.core = EnableInserter(en)(core)
+        m.submodules.tail = EnableInserter(en)(tail)
+        m.d.comb += [dp.en.eq(en), dp.z_in.eq(self.params.z_in), tail.go.eq(dp.acc_done),
+                     tail.finishing.eq(dp.finishing), dp.last_done.eq(tail.last_done)]
         rdy = 1
         for t, o in enumerate(self.o):
-            q = fifo.SyncFIFO(width=self.sched.bus_bits, depth=OUT_FIFO_DEPTH)
+            q = fifo.SyncFIFO(width=sc.bus_bits, depth=OUT_FIFO_DEPTH)
             m.submodules[f"ofifo{t}"] = q
-            m.d.comb += [q.w_data.eq(core.out_data[t]), q.w_en.eq(core.out_we[t] & en)]
+            m.d.comb += [q.w_data.eq(tail.out_data[t]), q.w_en.eq(tail.out_we[t] & en)]
             wiring.connect(m, q.r_stream, wiring.flipped(o))
             rdy = rdy & q.w_rdy
         m.d.comb += [en.eq(rdy),
-                     core.in_valid.eq(self.i.valid), core.in_payload.eq(self.i.payload),
-                     self.i.ready.eq(core.in_ready & en),
-                     self.busy.eq(core.busy), self.done.eq(core.done), self.cycles.eq(core.cycles),
-                     self.fm_reads.eq(core.fm_reads)]
-        if prog is not None:
-            m.d.comb += self.prog.ready.eq(1)
+                     dp.in_valid.eq(self.i.valid), dp.in_payload.eq(self.i.payload),
+                     self.i.ready.eq(dp.in_ready & en),
+                     self.busy.eq(dp.busy), self.done.eq(dp.done), self.cycles.eq(dp.cycles),
+                     self.fm_reads.eq(dp.fm_reads)]
+        if self.xbars is not None:
+            # the datapath numbers its crossbars from the layer's first (wrapping: a beat for
+            # another layer's crossbar reads as a number past the layer's last)
+            m.d.comb += [dp.prog.valid.eq(self.prog.valid), dp.prog.payload.eq(self.prog.payload),
+                         dp.prog.payload.xbar.eq(self.prog.payload.xbar - self.xbars[0]),
+                         self.prog.ready.eq(1)]
         if staged:
             # pulses count once even while a full output FIFO holds the engine
-            m.d.comb += [core.start_ok.eq(self.start_ok),
-                         self.started.eq(core.started & en), self.released.eq(core.released & en)]
+            m.d.comb += [dp.start_ok.eq(self.start_ok),
+                         self.started.eq(dp.started & en), self.released.eq(dp.released & en)]
+        else:
+            m.d.comb += dp.start_ok.eq(1)
         return m

@@ -11,13 +11,13 @@ side, back into raster order.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from gen import timing
 
-__all__ = ["WordsToPixel", "PixelToWords", "RasterReorder"]
+__all__ = ["WordsToPixel", "PixelToWords", "RasterReorder", "ImageFIFO"]
 
 
 class WordsToPixel(wiring.Component):
@@ -157,4 +157,33 @@ class RasterReorder(wiring.Component):
             with m.If(v1 & last1):      # the image's last pixel is being read: its half is free
                 m.d.comb += clr_full.bit_select(h1, 1).eq(1)
         m.d.sync += full.eq((full | set_full) & ~clr_full)
+        return m
+
+
+class ImageFIFO(wiring.Component):
+    """A first-in first-out queue of ``depth`` words of ``width`` bits between stream ports
+    ``w`` and ``r`` (Amaranth's ``SyncFIFOBuffered``: ``r`` is registered).
+
+    A skip FIFO holds whole images of its tensor (``gen.chipplan.Link.slots``), a memory of
+    up to megabits whose Verilog a chip instantiates rather than repeats: a chip makes it one
+    module per :meth:`module_name` (``hw.blackbox``)."""
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
+        super().__init__(self.signature_of(width, depth))
+
+    @staticmethod
+    def signature_of(width: int, depth: int) -> wiring.Signature:
+        return wiring.Signature({"w": In(stream.Signature(unsigned(width))),
+                                 "r": Out(stream.Signature(unsigned(width)))})
+
+    @staticmethod
+    def module_name(width: int, depth: int) -> str:
+        return f"pimgen_image_fifo_{width}x{depth}"
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
+        wiring.connect(m, wiring.flipped(self.w), q.w_stream)
+        wiring.connect(m, q.r_stream, wiring.flipped(self.r))
         return m

@@ -131,6 +131,27 @@ def test_chip_verilog_has_one_module_per_pe_kind(mapping):
         assert len(bodies) < len(pes)
 
 
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_chip_verilog_has_one_datapath_per_layer_shape(mapping):
+    """An engine's datapath depends on neither its layer's name, weights, requantization or
+    input zero point nor where its tiles sit: the residual block's two same-shaped convolutions
+    (other requantization, here another zero point too) share one module body, and layers of
+    other shapes get bodies of their own."""
+    import re
+    net = tiny_residual()
+    p = random_weights(net, 0)
+    p = NetworkParams({n: dataclasses.replace(p[n], z_in=3) if n == "b1.c2" else p[n] for n in p})
+    d = ChipDesign(net, p, SMALL, mapping)
+    shapes = {lp.name: lp.shape_only() for lp in d.cp.plan.layers if lp.placements}
+    assert shapes["b1.c1"] == shapes["b1.c2"] and shapes["b1.c1"] != shapes["c0"]
+    assert d.cp.params["b1.c1"].requant != d.cp.params["b1.c2"].requant
+    v = d.verilog
+    bodies = re.findall(r"^module (pimgen_engine_[0-9a-f]{10})\(", v, re.M)
+    instances = re.findall(r"^  (pimgen_engine_[0-9a-f]{10}) ", v, re.M)
+    assert len(bodies) == len(set(bodies)) == len({repr(s) for s in shapes.values()}) < len(d.cp.stages)
+    assert len(instances) == len(d.cp.stages) and set(instances) == set(bodies)
+
+
 def test_chip_fabric_latency_per_topology():
     """Each link crosses the fabric: one link FIFO on 5PP; on a mesh or torus the snake
     placement makes every flow one hop, which passes two router input FIFOs."""
