@@ -38,9 +38,9 @@ from amaranth.lib.wiring import In, Out
 
 from gen.chipplan import ChipPlan
 from gen.topology import fabric_kind
+from hw.blackbox import instantiate
 from hw.interconnect import FlowLinks, build_fabric
 from hw.layer import ConvLayerEngine
-from hw.blackbox import instantiate
 from hw.links import ImageFIFO, PixelToWords, RasterReorder, WordsToPixel
 from hw.pe import prog_layout
 from hw.post import AvgPoolUnit, ConcatUnit, GlobalAvgPoolUnit, MaxPoolUnit, ResidualAddUnit
@@ -99,8 +99,9 @@ class Chip(wiring.Component):
                     tx.append(st)
                     rx.append(sr)
 
-        # skip FIFOs: whole images of the skip tensor; a stage starts an image only once its
-        # skip tensor is wholly in (gen.perf.chip_timing's K_l(n)), so its add never waits
+        # skip FIFOs (hw.links.ImageFIFO, one module per size): whole images of the skip
+        # tensor; a stage starts an image only once its skip tensor is wholly in
+        # (gen.perf.chip_timing's K_l(n)), so its add never waits
         skip_pixels, skip_ok = {}, {}
         for f, ln in enumerate(cp.links):
             if ln.port == "in":
