@@ -148,7 +148,8 @@ def test_chip_verilog_has_one_datapath_per_layer_shape(mapping):
     v = d.verilog
     bodies = re.findall(r"^module (pimgen_engine_[0-9a-f]{10})\(", v, re.M)
     instances = re.findall(r"^  (pimgen_engine_[0-9a-f]{10}) ", v, re.M)
-    assert len(bodies) == len(set(bodies)) == len({repr(s) for s in shapes.values()}) < len(d.cp.stages)
+    # seven weight layers, of which only the block's two 8 -> 8 3x3 convolutions are alike
+    assert len(d.cp.stages) == 7 and len(bodies) == len(set(bodies)) == 6
     assert len(instances) == len(d.cp.stages) and set(instances) == set(bodies)
 
 
