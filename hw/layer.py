@@ -21,7 +21,8 @@ schedule's), for ``lp.mapping`` ``"conventional"`` or ``"novel"`` and every repl
 * the :class:`hw.controller.LayerController`.
 
 Everything before the post stage is the engine's :class:`EngineDatapath`, which a chip emits
-once per layer shape (``hw.blackbox``); the post and output stages hold the layer's constants.
+once per layer shape (``hw.blackbox``); the post and output stages hold the layer's constants,
+and the post stage's :class:`PostChannel` is one module per layer, its channels' biases ports.
 
 From the first input word accepted to the last output word delivered:
 ``sched.engine_clocks`` clocks, with no back-pressure. Back-pressure: when any output FIFO
@@ -59,7 +60,7 @@ from hw.crossbar import tree_sum
 from hw.pe import PE, PEBlock, prog_layout
 from hw.post import requant_tail, saturate, sext
 
-__all__ = ["ConvLayerEngine", "EngineDatapath", "PEArray", "Accumulate", "PostStage", "OutputStage", "OUT_FIFO_DEPTH",
+__all__ = ["ConvLayerEngine", "EngineDatapath", "PEArray", "Accumulate", "PostStage", "PostChannel", "OutputStage", "OUT_FIFO_DEPTH",
            "acc_bits"]
 
 OUT_FIFO_DEPTH = 4
@@ -252,11 +253,70 @@ def post_operands(rq, a_bits: int) -> tuple[int, int, Const]:
     return centre, mul_in, Const(rq.m, unsigned(17)).as_signed()
 
 
+class PostChannel(wiring.Component):
+    """One output channel's post arithmetic (:class:`PostStage`), holding its state while
+    ``en`` is low: ``acc + off`` (saturated to ``mul_in`` bits and times ``M``, then rounded,
+    shifted, offset by ``z_out`` and clamped: :func:`hw.post.requant_tail`; or, raw, as
+    ``a_out``-bit two's complement), through ``delays`` plain registers, into ``y`` on an
+    enabled clock with ``last``.
+
+    ``off`` is the channel's ``bias - centre`` (``bias`` for a raw layer), a port, so every
+    channel of a layer is one module (:meth:`module_name`) whose constants are the layer's
+    requantization and widths: a chip's Verilog grows with its layers, not with its channels.
+    """
+
+    def __init__(self, acc_bits: int, off_bits: int, a_out: int, a_bits: int, rq, delays: int):
+        self.acc_bits, self.off_bits, self.a_out, self.a_bits = acc_bits, off_bits, a_out, a_bits
+        self.rq, self.delays = rq, delays
+        super().__init__(self.signature_of(acc_bits, off_bits, a_out))
+
+    @staticmethod
+    def signature_of(acc_bits: int, off_bits: int, a_out: int) -> wiring.Signature:
+        """The ports of a channel with ``acc_bits`` accumulators, ``off_bits`` offsets and ``a_out`` outputs."""
+        return wiring.Signature({"en": In(1), "last": In(1), "acc": In(signed(acc_bits)),
+                                 "off": In(signed(off_bits)), "y": Out(a_out)})
+
+    @staticmethod
+    def module_name(*args) -> str:
+        """The Verilog module name: the constructor's arguments (widths, requantization, delays)."""
+        return f"pimgen_post_{hashlib.sha1(repr(args).encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        m = Module()
+        v = self.acc + self.off
+        if self.rq is None:
+            v1 = Signal(signed(len(v)), name="pv")
+            m.d.sync += v1.eq(v)
+            v2 = Signal.like(v1, name="pp")
+            m.d.sync += v2.eq(v1)
+            val = sext(v2, self.a_out)
+        else:
+            centre, mul_in, m_const = post_operands(self.rq, self.a_bits)
+            v1 = Signal(signed(mul_in), name="pv")
+            m.d.sync += v1.eq(saturate(v, mul_in))
+            prod = v1 * m_const
+            v2 = Signal(signed(len(prod)), name="pp")
+            m.d.sync += v2.eq(prod)
+            val = requant_tail(v2, self.rq, self.a_bits, offset=centre * self.rq.m)   # round, shift, + z_out, clamp
+        for i in range(self.delays):     # delay registers up to the schedule's count
+            q = Signal(self.a_out, name=f"pd{i}")
+            m.d.sync += q.eq(val)
+            val = q
+        with m.If(self.last):
+            m.d.sync += self.y.eq(val)
+        return EnableInserter(self.en)(m)
+
+
 class PostStage(Elaboratable):
     """Bias + requantization + ReLU clamp of every accumulator (DESIGN.md §3), or
     ``acc + bias`` as ``a_out``-bit two's complement for a raw layer, over
     ``timing.POST_CLOCKS`` registers: ``acc + bias``, ``* M``, round/shift/clamp, then plain
     delay registers up to the schedule's count. ``y[replica][output]``, ``done`` after.
+    Each output is a :class:`PostChannel`, one module per layer (``hw.blackbox``) whose
+    instances differ in their ``off`` (the channel's bias) alone.
+
+    ``en``: the engine's global enable, which reaches into the channel modules as a port
+    (an ``EnableInserter`` stops at a black box).
 
     ``target`` (the emulation build, a requantizing layer: ``(tick, the layer's ok)``): one
     :class:`hw.decoupled.SerialPost` computes every ``y`` with one multiplier, one output per
@@ -273,6 +333,7 @@ class PostStage(Elaboratable):
                              f"({sched.stages['mvm']} clocks) must outlast it ({sched.stages['post']})")
         self.sched, self.acc, self.params, self.target = sched, acc, params, target
         self.go = Signal()
+        self.en = Signal()
         self.done = Signal()
         self.y = [[Signal(sched.a_out, name=f"y_r{r}_{c}") for c in range(sched.cout)]
                   for r in range(len(sched.replicas))]
@@ -283,34 +344,23 @@ class PostStage(Elaboratable):
         n = sc.stages["post"]
         st = StageTimer(m, self.go, n, "post")
         m.d.comb += self.done.eq(st.done)
-        bias = self.params.bias_or_zeros
-        rq = self.params.requant
         if self.target is not None and not sc.raw:
             return self._serial(m, st)
-        if not sc.raw:
-            centre, mul_in, m_const = post_operands(rq, sc.a_bits)
+        bias = [int(b) for b in self.params.bias_or_zeros]
+        rq = None if sc.raw else self.params.requant
+        centre = 0 if sc.raw else post_operands(rq, sc.a_bits)[0]
+        offs = [b - centre for b in bias]
+        off_bits = max(2, max(o.bit_length() for o in offs) + 1)
+        args = (len(self.acc[0][0]), off_bits, sc.a_out, sc.a_bits, rq, n - _POST_REGISTERS)
+        sig = PostChannel.signature_of(*args[:2], sc.a_out)
         for r, accs in enumerate(self.acc):
             for c, acc in enumerate(accs):
-                if sc.raw:
-                    v = acc + int(bias[c])
-                    v1 = Signal(signed(len(v) + 1), name=f"pv_r{r}_{c}")
-                    m.d.sync += v1.eq(v)
-                    v2 = Signal.like(v1, name=f"pp_r{r}_{c}")
-                    m.d.sync += v2.eq(v1)
-                    val = sext(v2, sc.a_out)
-                else:
-                    v1 = Signal(signed(mul_in), name=f"pv_r{r}_{c}")
-                    m.d.sync += v1.eq(saturate(acc + (int(bias[c]) - centre), mul_in))
-                    prod = v1 * m_const
-                    v2 = Signal(signed(len(prod)), name=f"pp_r{r}_{c}")
-                    m.d.sync += v2.eq(prod)
-                    val = requant_tail(v2, rq, sc.a_bits, offset=centre * rq.m)   # round, shift, + z_out, clamp
-                for i in range(n - _POST_REGISTERS):     # delay registers up to the schedule's count
-                    q = Signal(sc.a_out, name=f"pd{i}_r{r}_{c}")
-                    m.d.sync += q.eq(val)
-                    val = q
-                with m.If(st.last):
-                    m.d.sync += self.y[r][c].eq(val)
+                if self.target is None:
+                    ch = instantiate(m, f"ch_r{r}_{c}", PostChannel.module_name(*args), sig, lambda: PostChannel(*args))
+                else:   # the emulation build's target-clock enable reaches no black box
+                    m.submodules[f"ch_r{r}_{c}"] = ch = PostChannel(*args)
+                m.d.comb += [ch.en.eq(self.en), ch.last.eq(st.last), ch.acc.eq(acc),
+                             ch.off.eq(Const(offs[c], signed(off_bits))), self.y[r][c].eq(ch.y)]
         return m
 
     def _serial(self, m, st):
@@ -553,6 +603,7 @@ class _Tail(Elaboratable):
     def __init__(self, sched: LayerSchedule, acc: list, params: WeightParams, target=None):
         self.sched, self.acc, self.params, self.target = sched, acc, params, target
         self.go = Signal()
+        self.en = Signal()
         self.finishing = Signal()
         self.last_done = Signal()
         self.out_we = [Signal(name=f"out_we{t}") for t in range(len(sched.tiles))]
@@ -562,7 +613,7 @@ class _Tail(Elaboratable):
         m = Module()
         sc = self.sched
         m.submodules.post = post = PostStage(sc, self.acc, self.params, self.target)
-        m.d.comb += post.go.eq(self.go)
+        m.d.comb += [post.go.eq(self.go), post.en.eq(self.en)]
         for t in range(len(sc.tiles)):
             out = OutputStage(sc, t, post.y)
             m.submodules[f"out{t}"] = out
@@ -638,7 +689,7 @@ class ConvLayerEngine(wiring.Component):
                                                                     self.target.post_ok[self.lp.name]))
         en = Signal()
         m.submodules.tail = EnableInserter(en)(tail)
-        m.d.comb += [dp.en.eq(en), dp.z_in.eq(self.params.z_in), tail.go.eq(dp.acc_done),
+        m.d.comb += [dp.en.eq(en), tail.en.eq(en), dp.z_in.eq(self.params.z_in), tail.go.eq(dp.acc_done),
                      tail.finishing.eq(dp.finishing), dp.last_done.eq(tail.last_done)]
         rdy = 1
         for t, o in enumerate(self.o):
