@@ -21,8 +21,10 @@ schedule's), for ``lp.mapping`` ``"conventional"`` or ``"novel"`` and every repl
 * the :class:`hw.controller.LayerController`.
 
 Everything before the post stage is the engine's :class:`EngineDatapath`, which a chip emits
-once per layer shape (``hw.blackbox``); the post and output stages hold the layer's constants,
-and the post stage's :class:`PostChannel` is one module per layer, its channels' biases ports.
+once per layer shape (``hw.blackbox``); inside it, a novel layer's tiles that complete their
+own sums are :class:`EngineTile` modules, alike tiles one module. The post and output stages
+hold the layer's constants; the post stage's :class:`PostChannel` is one module per layer,
+its channels' biases ports.
 
 From the first input word accepted to the last output word delivered:
 ``sched.engine_clocks`` clocks, with no back-pressure. Back-pressure: when any output FIFO
@@ -42,6 +44,7 @@ The engine builds what ``sched.engine_refusal()`` accepts; ``flow`` checks that 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Signal, signed, unsigned
@@ -53,15 +56,15 @@ from gen.config import ChipConfig
 from gen.emulation import serial_sum_steps
 from gen.params import WeightParams
 from gen.schedule import LayerSchedule, schedule_layer
-from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator
+from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator, read_port_signature
 from hw.blackbox import instantiate
 from hw.controller import LayerController, StageTimer
 from hw.crossbar import tree_sum
 from hw.pe import PE, PEBlock, prog_layout
 from hw.post import requant_tail, saturate, sext
 
-__all__ = ["ConvLayerEngine", "EngineDatapath", "PEArray", "Accumulate", "PostStage", "PostChannel", "OutputStage", "OUT_FIFO_DEPTH",
-           "acc_bits"]
+__all__ = ["ConvLayerEngine", "EngineDatapath", "EngineTile", "tile_plan", "PEArray", "Accumulate", "PostStage",
+           "PostChannel", "OutputStage", "OUT_FIFO_DEPTH", "acc_bits"]
 
 OUT_FIFO_DEPTH = 4
 
@@ -239,6 +242,95 @@ class Accumulate(Elaboratable):
         for p, (value, addr) in enumerate(results):
             m.d.comb += [sa.data[p].eq(value), addr.eq(sa.addr[p])]
         return [sa.total[i] for i in range(len(sa.total))]
+
+
+def tile_plan(lp, sched: LayerSchedule, t: int):
+    """Tile ``t`` of ``lp`` as a plan of its own: ``(its placements' plan, the index of its
+    first placement in the layer, its column blocks (sorted))``, or ``None`` when the tile
+    cannot be a module of its own (:class:`EngineTile`): a conventional layer, a block whose
+    partial sums are added across tiles, or placements not numbered one after another."""
+    if not sched.novel:
+        return None
+    chip_tile = sched.tiles[t].chip_tile
+    where = {}
+    for p in lp.placements:
+        where.setdefault((p.replica, p.cols), set()).add(p.tile)
+    idx = [n for n, p in enumerate(lp.placements) if p.tile == chip_tile]
+    blocks = sorted(b for b, tiles in where.items() if chip_tile in tiles)
+    if not idx or idx != list(range(idx[0], idx[0] + len(idx))) or any(len(where[b]) > 1 for b in blocks):
+        return None
+    return replace(lp, placements=[lp.placements[n] for n in idx], tiles=[chip_tile]), idx[0], blocks
+
+
+class EngineTile(wiring.Component):
+    """One tile of a novel-mapped engine whose column blocks all complete in it: its input
+    distributor (:class:`hw.buffers.InputDistributor`), its PEs (:class:`PEArray`,
+    programmed) and the adder trees of its blocks (:class:`Accumulate`), holding its state
+    while ``en`` is low.
+
+    The tiles of a wide layer (ResNet-34's ``layer4`` convolution: 35 tiles, each reading the
+    whole pixel into 9 PEs and completing 15 channels) differ only in which channels they hold,
+    which the weights programmed into them decide, so a datapath makes each tile one instance
+    of a module per :meth:`module_name`: the Verilog of a layer grows with its kinds of tiles.
+
+    Ports: ``en``; ``go``, ``pro_go``, ``y``, ``t``, ``act``, ``rd`` and ``z_in`` as the
+    distributor's (its pad value); ``fetch_done``/``fetch_done_next`` (the distributor's
+    output-step ``done`` and the clock before); ``pe_go``/``pe_go_next`` (the first tile's
+    ``fetch_done``/``fetch_done_next``, which start every tile's PEs); ``acc_done``; ``prog``
+    (crossbars numbered from the tile's first); ``acc``: the sums of its blocks, in sorted
+    block order.
+    """
+
+    def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, t: int, prog_xbars: int):
+        self.chip, self.sched, self.index, self.prog_xbars = chip, sched, t, prog_xbars
+        self.tlp, _, self.blocks = tile_plan(lp, sched, t)
+        super().__init__(self.signature_of(sched, t, chip, prog_xbars, self.blocks))
+
+    @staticmethod
+    def signature_of(sched: LayerSchedule, t: int, chip: ChipConfig, prog_xbars: int, blocks) -> wiring.Signature:
+        """The ports of tile ``t`` of ``sched`` holding column blocks ``blocks``."""
+        rep = sched.replicas[sched.tiles[t].replicas[0]]
+        n_out = sum(c1 - c0 for _, (c0, c1) in blocks)
+        return wiring.Signature({
+            "en": In(1), "go": In(1), "pro_go": In(1), "y": In(range(max(2, sched.out_shape[1]))),
+            "t": In(range(max(2, rep.row_steps + 1))), "act": In(1), "rd": In(read_port_signature(sched.fm)),
+            "z_in": In(sched.a_bits), "fetch_done": Out(1), "fetch_done_next": Out(1),
+            "pe_go": In(1), "pe_go_next": In(1), "acc_done": Out(1),
+            "prog": In(stream.Signature(prog_layout(chip.crossbar, prog_xbars))),
+            "acc": Out(signed(acc_bits(sched, chip.crossbar.dot_bits))).array(n_out)})
+
+    @staticmethod
+    def module_name(datapath: str, lp, sched: LayerSchedule, t: int) -> str:
+        """The Verilog module name of tile ``t`` of the datapath module ``datapath``: the tiles of
+        a layer share it when they read the same words and hold PEs and blocks of the same form."""
+        tlp, _, blocks = tile_plan(lp, sched, t)
+        tile = sched.tiles[t]
+        bidx = {b: i for i, b in enumerate(blocks)}
+        pes = tuple(tuple((p.kpos, p.replica, p.rows, bidx[(p.replica, p.cols)]) for p in pls)
+                    for pls in tlp.per_pe().values())
+        key = repr((datapath, tile.replicas, tile.reads, tile.prologue_reads, pes,
+                    tuple(c1 - c0 for _, (c0, c1) in blocks)))
+        return f"pimgen_tile_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        m = Module()
+        sc, t, k, fm = self.sched, self.index, self.sched.k, self.sched.fm
+        r = sc.tiles[t].replicas[0]
+        m.submodules.dist = dist = InputDistributor(sc, r, self.z_in, tile=t)
+        m.d.comb += [dist.go.eq(self.go), dist.pro_go.eq(self.pro_go), dist.y.eq(self.y), dist.t.eq(self.t),
+                     dist.act.eq(self.act), self.fetch_done.eq(dist.done & dist.real),
+                     self.fetch_done_next.eq(dist.real_next)]
+        wiring.connect(m, wiring.flipped(self.rd), dist.rd)
+        inputs = {(t, r, (i, j)): dist.grid[(i * k + j) * fm.pix_bits:(i * k + j + 1) * fm.pix_bits]
+                  for i in range(k) for j in range(k)}
+        xb = self.chip.crossbar
+        m.submodules.pes = pes = PEArray(self.tlp, sc, xb, None, inputs, (self.prog, 0, self.prog_xbars))
+        m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits)
+        m.d.comb += [pes.go.eq(self.pe_go), pes.go_next.eq(self.pe_go_next), acc.go.eq(pes.done),
+                     acc.take.eq(pes.take), self.acc_done.eq(acc.done), self.prog.ready.eq(1)]
+        outs = [acc.acc[r_][c] for r_, (c0, c1) in self.blocks for c in range(c0, c1)]
+        m.d.comb += [self.acc[n].eq(a) for n, a in enumerate(outs)]
+        return EnableInserter(self.en)(m)
 
 
 def post_operands(rq, a_bits: int) -> tuple[int, int, Const]:
@@ -425,9 +517,9 @@ class _Core(Elaboratable):
     """The datapath's logic (:class:`EngineDatapath`), under the engine's global enable."""
 
     def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams | None, banks: int, prog,
-                 z_in, target=None):
+                 z_in, target=None, en=None):
         self.lp, self.chip, self.sched, self.params, self.banks, self.prog = lp, chip, sched, params, banks, prog
-        self.z_in, self.target = z_in, target
+        self.z_in, self.target, self.en = z_in, target, en
         fm = sched.fm
         self.start_ok = Signal(init=1)
         self.started = Signal()
@@ -482,6 +574,11 @@ class _Core(Elaboratable):
                     m.d.sync += pc.eq(pc + 1)
             pos.append((py, pc, ctrl.step < rep.steps, x0))
 
+        # --- tiles as modules (EngineTile): fetch, PEs, adder trees ---------------------------
+        if self.prog is not None and self.target is None and all(
+                tile_plan(self.lp, sc, t) is not None for t in range(len(sc.tiles))):
+            return self._tiles(m, ctrl, fmb, pos)
+
         # --- fetch stage, one per tile ------------------------------------------------------
         fetch_done = fetch_done_next = None     # done, and high the clock before it
         pe_inputs = {}                          # (replica, kpos or None) -> the PE input vector
@@ -529,6 +626,31 @@ class _Core(Elaboratable):
         m.submodules.acc = acc = Accumulate(sc, pes.psums, xb.dot_bits, serial)
         m.d.comb += [acc.go.eq(pes.done), acc.take.eq(pes.take), self.acc_done.eq(acc.done)]
         m.d.comb += [dst.eq(src) for drow, srow in zip(self.acc, acc.acc) for dst, src in zip(drow, srow)]
+        return m
+
+    def _tiles(self, m, ctrl, fmb, pos):
+        """Every tile one :class:`EngineTile` instance; the first tile's fetch starts them all."""
+        sc, stream_, _, n_xbars = self.sched, *self.prog
+        datapath = EngineDatapath.module_name(self.lp, self.chip, self.banks, n_xbars)
+        first = None
+        for t in range(len(sc.tiles)):
+            _, base, blocks = tile_plan(self.lp, sc, t)
+            tl = instantiate(m, f"tile{t}", EngineTile.module_name(datapath, self.lp, sc, t),
+                             EngineTile.signature_of(sc, t, self.chip, n_xbars, blocks),
+                             lambda: EngineTile(self.lp, self.chip, sc, t, n_xbars))
+            py, pc, act, _ = pos[sc.tiles[t].replicas[0]]
+            m.d.comb += [tl.en.eq(self.en), tl.go.eq(ctrl.step_go), tl.pro_go.eq(ctrl.pro_go), tl.y.eq(py),
+                         tl.t.eq(pc), tl.act.eq(act), tl.z_in.eq(self.z_in),
+                         # the tile numbers its crossbars from its first (wrapping, as the engine does)
+                         tl.prog.valid.eq(stream_.valid), tl.prog.payload.eq(stream_.payload),
+                         tl.prog.payload.xbar.eq(stream_.payload.xbar - base)]
+            wiring.connect(m, fmb.rd[t], tl.rd)
+            if first is None:
+                first = tl
+            m.d.comb += [tl.pe_go.eq(first.fetch_done), tl.pe_go_next.eq(first.fetch_done_next)]
+            outs = [self.acc[r][c] for r, (c0, c1) in blocks for c in range(c0, c1)]
+            m.d.comb += [dst.eq(tl.acc[n]) for n, dst in enumerate(outs)]
+        m.d.comb += self.acc_done.eq(first.acc_done)
         return m
 
 
@@ -583,7 +705,7 @@ class EngineDatapath(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         prog = None if self.prog_xbars is None else (self.prog, self.xbar_base, self.prog_xbars)
-        core = _Core(self.lp, self.chip, self.sched, self.params, self.banks, prog, self.z_in, self.target)
+        core = _Core(self.lp, self.chip, self.sched, self.params, self.banks, prog, self.z_in, self.target, self.en)
         m.submodules.core = EnableInserter(self.en)(core)
         m.d.comb += [core.in_valid.eq(self.in_valid), core.in_payload.eq(self.in_payload),
                      self.in_ready.eq(core.in_ready), core.start_ok.eq(self.start_ok),

@@ -153,6 +153,30 @@ def test_chip_verilog_has_one_datapath_per_layer_shape(mapping):
     assert len(instances) == len(d.cp.stages) and set(instances) == set(bodies)
 
 
+def alike_tiles() -> Network:
+    """A convolution over two alike tiles (SMALL: 15 outputs per crossbar, 4 crossbars per
+    PE, one PE per kernel position): c2's 120 outputs are 8 column blocks, 4 in each tile."""
+    return Network("alike", (2, 4, 4), [Conv2d(name="c1", cin=2, cout=8, k=3, pad=1), MaxPool(name="p1", k=2),
+                                        Conv2d(name="c2", cin=8, cout=120, k=3, pad=1),
+                                        Linear(name="fc", in_features=120 * 2 * 2, out_features=10)])
+
+
+def test_alike_tiles_share_one_module(sim_cache):
+    """A novel layer's tiles that differ only in the channels their weights give them are one
+    module (hw.layer.EngineTile), each instance programmed with its own crossbars' cells:
+    bit-exact and clock-exact on three images."""
+    import re
+    d = ChipDesign(alike_tiles(), random_weights(alike_tiles(), 0), SMALL, "novel")
+    assert [len(s.tiles) for s in d.cp.stages][:2] == [1, 2]
+    v = d.verilog
+    bodies = re.findall(r"^module (pimgen_tile_[0-9a-f]{10})\(", v, re.M)
+    instances = re.findall(r"^  (pimgen_tile_[0-9a-f]{10}) ", v, re.M)
+    # c1's one tile and c2's two alike tiles (the classifier is not a novel layer)
+    assert len(bodies) == len(set(bodies)) == 2 and len(instances) == 3 and set(instances) == set(bodies)
+    x = np.random.default_rng(7).integers(0, 256, (3, 2, 4, 4))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+
+
 def test_chip_fabric_latency_per_topology():
     """Each link crosses the fabric: one link FIFO on 5PP; on a mesh or torus the snake
     placement makes every flow one hop, which passes two router input FIFOs."""
