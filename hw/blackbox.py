@@ -23,10 +23,11 @@ __all__ = ["DEFINITIONS", "instantiate"]
 DEFINITIONS: dict[str, wiring.Component] = {}
 
 
-def instantiate(m, name: str, module: str, signature: wiring.Signature, build):
+def instantiate(m, name: str, module: str, signature: wiring.Signature, build, clocked: bool = True):
     """Add an instance of Verilog module ``module`` to ``m`` as submodule ``name`` and return
     an interface with ``signature`` to connect. ``build()`` makes the component that defines
-    the module; it is called only for the first instance of ``module``."""
+    the module; it is called only for the first instance of ``module``. ``clocked=False``: a
+    combinational block, whose Verilog has no clock and reset ports."""
     if module not in DEFINITIONS:
         DEFINITIONS[module] = build()
     intf = signature.create(path=(name,))
@@ -34,5 +35,7 @@ def instantiate(m, name: str, module: str, signature: wiring.Signature, build):
     for path, member, value in signature.flatten(intf):
         port = "__".join(str(p) for p in path)
         ports[("i_" if member.flow == In else "o_") + port] = Value.cast(value)
-    m.submodules[name] = Instance(module, i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"), **ports)
+    if clocked:
+        ports.update(i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"))
+    m.submodules[name] = Instance(module, **ports)
     return intf

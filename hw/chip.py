@@ -173,7 +173,7 @@ class Chip(wiring.Component):
                 for k, op in enumerate(ops):
                     if op.kind in ("add", "concat"):
                         if op.kind == "add":
-                            u = ResidualAddUnit(c, cp.params[op.layer], a_out)
+                            u = ResidualAddUnit(c, cp.params[op.layer], a_out, lanes=True)
                         else:
                             cs = cp.skip_link(n).out.channels
                             u = ConcatUnit(cs, c, a_out) if op.skip_first else ConcatUnit(c, cs, a_out)

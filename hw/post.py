@@ -9,6 +9,7 @@
 * :class:`MaxPoolUnit` — k×k / stride k max-pool over a raster stream of pixels.
 * :class:`GlobalAvgPoolUnit` — ``((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out`` per channel, clamped.
 * :class:`ResidualAddUnit` — ``clamp((((a-za)*Ma + (b-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``.
+  A chip builds each channel as an instance of one :class:`AddLane` module per join.
 
 With every zero point 0 (the defaults) each unit builds exactly the logic it built before
 zero points existed.
@@ -23,14 +24,17 @@ they are and refuse nothing.
 """
 from __future__ import annotations
 
+import hashlib
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.intops import pool_windows, round_shift
 from gen.params import AddParams, Requant
+from hw.blackbox import instantiate
 
-__all__ = ["ConcatUnit", "sext", "saturate", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit",
+__all__ = ["AddLane", "residual_add_expr", "ConcatUnit", "sext", "saturate", "requant_expr", "requant_tail", "round_shift", "clamp_unsigned", "Requantize", "MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit",
            "ResidualAddUnit"]
 
 
@@ -301,14 +305,55 @@ def _join_beat(m: Module, a, b, o):
     return take
 
 
+def residual_add_expr(xa, xb, p: AddParams, a: int):
+    """``clamp((((xa-za)*Ma + (xb-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a - 1)`` of two
+    ``a``-bit codes (DESIGN.md §3), combinational."""
+    if p.za:
+        xa = xa - Const(p.za, unsigned(a))
+    if p.zb:
+        xb = xb - Const(p.zb, unsigned(a))
+    v = xa * Const(p.ma, unsigned(16)) + xb * Const(p.mb, unsigned(16))
+    r = round_shift(v, p.s)
+    if p.z_out:
+        r = r + Const(p.z_out, unsigned(a))
+    return clamp_unsigned(r, a, p.lo())
+
+
+class AddLane(wiring.Component):
+    """One channel of :class:`ResidualAddUnit`, combinational (:func:`residual_add_expr`):
+    ``a``, ``b`` in, ``y`` out. A chip makes it one module per join (``hw.blackbox``): a
+    join's channels differ in nothing but their inputs."""
+
+    def __init__(self, params: AddParams, a_bits: int = 8):
+        self.params, self.a_bits = params, a_bits
+        super().__init__(self.signature_of(a_bits))
+
+    @staticmethod
+    def signature_of(a_bits: int) -> wiring.Signature:
+        return wiring.Signature({"a": In(a_bits), "b": In(a_bits), "y": Out(a_bits)})
+
+    @staticmethod
+    def module_name(params: AddParams, a_bits: int) -> str:
+        """The Verilog module name: the join's parameters and code width."""
+        key = repr((params, a_bits))
+        return f"pimgen_add_lane_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(residual_add_expr(self.a, self.b, self.params, self.a_bits))
+        return m
+
+
 class ResidualAddUnit(wiring.Component):
     """Residual join of two pixel streams ``a`` and ``b`` (``C`` channels each):
     ``clamp((((a-za)*Ma + (b-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``. A beat is
     taken from both inputs together (when both are valid). ``Ma``, ``Mb``, ``s``, zero points,
-    ReLU flag: ``params``."""
+    ReLU flag: ``params``. ``lanes`` (a chip): each channel's arithmetic is an instance of one
+    :class:`AddLane` module (``hw.blackbox``), so the Verilog of a 512-channel join is one lane
+    and 512 instances, not 512 copies."""
 
-    def __init__(self, c: int, params: AddParams, a_bits: int = 8):
-        self.c, self.params, self.a_bits = c, params, a_bits
+    def __init__(self, c: int, params: AddParams, a_bits: int = 8, *, lanes: bool = False):
+        self.c, self.params, self.a_bits, self.lanes = c, params, a_bits, lanes
         super().__init__({
             "a": In(stream.Signature(unsigned(c * a_bits))),
             "b": In(stream.Signature(unsigned(c * a_bits))),
@@ -317,20 +362,19 @@ class ResidualAddUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        c, a = self.c, self.a_bits
+        c, a, p = self.c, self.a_bits, self.params
+        ys = []
+        for e in range(c):
+            xa, xb = _flat(self.a.payload, a, e), _flat(self.b.payload, a, e)
+            if self.lanes:
+                lane = instantiate(m, f"lane{e}", AddLane.module_name(p, a), AddLane.signature_of(a),
+                                   lambda: AddLane(p, a), clocked=False)
+                m.d.comb += [lane.a.eq(xa), lane.b.eq(xb)]
+                ys.append(lane.y)
+            else:
+                ys.append(residual_add_expr(xa, xb, p, a))
         with m.If(_join_beat(m, self.a, self.b, self.o)):
-            for e in range(c):
-                p = self.params
-                xa, xb = _flat(self.a.payload, a, e), _flat(self.b.payload, a, e)
-                if p.za:
-                    xa = xa - Const(p.za, unsigned(a))
-                if p.zb:
-                    xb = xb - Const(p.zb, unsigned(a))
-                v = xa * Const(p.ma, unsigned(16)) + xb * Const(p.mb, unsigned(16))
-                r = round_shift(v, p.s)
-                if p.z_out:
-                    r = r + Const(p.z_out, unsigned(a))
-                m.d.sync += _flat(self.o.payload, a, e).eq(clamp_unsigned(r, a, p.lo()))
+            m.d.sync += [_flat(self.o.payload, a, e).eq(y) for e, y in enumerate(ys)]
         return m
 
 
