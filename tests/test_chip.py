@@ -151,6 +151,10 @@ def test_chip_verilog_has_one_datapath_per_layer_shape(mapping):
     # seven weight layers, of which only the block's two 8 -> 8 3x3 convolutions are alike
     assert len(d.cp.stages) == 7 and len(bodies) == len(set(bodies)) == 6
     assert len(instances) == len(d.cp.stages) and set(instances) == set(bodies)
+    # every output channel's post arithmetic is an instance (8+8+8 + 16+16+16 + 5), of one
+    # body per layer at most
+    posts = re.findall(r"^module (pimgen_post_[0-9a-f]{10})\(", v, re.M)
+    assert len(re.findall(r"^  pimgen_post_", v, re.M)) == 77 and 1 <= len(posts) <= 7
     # the joins' channels: one add-lane body per join parameters (the two joins' are equal
     # here), one instance per channel (8 + 16)
     lanes = re.findall(r"^module (pimgen_add_lane_[0-9a-f]{10})\(", v, re.M)
