@@ -1,13 +1,14 @@
 """Chip generation cost and simulation speed.
 
-    .venv/bin/python bench/chip_generate.py [--quick] [--simulate] [--json]
+    .venv/bin/python bench/chip_generate.py [--quick] [--jobs N] [--simulate] [--json]
 
 For each network (digits on the 'small' preset, once with every layer mapped once and once
 with ``--duplication balance``; resnet20, resnet18, resnet34 on the 'paper' preset; novel
-mapping) it plans the chip and generates its Verilog, printing seconds, peak
-MiB (the resident high-water mark of a process that generates that network alone), module
-bodies, crossbar instances and Verilog MiB — or the one-line reason the chip does not build
-that network yet. ResNet-18 and ResNet-34 take minutes and up to 3 GiB each; ``--quick``
+mapping) it plans the chip and generates its Verilog with ``--jobs`` processes (default
+``flow.emit.default_jobs()``: the cores), printing seconds, peak MiB (the high-water mark of
+the proportional set size summed over the process that generates that network alone and the
+processes it forks, sampled every 0.2 s: shared pages counted once), module bodies, crossbar
+instances and Verilog MiB — or the one-line reason the chip does not build that network yet. ResNet-18 and ResNet-34 take minutes and up to 3 GiB each; ``--quick``
 leaves them out. With
 ``--simulate`` it also streams 10 real digits images through the digits chip on Verilator
 and prints the simulated clocks per wall-clock second, as the testbench measures them over
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -28,26 +28,56 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gen.chipplan import ChipError  # noqa: E402
 from gen.config import ChipConfig  # noqa: E402
 from flow.chip_check import design_from_network, run_chip_check  # noqa: E402
+from flow.emit import default_jobs  # noqa: E402
 
 #: (network, preset, duplication)
 NETWORKS = [("digits", "small", "1"), ("digits", "small", "balance"), ("resnet20", "paper", "1"),
             ("resnet18", "paper", "1"), ("resnet34", "paper", "1")]
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _tree_pss_kib(pid: int) -> int:
+    """Proportional set size of process ``pid`` and all its descendants, KiB (0 once gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += next(int(line.split()[1]) for line in open(f"/proc/{p}/smaps_rollup") if line.startswith("Pss:"))
+            for t in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (t / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            pass        # it ended meanwhile
+    return total
 
 
-def generate(name: str, preset: str, duplication: str = "1") -> dict:
+def run_one(name: str, preset: str, dup: str, jobs: int) -> dict:
+    """Generate one network in a process of its own; its row, with the peak memory of that
+    process and the ones it forks."""
+    proc = subprocess.Popen([sys.executable, __file__, "--one", name, preset, dup, "--jobs", str(jobs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_pss_kib(proc.pid))
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"generating {name} failed:\n{err}")
+    row = json.loads(out.splitlines()[-1])
+    if "refused" not in row:
+        row["peak_mib"] = round(peak / 1024)
+    return row
+
+
+def generate(name: str, preset: str, duplication: str = "1", jobs: int = 1) -> dict:
     row = {"network": name if duplication == "1" else f"{name} (duplication {duplication})", "preset": preset}
     t0 = time.perf_counter()
     try:
         d = design_from_network(name, ChipConfig.preset(preset), "novel",
                                 duplication=int(duplication) if duplication.isdigit() else duplication)
+        d.jobs = jobs
         v = d.verilog
     except ChipError as e:
         row["refused"] = str(e)
         return row
-    row.update({"seconds": round(time.perf_counter() - t0, 1), "peak_mib": round(_peak_mib()),
+    row.update({"seconds": round(time.perf_counter() - t0, 1), "jobs": jobs,
                 "module_bodies": v.count("\nmodule ") + v.startswith("module "),
                 "crossbar_instances": d.cp.n_xbars, "verilog_mib": round(len(v) / 2**20, 2)})
     return row
@@ -69,25 +99,30 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="digits and resnet20 only (resnet18 and resnet34 take "
                                                          "minutes and GiB each)")
+    ap.add_argument("--jobs", type=int, default=default_jobs(),
+                    help="processes converting each chip's Verilog blocks [the cores]")
     ap.add_argument("--one", nargs=3, metavar=("NETWORK", "PRESET", "DUPLICATION"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs} is not allowed: it must be >= 1")
     if args.one:        # one network in this process, so its peak memory is its own
-        print(json.dumps(generate(*args.one)))
+        print(json.dumps(generate(*args.one, jobs=args.jobs)))
         return 0
     rows = []
     for name, preset, dup in NETWORKS:
         if args.quick and name in ("resnet18", "resnet34"):
             continue
-        print(f"  generating {name} (duplication {dup}) ...", file=sys.stderr, flush=True)
-        r = subprocess.run([sys.executable, __file__, "--one", name, preset, dup], capture_output=True, text=True)
-        if r.returncode:
-            sys.stderr.write(r.stderr)
+        print(f"  generating {name} (duplication {dup}, {args.jobs} jobs) ...", file=sys.stderr, flush=True)
+        try:
+            rows.append(run_one(name, preset, dup, args.jobs))
+        except RuntimeError as e:
+            sys.stderr.write(f"{e}\n")
             return 1
-        rows.append(json.loads(r.stdout.splitlines()[-1]))
     sim = simulate_digits() if args.simulate else None
     if args.json:
         print(json.dumps({"generate": rows, "simulate": sim}, indent=2))
         return 0
+    print(f"generation with {args.jobs} processes")
     print("| network | preset | seconds | peak MiB | module bodies | crossbar instances | Verilog MiB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:

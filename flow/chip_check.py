@@ -58,6 +58,8 @@ class ChipDesign:
     #: replicas per weight layer, as ``gen.chipplan.plan_chip`` takes them (an int, a
     #: ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``)
     duplication: int | str | dict = 1
+    #: processes that convert the Verilog's blocks (``flow.emit.to_verilog``; the same text)
+    jobs: int = 1
     _verilog: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -96,7 +98,7 @@ class ChipDesign:
             from flow.emit import to_verilog
             from hw.chip import Chip
             from hw.decoupled import EmulatedChip
-            self._verilog = to_verilog(EmulatedChip(self.cp) if self.emulated else Chip(self.cp), TOP)
+            self._verilog = to_verilog(EmulatedChip(self.cp) if self.emulated else Chip(self.cp), TOP, self.jobs)
         return self._verilog
 
     def program_words(self) -> list[int]:

@@ -1,14 +1,40 @@
 """Verilog emission from Amaranth components: one module per distinct configuration.
 
 Components that parents instantiate through ``hw.blackbox.instantiate`` are converted once
-each, under their module name, and appended to the top's Verilog (DESIGN.md §6).
+each, under their module name, and appended to the top's Verilog (DESIGN.md §6), in the
+order they were first instantiated.
+
+Each conversion is pure Python (Amaranth's netlist and RTLIL) and independent of the
+others, so ``jobs > 1`` converts them in forked processes: the top in this one, the blocks
+wherever a process is free. A block is converted by the process that claims it first (a
+file created exclusively in a scratch folder), and every process converts the blocks its
+own conversions find inside a block it converted, since only that process holds their
+components. The text is the same as a one-process conversion, byte for byte.
 """
 from __future__ import annotations
 
+import gc
+import multiprocessing
+import os
+import tempfile
+import warnings
+
 from amaranth.back import verilog
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, UnusedElaboratable
 
 from hw import blackbox
+
+
+def _uses() -> list[str]:
+    """The blocks instantiated since ``blackbox.INSTANCES`` was cleared, first use first."""
+    return list(dict.fromkeys(blackbox.INSTANCES))
+
+
+def _convert(component, name: str) -> tuple[str, list[str]]:
+    """The Verilog of ``component`` as module ``name``, and the blocks it instantiates."""
+    blackbox.INSTANCES.clear()
+    text = verilog.convert(component, name=name, emit_src=False)
+    return text, _uses()
 
 
 def _definitions(parts: list[str]) -> list[str]:
@@ -23,10 +49,61 @@ def _definitions(parts: list[str]) -> list[str]:
     return parts
 
 
-def to_verilog(component, name: str) -> str:
+def _claimed(modules: list[str], claims: str) -> dict[str, tuple[str, list[str]]]:
+    """Convert each of ``modules`` no other process has claimed, and, depth first, the blocks
+    found inside those (claimed the same way)."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    todo = list(modules)
+    while todo:
+        module = todo.pop(0)
+        if module in out:
+            continue
+        try:
+            os.close(os.open(os.path.join(claims, module), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        out[module] = _convert(blackbox.DEFINITIONS[module], module)
+        todo[:0] = out[module][1]
+    return out
+
+
+def _parallel(component, name: str, jobs: int) -> str:
+    blackbox.INSTANCES.clear()
+    Fragment.get(component, None)       # records the blocks the top instantiates, for the workers
+    first = _uses()
+    with tempfile.TemporaryDirectory(prefix="pimgen-emit-") as claims:
+        # fork: the workers inherit the recorded components (Amaranth's are not picklable)
+        with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
+            pending = [pool.apply_async(_claimed, ([m], claims)) for m in first]
+            top, top_uses = _convert(component, name)
+            blocks = _claimed(first, claims)
+            for p in pending:
+                blocks.update(p.get())
+    order = list(top_uses)
+    for module in order:                # grows while walked: the serial emitter's order
+        order += [u for u in blocks[module][1] if u not in order]
+    # the blocks other processes converted were built here but never elaborated here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        blackbox.DEFINITIONS.clear()
+        gc.collect()
+    return "\n".join([top] + [blocks[m][0] for m in order])
+
+
+def default_jobs() -> int:
+    """Processes for :func:`to_verilog` when a command is not told: ``PIMGEN_JOBS``, else
+    the cores this process may run on."""
+    env = os.environ.get("PIMGEN_JOBS")
+    return int(env) if env and env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+
+
+def to_verilog(component, name: str, jobs: int = 1) -> str:
     """Verilog text of ``component`` with top module ``name`` (ports from its signature),
-    followed by one definition of every black-boxed block it instantiates."""
+    followed by one definition of every black-boxed block it instantiates. ``jobs > 1``
+    converts the blocks in that many processes (the same text)."""
     blackbox.DEFINITIONS.clear()
+    if jobs > 1:
+        return _parallel(component, name, jobs)
     return "\n".join(_definitions([verilog.convert(component, name=name, emit_src=False)]))
 
 

@@ -17,10 +17,15 @@ from amaranth.hdl import ClockSignal, Instance, ResetSignal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-__all__ = ["DEFINITIONS", "instantiate"]
+__all__ = ["DEFINITIONS", "INSTANCES", "instantiate"]
 
 #: Module name -> the component that defines it (filled while a design elaborates).
 DEFINITIONS: dict[str, wiring.Component] = {}
+
+#: Module names in the order :func:`instantiate` was called, repeats included: what the
+#: emitter (``flow.emit``) clears before elaborating one block to learn which blocks that
+#: block instantiates, in order.
+INSTANCES: list[str] = []
 
 
 def instantiate(m, name: str, module: str, signature: wiring.Signature, build, clocked: bool = True):
@@ -28,6 +33,7 @@ def instantiate(m, name: str, module: str, signature: wiring.Signature, build, c
     an interface with ``signature`` to connect. ``build()`` makes the component that defines
     the module; it is called only for the first instance of ``module``. ``clocked=False``: a
     combinational block, whose Verilog has no clock and reset ports."""
+    INSTANCES.append(module)
     if module not in DEFINITIONS:
         DEFINITIONS[module] = build()
     intf = signature.create(path=(name,))

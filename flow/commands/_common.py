@@ -95,6 +95,23 @@ def crossbar_from_args(args: argparse.Namespace) -> CrossbarConfig:
     return CrossbarConfig.from_dict({**base, **config_overrides(args, CrossbarConfig)})
 
 
+def add_jobs_arg(p: argparse.ArgumentParser) -> None:
+    """``-j/--jobs N``: processes converting the chip's Verilog blocks (``flow.emit``)."""
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="processes converting the Verilog's distinct blocks (the same text as one process) "
+                        "[PIMGEN_JOBS, else the cores this process may use]")
+
+
+def jobs_from_args(args: argparse.Namespace) -> int:
+    """The ``--jobs`` value, or ``flow.emit.default_jobs()`` when it was not given."""
+    from flow.emit import default_jobs
+    if args.jobs is None:
+        return default_jobs()
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs} is not allowed: it must be >= 1")
+    return args.jobs
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")

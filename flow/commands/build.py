@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of random weights (networks without trained ones) and of the device model's draws [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
     add_chip_args(p, default_preset="small")
-    from flow.commands._common import add_device_args
+    from flow.commands._common import add_device_args, add_jobs_arg
+    add_jobs_arg(p)
     add_device_args(p, note="the cells programmed into the chip (weights/program.hex) and predicted by the golden "
                             "model; draws seeded by --seed")
 
@@ -68,11 +69,14 @@ def run(args) -> int:
     from flow.buildfolder import check_output
     from flow.chip_check import write_build
     from flow.progress import Progress
+    from flow.commands._common import jobs_from_args
     check_output(args.out, force=args.force)        # before the work: a refusal costs nothing
+    jobs = jobs_from_args(args)
     progress = Progress.for_args(args)
     try:
         progress(f"planning {args.network} ({args.mapping} mapping, {args.topology})")
         d = design_from_args(args)
+        d.jobs = jobs
         progress(f"generating Verilog for {len(d.cp.stages)} layer engines, {d.cp.n_xbars} crossbars")
         out = write_build(d, args.out, force=args.force)
     except ChipError as e:      # the chip planner's refusal (a residual add, a concat, ...): one line

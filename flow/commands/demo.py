@@ -18,20 +18,25 @@ def add_arguments(p):
     p.add_argument("--mapping", choices=["conventional", "novel"], default="novel", help="weight mapping [novel]")
     p.add_argument("-o", "--out", default="build/demo", metavar="DIR", help="build folder [build/demo]")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    from flow.commands._common import add_jobs_arg
+    add_jobs_arg(p)
 
 
 def run(args) -> int:
     from flow.chip_check import design_from_network, run_chip_check, write_build
     from gen.config import ChipConfig
     from gen.models import digits_dataset
+    from flow.commands._common import jobs_from_args
     if args.images < 1:
         raise ValueError(f"--images {args.images} is not allowed: it must be >= 1")
+    jobs = jobs_from_args(args)
     say = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))
     chip = ChipConfig.preset("small")
     t0 = time.perf_counter()
     say(f"== pimgen demo: digits CNN (trained, int8) -> chip ({args.mapping} mapping, 'small' preset) -> "
         f"{args.sim} -> {args.images} held-out scikit-learn digits")
     d = design_from_network("digits", chip, args.mapping)
+    d.jobs = jobs
     out = write_build(d, args.out)
     t_build = time.perf_counter() - t0
     cp = d.cp

@@ -1,0 +1,35 @@
+"""``flow.emit``: one Verilog module per distinct block, converted in one process or in
+several (``jobs``), the text the same either way."""
+from __future__ import annotations
+
+import re
+import subprocess
+
+from gen.quantize import random_weights
+from flow.chip_check import ChipDesign
+from flow.emit import to_verilog
+from hw.chip import Chip
+
+from test_chip import SMALL, tiny_residual
+from test_cli import PIMGEN
+
+
+def test_jobs_give_the_serial_text():
+    """A residual chip: datapaths, tiles inside them, PEs inside tiles, the crossbar inside PEs,
+    post channels, an add lane, skip FIFOs. Converted by three processes, every block is in the
+    Verilog once, in the order of its first instance: byte for byte what one process writes."""
+    n = tiny_residual()
+    cp = ChipDesign(n, random_weights(n, 0), SMALL, "novel").cp
+    serial = to_verilog(Chip(cp), "chip")
+    assert to_verilog(Chip(cp), "chip", jobs=3) == serial
+    kinds = [b.rsplit("_", 1)[0] for b in re.findall(r"^module (\S+)\(", serial, re.M)]
+    assert {"pimgen_engine", "pimgen_tile", "pimgen_pe", "pimgen_crossbar", "pimgen_post", "pimgen_add_lane",
+            "pimgen_image_fifo"} <= set(kinds)
+
+
+def test_build_refuses_zero_jobs(tmp_path):
+    out = tmp_path / "d"
+    r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--jobs", "0"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and r.stderr == "pimgen build: error: --jobs 0 is not allowed: it must be >= 1\n"
+    assert not out.exists()
