@@ -225,16 +225,17 @@ class SerialPost(wiring.Component):
         return f"pimgen_serial_post_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
-        from hw.layer import post_operands
+        from hw.layer import bias_offsets, post_operands
         from hw.post import requant_tail, saturate
         m = Module()
         n, rq = len(self.bias), self.rq
         centre, mul_in, m_const = post_operands(rq, self.a_bits)
+        offs, off_bits = bias_offsets(self.bias, rq, self.a_bits)
         step, sweeping = _sweep(m, self, timing.serial_post_host_clocks(n))
         # stage 1: one accumulator and its bias; 2: centred and saturated; 3: times M; 4: stored
         # (gen.emulation.SERIAL_POST_PIPELINE_CLOCKS after stage 1)
         a1 = Signal(signed(self.acc_bits), name="acc1")
-        b1 = Signal(signed(max(2, max(abs(b - centre) for b in self.bias).bit_length() + 1)), name="bias1")
+        b1 = Signal(signed(off_bits), name="bias1")
         dest1, dest2, dest3 = (Signal(range(max(2, n)), name=f"dest{i}") for i in (1, 2, 3))
         v1, v2, v3 = Signal(name="valid1"), Signal(name="valid2"), Signal(name="valid3")
         m.d.sync += v1.eq(0)
@@ -242,7 +243,7 @@ class SerialPost(wiring.Component):
             with m.Switch(step):
                 for c in range(n):
                     with m.Case(c):
-                        m.d.sync += [a1.eq(self.acc[c]), b1.eq(self.bias[c] - centre), dest1.eq(c), v1.eq(1)]
+                        m.d.sync += [a1.eq(self.acc[c]), b1.eq(offs[c]), dest1.eq(c), v1.eq(1)]
         x2 = Signal(signed(mul_in), name="centred")
         m.d.sync += [x2.eq(saturate(a1 + b1, mul_in)), dest2.eq(dest1), v2.eq(v1)]
         prod = x2 * m_const

@@ -345,6 +345,14 @@ def post_operands(rq, a_bits: int) -> tuple[int, int, Const]:
     return centre, mul_in, Const(rq.m, unsigned(17)).as_signed()
 
 
+def bias_offsets(bias, rq, a_bits: int) -> tuple[list[int], int]:
+    """Each channel's ``bias - centre`` (:func:`post_operands`; ``bias`` itself for a raw layer,
+    ``rq`` None) and the signed width that holds every one of them."""
+    centre = 0 if rq is None else post_operands(rq, a_bits)[0]
+    offs = [int(b) - centre for b in bias]
+    return offs, max(2, max(o.bit_length() for o in offs) + 1)
+
+
 class PostChannel(wiring.Component):
     """One output channel's post arithmetic (:class:`PostStage`), holding its state while
     ``en`` is low: ``acc + off`` (saturated to ``mul_in`` bits and times ``M``, then rounded,
@@ -438,11 +446,8 @@ class PostStage(Elaboratable):
         m.d.comb += self.done.eq(st.done)
         if self.target is not None and not sc.raw:
             return self._serial(m, st)
-        bias = [int(b) for b in self.params.bias_or_zeros]
         rq = None if sc.raw else self.params.requant
-        centre = 0 if sc.raw else post_operands(rq, sc.a_bits)[0]
-        offs = [b - centre for b in bias]
-        off_bits = max(2, max(o.bit_length() for o in offs) + 1)
+        offs, off_bits = bias_offsets(self.params.bias_or_zeros, rq, sc.a_bits)
         args = (len(self.acc[0][0]), off_bits, sc.a_out, sc.a_bits, rq, n - _POST_REGISTERS)
         sig = PostChannel.signature_of(*args[:2], sc.a_out)
         for r, accs in enumerate(self.acc):

@@ -330,6 +330,7 @@ class AddLane(wiring.Component):
 
     @staticmethod
     def signature_of(a_bits: int) -> wiring.Signature:
+        """The ports of a lane of ``a_bits``-bit codes: operands ``a`` and ``b``, sum ``y``."""
         return wiring.Signature({"a": In(a_bits), "b": In(a_bits), "y": Out(a_bits)})
 
     @staticmethod
