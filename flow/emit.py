@@ -94,7 +94,9 @@ def default_jobs() -> int:
     """Processes for :func:`to_verilog` when a command is not told: ``PIMGEN_JOBS``, else
     the cores this process may run on."""
     env = os.environ.get("PIMGEN_JOBS")
-    return int(env) if env and env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def to_verilog(component, name: str, jobs: int = 1) -> str:
