@@ -68,7 +68,6 @@ def _claimed(modules: list[str], claims: str) -> dict[str, tuple[str, list[str]]
 
 
 def _parallel(component, name: str, jobs: int) -> str:
-    blackbox.INSTANCES.clear()
     Fragment.get(component, None)       # records the blocks the top instantiates, for the workers
     first = _uses()
     with tempfile.TemporaryDirectory(prefix="pimgen-emit-") as claims:
@@ -104,6 +103,7 @@ def to_verilog(component, name: str, jobs: int = 1) -> str:
     followed by one definition of every black-boxed block it instantiates. ``jobs > 1``
     converts the blocks in that many processes (the same text)."""
     blackbox.DEFINITIONS.clear()
+    blackbox.INSTANCES.clear()
     if jobs > 1:
         return _parallel(component, name, jobs)
     return "\n".join(_definitions([verilog.convert(component, name=name, emit_src=False)]))
@@ -114,5 +114,6 @@ def definitions_verilog(component) -> str:
     ``component`` itself: for a flow that converts the top on its own (an FPGA platform's
     build), which then needs these modules as a Verilog file beside it."""
     blackbox.DEFINITIONS.clear()
+    blackbox.INSTANCES.clear()
     Fragment.get(component, None)       # elaborates the whole hierarchy: records the black boxes
     return "\n".join(_definitions([]))
