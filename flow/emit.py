@@ -6,22 +6,24 @@ order they were first instantiated.
 
 Each conversion is pure Python (Amaranth's netlist and RTLIL) and independent of the
 others, so ``jobs > 1`` converts them in forked processes: the top in this one, the blocks
-wherever a process is free. A block is converted by the process that claims it first (a
-file created exclusively in a scratch folder), and every process converts the blocks its
-own conversions find inside a block it converted, since only that process holds their
-components. The text is the same as a one-process conversion, byte for byte.
+in the ``jobs - 1`` workers and, once the top is done, here too. A block is converted by the
+process that claims it first (a file created exclusively in a scratch folder), and every
+process converts the blocks found inside a block it converted, since only that process holds
+their components. The text is the same as a one-process conversion, byte for byte.
 """
 from __future__ import annotations
 
 import gc
 import multiprocessing
 import os
+import queue
 import tempfile
 import warnings
 
 from amaranth.back import verilog
 from amaranth.hdl import Fragment, UnusedElaboratable
 
+from gen.errors import ToolError
 from hw import blackbox
 
 
@@ -67,17 +69,50 @@ def _claimed(modules: list[str], claims: str) -> dict[str, tuple[str, list[str]]
     return out
 
 
+def _worker(first: list[str], claims: str, results) -> None:
+    """A forked process's share: every block of ``first`` it claims, and the blocks inside."""
+    try:
+        results.put(("ok", _claimed(first, claims)))
+    except BaseException as e:          # the parent re-raises it
+        results.put(("error", e if isinstance(e, Exception) else RuntimeError(repr(e))))
+
+
+def _collect(results, workers) -> dict[str, tuple[str, list[str]]]:
+    """One worker's blocks, waiting while the workers live; a dead worker is an error (a
+    worker killed for memory would otherwise leave the parent waiting for ever)."""
+    while True:
+        try:
+            kind, value = results.get(timeout=1.0)
+        except queue.Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead or all(w.exitcode is not None for w in workers):
+                raise ToolError(f"a Verilog conversion process ended (exit code {dead[0] if dead else 0}) without "
+                                f"its blocks (out of memory?); convert in one process with --jobs 1") from None
+            continue
+        if kind == "error":
+            raise value
+        return value
+
+
 def _parallel(component, name: str, jobs: int) -> str:
     Fragment.get(component, None)       # records the blocks the top instantiates, for the workers
     first = _uses()
+    ctx = multiprocessing.get_context("fork")   # the workers inherit the recorded components
     with tempfile.TemporaryDirectory(prefix="pimgen-emit-") as claims:
-        # fork: the workers inherit the recorded components (Amaranth's are not picklable)
-        with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
-            pending = [pool.apply_async(_claimed, ([m], claims)) for m in first]
+        results = ctx.Queue()
+        workers = [ctx.Process(target=_worker, args=(first, claims, results), daemon=True) for _ in range(jobs - 1)]
+        for w in workers:
+            w.start()
+        try:
             top, top_uses = _convert(component, name)
             blocks = _claimed(first, claims)
-            for p in pending:
-                blocks.update(p.get())
+            for _ in workers:
+                blocks.update(_collect(results, workers))
+        finally:
+            for w in workers:
+                if w.is_alive():
+                    w.terminate()
+                w.join()
     order = list(top_uses)
     for module in order:                # grows while walked: the serial emitter's order
         order += [u for u in blocks[module][1] if u not in order]

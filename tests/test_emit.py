@@ -2,15 +2,21 @@
 several (``jobs``), the text the same either way."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 
+import pytest
+
+import flow.emit
+from gen.errors import ToolError
 from gen.quantize import random_weights
 from flow.chip_check import ChipDesign
 from flow.emit import to_verilog
 from hw.chip import Chip
 
-from test_chip import SMALL, tiny_residual
+from test_chip import SMALL, tiny_design, tiny_residual
 from test_cli import PIMGEN
 
 
@@ -25,6 +31,15 @@ def test_jobs_give_the_serial_text():
     kinds = [b.rsplit("_", 1)[0] for b in re.findall(r"^module (\S+)\(", serial, re.M)]
     assert {"pimgen_engine", "pimgen_tile", "pimgen_pe", "pimgen_crossbar", "pimgen_post", "pimgen_add_lane",
             "pimgen_image_fifo"} <= set(kinds)
+
+
+def test_a_killed_worker_is_an_error_not_a_hang(monkeypatch):
+    """A worker the kernel kills (out of memory) leaves no blocks: the conversion says so and
+    how to avoid it, instead of waiting for ever."""
+    monkeypatch.setattr(flow.emit, "_worker", lambda *args: os.kill(os.getpid(), signal.SIGKILL))
+    cp = tiny_design("novel").cp
+    with pytest.raises(ToolError, match=r"exit code -9.*--jobs 1"):
+        to_verilog(Chip(cp), "chip", jobs=2)
 
 
 def test_build_refuses_zero_jobs(tmp_path):
