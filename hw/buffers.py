@@ -22,48 +22,48 @@ from amaranth.utils import ceil_log2
 from gen import timing
 from gen.schedule import FMLayout, LayerSchedule
 from hw.controller import StageTimer
+from hw.sram import TiledMemory, addr_bits
 
 __all__ = ["FeatureMapBuffer", "WindowGenerator", "InputDistributor", "read_port_signature"]
 
 
-def _addr_bits(depth: int) -> int:
-    return max(1, ceil_log2(max(2, depth)))
-
-
 def read_port_signature(fm: FMLayout) -> ReadPort.Signature:
     """A feature-map buffer read port (``lib.memory`` read-port signature)."""
-    return ReadPort.Signature(addr_width=_addr_bits(fm.depth), shape=unsigned(fm.word_bits))
+    return ReadPort.Signature(addr_width=addr_bits(fm.depth), shape=unsigned(fm.word_bits))
 
 
 class FeatureMapBuffer(wiring.Component):
-    """The layer's input feature map in one ``lib.memory.Memory`` (BRAM): a write stream
-    ``w`` (one word per beat, addresses in arrival order, wrapping after ``depth`` words)
-    and the read-port family ``rd`` (``n_read`` ports, data ``FM_READ_LATENCY`` clocks after
-    the address); ``reads`` counts the words read (all ports, since reset). With ``banks =
-    2`` the memory holds two maps (bank = the address's top bit): ``wr_bank`` selects where
-    ``w`` writes, ``rd_bank`` what the read ports see."""
+    """The layer's input feature map in one memory (``hw.sram.TiledMemory``: block RAM, or
+    tiles of a shared RAM macro when it is deep): a write stream ``w`` (one word per beat,
+    addresses in arrival order, wrapping after ``depth`` words) and the read-port family
+    ``rd`` (``n_read`` ports, data ``FM_READ_LATENCY`` clocks after the address); ``reads``
+    counts the words read (all ports, since reset). With ``banks = 2`` the memory holds two
+    maps (bank = the address's top bit): ``wr_bank`` selects where ``w`` writes, ``rd_bank``
+    what the read ports see. ``ce``: the memory's clock enable (``hw.sram``: the engine's
+    enable, which does not reach into shared macros); ``shared``: as ``TiledMemory``'s."""
 
-    def __init__(self, fm: FMLayout, n_read: int = 1, banks: int = 1):
-        self.fm, self.n_read, self.banks = fm, n_read, banks
+    def __init__(self, fm: FMLayout, n_read: int = 1, banks: int = 1, *, shared: bool = True):
+        self.fm, self.n_read, self.banks, self.shared = fm, n_read, banks, shared
         super().__init__({"w": In(stream.Signature(unsigned(fm.word_bits))),
                           "rd": Out(read_port_signature(fm)).array(n_read), "reads": Out(32),
-                          "wr_bank": In(1), "rd_bank": In(1)})
+                          "wr_bank": In(1), "rd_bank": In(1), "ce": In(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
         fm = self.fm
-        lo = _addr_bits(fm.depth)
+        lo = addr_bits(fm.depth)
         two = self.banks == 2
-        m.submodules.mem = mem = Memory(shape=unsigned(fm.word_bits), depth=(2 << lo) if two else fm.depth, init=[])
-        wp = mem.write_port()
+        mem = TiledMemory(fm.word_bits, (2 << lo) if two else fm.depth, self.n_read, shared=self.shared)
+        m.submodules.mem = mem
         waddr = Signal(lo)      # lo bits even for a one-word map, so the bank bit lands where reads see it
-        m.d.comb += [self.w.ready.eq(1), wp.addr.eq(Cat(waddr, self.wr_bank) if two else waddr),
-                     wp.data.eq(self.w.payload), wp.en.eq(self.w.valid)]
+        m.d.comb += [self.w.ready.eq(1), mem.ce.eq(self.ce),
+                     mem.wr.addr.eq(Cat(waddr, self.wr_bank) if two else waddr),
+                     mem.wr.data.eq(self.w.payload), mem.wr.en.eq(self.w.valid)]
         with m.If(self.w.valid):
             m.d.sync += waddr.eq(Mux(waddr == fm.depth - 1, 0, waddr + 1))
         n = Const(0, 32)
         for k, port in enumerate(self.rd):
-            rp = mem.read_port()
+            rp = mem.rd[k]
             m.d.comb += [rp.addr.eq(Cat(port.addr[:lo], self.rd_bank) if two else port.addr), rp.en.eq(port.en)]
             d = rp.data
             for i in range(timing.FM_READ_LATENCY - 1):       # the latency is the schedule's

@@ -115,7 +115,7 @@ class Chip(wiring.Component):
                 qf = instantiate(m, f"skipfifo{c}", ImageFIFO.module_name(*args), ImageFIFO.signature_of(*args),
                                  lambda: ImageFIFO(*args))
             else:       # the emulation build's target-clock enable reaches no black box
-                m.submodules[f"skipfifo{c}"] = qf = ImageFIFO(*args)
+                m.submodules[f"skipfifo{c}"] = qf = ImageFIFO(*args, shared=False)
             q = qf.w
             m.d.comb += q.payload.eq(rx[f].payload[:out.word_bits])
             if ln.port == "skip":

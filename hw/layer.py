@@ -550,7 +550,11 @@ class _Core(Elaboratable):
         fm = sc.fm
 
         # --- feature-map buffer and controller ------------------------------------------
-        m.submodules.fmbuf = fmb = FeatureMapBuffer(fm, n_read=len(sc.tiles), banks=self.banks)
+        # the emulation build's target-clock enable must reach the memory: no shared macros there
+        fmb = FeatureMapBuffer(fm, n_read=len(sc.tiles), banks=self.banks, shared=self.target is None)
+        m.submodules.fmbuf = fmb
+        if self.en is not None:
+            m.d.comb += fmb.ce.eq(self.en)
         m.submodules.ctrl = ctrl = LayerController(sc, banks=self.banks)
         beat = self.in_valid & ctrl.loading
         m.d.comb += [fmb.wr_bank.eq(ctrl.wr_bank), fmb.rd_bank.eq(ctrl.rd_bank), ctrl.start_ok.eq(self.start_ok),

@@ -11,11 +11,12 @@ side, back into raster order.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from gen import timing
+from hw.sram import TiledMemory
 
 __all__ = ["WordsToPixel", "PixelToWords", "RasterReorder", "ImageFIFO"]
 
@@ -162,14 +163,19 @@ class RasterReorder(wiring.Component):
 
 class ImageFIFO(wiring.Component):
     """A first-in first-out queue of ``depth`` words of ``width`` bits between stream ports
-    ``w`` and ``r`` (Amaranth's ``SyncFIFOBuffered``: ``r`` is registered).
+    ``w`` and ``r``, clock for clock Amaranth's ``SyncFIFOBuffered`` (``r`` registered: a
+    memory of ``depth - 1`` words and the output register), its memory a
+    :class:`hw.sram.TiledMemory`.
 
     A skip FIFO holds whole images of its tensor (``gen.chipplan.Link.slots``), a memory of
     up to megabits whose Verilog a chip instantiates rather than repeats: a chip makes it one
-    module per :meth:`module_name` (``hw.blackbox``)."""
+    module per :meth:`module_name` (``hw.blackbox``), built from shared RAM macros.
+    ``shared``: as ``TiledMemory``'s (``False`` in the emulation build)."""
 
-    def __init__(self, width: int, depth: int):
-        self.width, self.depth = width, depth
+    def __init__(self, width: int, depth: int, *, shared: bool = True, macro: tuple[int, int] | None = None):
+        if depth < 2:
+            raise ValueError(f"an image FIFO of depth {depth}: at least 2 words are allowed")
+        self.width, self.depth, self.shared, self.macro = width, depth, shared, macro
         super().__init__(self.signature_of(width, depth))
 
     @staticmethod
@@ -183,7 +189,25 @@ class ImageFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
-        wiring.connect(m, wiring.flipped(self.w), q.w_stream)
-        wiring.connect(m, q.r_stream, wiring.flipped(self.r))
+        inner = self.depth - 1
+        m.submodules.mem = mem = TiledMemory(self.width, inner, 1, shared=self.shared, macro=self.macro)
+        level = Signal(range(inner + 1))
+        produce = Signal(range(inner))
+        consume = Signal(range(inner))
+        do_write = self.w.valid & self.w.ready
+        do_read = Signal()
+        m.d.comb += [self.w.ready.eq(level != inner),
+                     do_read.eq((level != 0) & (~self.r.valid | self.r.ready)),
+                     mem.wr.addr.eq(produce), mem.wr.data.eq(self.w.payload), mem.wr.en.eq(do_write),
+                     mem.rd[0].addr.eq(consume), mem.rd[0].en.eq(do_read), self.r.payload.eq(mem.rd[0].data)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(Mux(produce == inner - 1, 0, produce + 1))
+        with m.If(do_read):
+            m.d.sync += [consume.eq(Mux(consume == inner - 1, 0, consume + 1)), self.r.valid.eq(1)]
+        with m.Elif(self.r.ready):
+            m.d.sync += self.r.valid.eq(0)
+        with m.If(do_write & ~do_read):
+            m.d.sync += level.eq(level + 1)
+        with m.If(do_read & ~do_write):
+            m.d.sync += level.eq(level - 1)
         return m

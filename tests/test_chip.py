@@ -427,6 +427,22 @@ def test_tiny_residual_chip(mapping, sim_cache):
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
 
 
+def test_tiny_residual_chip_on_small_ram_macros(monkeypatch, sim_cache):
+    """The chip's deep memories as tiles of one shared RAM macro (hw.sram), the macro made
+    small here so that every feature-map buffer and skip FIFO of the residual chip is tiled
+    (by rows and by columns): bit-exact and clock-exact, under back-pressure too."""
+    import hw.sram
+    monkeypatch.setattr(hw.sram, "MACRO_DEPTH", 16)
+    monkeypatch.setattr(hw.sram, "MACRO_WIDTH", 8)
+    net = tiny_residual()
+    d = ChipDesign(net, random_weights(net, 0), SMALL, "novel")
+    text = d.verilog
+    assert text.count("module pimgen_ram_16x8_r1(") == 1 and "module pimgen_image_fifo_" in text
+    assert "reg [7:0] storage" not in text       # no memory but the macro's (Amaranth's FIFO names it so)
+    x = np.random.default_rng(7).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
 @pytest.mark.parametrize("mapping", ["novel", pytest.param("conventional", marks=pytest.mark.slow)])
 def test_wide_chip(mapping, sim_cache):
     """Layers over several tiles on the chip: the tiles' outputs joined into pixels (and into
