@@ -49,6 +49,16 @@ def memory_signature(width: int, depth: int, n_read: int) -> wiring.Signature:
                              "ce": In(1, init=1)})
 
 
+def _one_memory(m, mem_if):
+    """Ports ``mem_if`` (:func:`memory_signature`) on one ``lib.memory.Memory`` of its size."""
+    m.submodules.mem = mem = Memory(shape=unsigned(mem_if.width), depth=mem_if.depth, init=[])
+    wp = mem.write_port()
+    m.d.comb += [wp.addr.eq(mem_if.wr.addr), wp.data.eq(mem_if.wr.data), wp.en.eq(mem_if.wr.en & mem_if.ce)]
+    for port in mem_if.rd:
+        rp = mem.read_port()
+        m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en & mem_if.ce), port.data.eq(rp.data)]
+
+
 class RamMacro(wiring.Component):
     """One ``depth`` × ``width`` synchronous RAM, zero at power-up (module docstring)."""
 
@@ -62,12 +72,7 @@ class RamMacro(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
-        wp = mem.write_port()
-        m.d.comb += [wp.addr.eq(self.wr.addr), wp.data.eq(self.wr.data), wp.en.eq(self.wr.en & self.ce)]
-        for port in self.rd:
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en & self.ce), port.data.eq(rp.data)]
+        _one_memory(m, self)
         return m
 
 
@@ -98,12 +103,7 @@ class TiledMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if not self.tiled:
-            m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(self.wr.addr), wp.data.eq(self.wr.data), wp.en.eq(self.wr.en & self.ce)]
-            for port in self.rd:
-                rp = mem.read_port()
-                m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en & self.ce), port.data.eq(rp.data)]
+            _one_memory(m, self)
             return m
         md, mw = self.macro_depth, self.macro_width
         lo = addr_bits(md)
