@@ -63,8 +63,18 @@ class StreamFIFO(wiring.Component):
 
     def __init__(self, width: int, depth: int = 2):
         self.width, self.depth = width, depth
-        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width)),
-                          "level": Out(range(depth + 1))})
+        super().__init__(self.signature_of(width, depth))
+
+    @staticmethod
+    def signature_of(width: int, depth: int) -> wiring.Signature:
+        """The ports of a FIFO of ``depth`` words of ``width`` bits."""
+        return wiring.Signature({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width)),
+                                 "level": Out(range(depth + 1))})
+
+    @staticmethod
+    def module_name(width: int, depth: int) -> str:
+        """The Verilog module name of a shared FIFO (``hw.blackbox``)."""
+        return f"pimgen_stream_fifo_{width}x{depth}"
 
     def elaborate(self, platform):
         m = Module()

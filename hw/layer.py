@@ -23,8 +23,9 @@ schedule's), for ``lp.mapping`` ``"conventional"`` or ``"novel"`` and every repl
 Everything before the post stage is the engine's :class:`EngineDatapath`, which a chip emits
 once per layer shape (``hw.blackbox``); inside it, a novel layer's tiles that complete their
 own sums are :class:`EngineTile` modules, alike tiles one module. The post and output stages
-hold the layer's constants; the post stage's :class:`PostChannel` is one module per layer,
-its channels' biases ports.
+and the output FIFOs hold the layer's constants: they are the engine's :class:`EngineTail`,
+one module per layer of a chip; the post stage's :class:`PostChannel` is one module per
+layer, its channels' biases ports.
 
 From the first input word accepted to the last output word delivered:
 ``sched.engine_clocks`` clocks, with no back-pressure. Back-pressure: when any output FIFO
@@ -48,7 +49,7 @@ from dataclasses import replace
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Elaboratable, EnableInserter, Module, Signal, signed, unsigned
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import timing
@@ -60,11 +61,12 @@ from hw.buffers import FeatureMapBuffer, InputDistributor, WindowGenerator, read
 from hw.blackbox import instantiate
 from hw.controller import LayerController, StageTimer
 from hw.crossbar import tree_sum
+from hw.interconnect import StreamFIFO
 from hw.pe import PE, PEBlock, prog_layout
 from hw.post import requant_tail, saturate, sext
 
-__all__ = ["ConvLayerEngine", "EngineDatapath", "EngineTile", "tile_plan", "PEArray", "Accumulate", "PostStage",
-           "PostChannel", "OutputStage", "OUT_FIFO_DEPTH", "acc_bits"]
+__all__ = ["ConvLayerEngine", "EngineDatapath", "EngineTile", "EngineTail", "tile_plan", "PEArray", "Accumulate",
+           "PostStage", "PostChannel", "OutputStage", "OUT_FIFO_DEPTH", "acc_bits", "acc_bus"]
 
 OUT_FIFO_DEPTH = 4
 
@@ -678,7 +680,7 @@ class EngineDatapath(wiring.Component):
     ``in_valid & in_ready & en``); ``start_ok``, ``started``, ``released``, ``busy``, ``done``,
     ``cycles``, ``fm_reads`` as :class:`ConvLayerEngine`'s; ``prog`` (programmed: the
     programming stream, crossbars numbered from the layer's first); ``z_in``; ``acc``: the
-    accumulators, replica-major (``acc[r * cout + c]``), ``acc_done`` after them; ``finishing``
+    accumulators on one bus (:func:`acc_bus`), ``acc_done`` after them; ``finishing``
     (the image's last step has left) and ``last_done`` (the output stage's last ``done``)
     between the controller and the output stages.
     """
@@ -696,7 +698,7 @@ class EngineDatapath(wiring.Component):
         ports = {"en": In(1), "in_valid": In(1), "in_payload": In(sched.fm.word_bits), "in_ready": Out(1),
                  "start_ok": In(1), "started": Out(1), "released": Out(1), "busy": Out(1), "done": Out(1),
                  "cycles": Out(32), "fm_reads": Out(32), "z_in": In(sched.a_bits),
-                 "acc": Out(signed(acc_bits(sched, chip.crossbar.dot_bits))).array(len(sched.replicas) * sched.cout),
+                 "acc": Out(len(sched.replicas) * sched.cout * acc_bits(sched, chip.crossbar.dot_bits)),
                  "acc_done": Out(1), "finishing": Out(1), "last_done": In(1)}
         if prog_xbars is not None:
             ports["prog"] = In(stream.Signature(prog_layout(chip.crossbar, prog_xbars)))
@@ -724,34 +726,84 @@ class EngineDatapath(wiring.Component):
                      core.last_done.eq(self.last_done)]
         if prog is not None:
             m.d.comb += self.prog.ready.eq(1)
-        m.d.comb += [self.acc[n].eq(a) for n, a in enumerate(a for row in core.acc for a in row)]
+        m.d.comb += self.acc.eq(Cat(*(a for row in core.acc for a in row)))
         return m
 
 
-class _Tail(Elaboratable):
-    """Post stage and output stages of an engine, under its global enable."""
+def acc_bus(sched: LayerSchedule, bus, bits: int) -> list:
+    """The accumulators on ``bus`` (:class:`EngineDatapath`'s ``acc``): ``[replica][channel]``,
+    ``bits``-bit signed each, replica-major from the lowest bits."""
+    return [[bus[(r * sched.cout + c) * bits:(r * sched.cout + c + 1) * bits].as_signed() for c in range(sched.cout)]
+            for r in range(len(sched.replicas))]
 
-    def __init__(self, sched: LayerSchedule, acc: list, params: WeightParams, target=None):
-        self.sched, self.acc, self.params, self.target = sched, acc, params, target
-        self.go = Signal()
-        self.en = Signal()
-        self.finishing = Signal()
-        self.last_done = Signal()
-        self.out_we = [Signal(name=f"out_we{t}") for t in range(len(sched.tiles))]
-        self.out_data = [Signal(sched.bus_bits, name=f"out_data{t}") for t in range(len(sched.tiles))]
+
+class EngineTail(wiring.Component):
+    """A layer engine's post stage, output stages and output FIFOs: everything after the
+    accumulators, holding its state while ``en`` is low. It holds the layer's constants
+    (requantization, biases), so a chip makes it one module per layer (:meth:`module_name`,
+    ``hw.blackbox``), and the per-channel wiring of a layer is written in that module, not in
+    the chip's top level.
+
+    Ports: ``en``; ``go`` (the accumulators are in: the datapath's ``acc_done``); ``acc`` (the
+    datapath's accumulator bus, :func:`acc_bus`); ``finishing`` and ``last_done`` (between the
+    datapath's controller and the output stages); ``o[t]``: tile ``t``'s output stream, from a
+    FIFO of :data:`OUT_FIFO_DEPTH` words; ``room``: every output FIFO can take a word (the
+    engine's global enable).
+
+    ``target`` (the emulation build): ``(tick, the layer's post ok)``, for :class:`PostStage`;
+    its FIFOs and channels are then submodules of their own, which the target clock reaches."""
+
+    def __init__(self, sched: LayerSchedule, chip: ChipConfig, params: WeightParams, target=None):
+        self.sched, self.chip, self.params, self.target = sched, chip, params, target
+        super().__init__(self.signature_of(sched, chip))
+
+    @staticmethod
+    def signature_of(sched: LayerSchedule, chip: ChipConfig) -> wiring.Signature:
+        """The ports of the tail of ``sched``."""
+        bits = acc_bits(sched, chip.crossbar.dot_bits)
+        return wiring.Signature({"en": In(1), "go": In(1), "finishing": In(1), "last_done": Out(1),
+                                 "acc": In(len(sched.replicas) * sched.cout * bits),
+                                 "o": Out(stream.Signature(unsigned(sched.bus_bits))).array(len(sched.tiles)),
+                                 "room": Out(1)})
+
+    @staticmethod
+    def module_name(lp, chip: ChipConfig, params: WeightParams) -> str:
+        """The Verilog module name: the layer's plan, the chip, its requantization and biases
+        and the timing constants."""
+        consts = sorted((k, v) for k, v in vars(timing).items() if k.isupper() and isinstance(v, int))
+        key = repr((lp, sorted(chip.to_dict().items()), params.requant, [int(b) for b in params.bias_or_zeros],
+                    consts))
+        return f"pimgen_tail_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def elaborate(self, platform):
         m = Module()
         sc = self.sched
-        m.submodules.post = post = PostStage(sc, self.acc, self.params, self.target)
-        m.d.comb += [post.go.eq(self.go), post.en.eq(self.en)]
+        core = Module()     # the stages, under the engine's enable
+        post = PostStage(sc, acc_bus(sc, self.acc, acc_bits(sc, self.chip.crossbar.dot_bits)), self.params,
+                         self.target)
+        core.submodules.post = post
+        core.d.comb += [post.go.eq(self.go), post.en.eq(self.en)]
+        outs = []
         for t in range(len(sc.tiles)):
             out = OutputStage(sc, t, post.y)
-            m.submodules[f"out{t}"] = out
-            m.d.comb += [out.go.eq(post.done), out.reset.eq(self.finishing),
-                         self.out_we[t].eq(out.we), self.out_data[t].eq(out.data)]
-            if t == 0:
-                m.d.comb += self.last_done.eq(out.done)
+            core.submodules[f"out{t}"] = out
+            core.d.comb += out.go.eq(post.done)
+            core.d.comb += out.reset.eq(self.finishing)
+            outs.append(out)
+        core.d.comb += self.last_done.eq(outs[0].done)
+        m.submodules.stages = EnableInserter(self.en)(core)
+        room = 1
+        args = (sc.bus_bits, OUT_FIFO_DEPTH)
+        for t, (o, out) in enumerate(zip(self.o, outs)):
+            if self.target is None:     # one module for every output FIFO of the chip
+                q = instantiate(m, f"ofifo{t}", StreamFIFO.module_name(*args), StreamFIFO.signature_of(*args),
+                                lambda: StreamFIFO(*args))
+            else:       # the emulation build's target-clock enable reaches no black box
+                m.submodules[f"ofifo{t}"] = q = StreamFIFO(*args)
+            m.d.comb += [q.i.payload.eq(out.data), q.i.valid.eq(out.we & self.en)]
+            wiring.connect(m, q.o, wiring.flipped(o))
+            room = room & q.i.ready
+        m.d.comb += self.room.eq(room)
         return m
 
 
@@ -815,21 +867,19 @@ class ConvLayerEngine(wiring.Component):
             dp = EngineDatapath(self.lp, self.chip, banks, prog_xbars, self.params, self.target,
                                 0 if self.xbars is None else self.xbars[0])
             m.submodules.datapath = dp
-        tail = _Tail(sc, [[dp.acc[r * sc.cout + c] for c in range(sc.cout)] for r in range(len(sc.replicas))],
-                     self.params, None if self.target is None else (self.target.tick,
-                                                                    self.target.post_ok[self.lp.name]))
+        tail = EngineTail(sc, self.chip, self.params,
+                          None if self.target is None else (self.target.tick, self.target.post_ok[self.lp.name]))
+        if staged and self.target is None:      # a chip's stage: the layer's constants in a module of its own
+            tl = instantiate(m, "tail", EngineTail.module_name(self.lp, self.chip, self.params),
+                             EngineTail.signature_of(sc, self.chip), lambda: tail)
+        else:
+            m.submodules.tail = tl = tail
         en = Signal()
-        m.submodules.tail = EnableInserter(en)(tail)
-        m.d.comb += [dp.en.eq(en), tail.en.eq(en), dp.z_in.eq(self.params.z_in), tail.go.eq(dp.acc_done),
-                     tail.finishing.eq(dp.finishing), dp.last_done.eq(tail.last_done)]
-        rdy = 1
+        m.d.comb += [dp.en.eq(en), tl.en.eq(en), dp.z_in.eq(self.params.z_in), tl.go.eq(dp.acc_done),
+                     tl.acc.eq(dp.acc), tl.finishing.eq(dp.finishing), dp.last_done.eq(tl.last_done)]
         for t, o in enumerate(self.o):
-            q = fifo.SyncFIFO(width=sc.bus_bits, depth=OUT_FIFO_DEPTH)
-            m.submodules[f"ofifo{t}"] = q
-            m.d.comb += [q.w_data.eq(tail.out_data[t]), q.w_en.eq(tail.out_we[t] & en)]
-            wiring.connect(m, q.r_stream, wiring.flipped(o))
-            rdy = rdy & q.w_rdy
-        m.d.comb += [en.eq(rdy),
+            wiring.connect(m, tl.o[t], wiring.flipped(o))
+        m.d.comb += [en.eq(tl.room),
                      dp.in_valid.eq(self.i.valid), dp.in_payload.eq(self.i.payload),
                      self.i.ready.eq(dp.in_ready & en),
                      self.busy.eq(dp.busy), self.done.eq(dp.done), self.cycles.eq(dp.cycles),
