@@ -4,7 +4,7 @@
 schedule ``gen.schedule.schedule_layer(lp, chip)`` (every count and duration used here is the
 schedule's), for ``lp.mapping`` ``"conventional"`` or ``"novel"`` and every replica of ``lp``:
 
-* a :class:`hw.buffers.FeatureMapBuffer` (``lib.memory.Memory``) that the input stream
+* a :class:`hw.buffers.FeatureMapBuffer` (one memory, ``hw.sram``) that the input stream
   ``i`` fills, one global-bus word per beat, with one read port per tile;
 * per tile, the fetch stage: :class:`hw.buffers.WindowGenerator` (conventional: the
   ``K*K*Cin`` im2col window, every pixel re-read for every window it belongs to) or
@@ -524,7 +524,7 @@ class _Core(Elaboratable):
     """The datapath's logic (:class:`EngineDatapath`), under the engine's global enable."""
 
     def __init__(self, lp, chip: ChipConfig, sched: LayerSchedule, params: WeightParams | None, banks: int, prog,
-                 z_in, target=None, en=None):
+                 z_in, target, en):
         self.lp, self.chip, self.sched, self.params, self.banks, self.prog = lp, chip, sched, params, banks, prog
         self.z_in, self.target, self.en = z_in, target, en
         fm = sched.fm
@@ -555,8 +555,7 @@ class _Core(Elaboratable):
         # the emulation build's target-clock enable must reach the memory: no shared macros there
         fmb = FeatureMapBuffer(fm, n_read=len(sc.tiles), banks=self.banks, shared=self.target is None)
         m.submodules.fmbuf = fmb
-        if self.en is not None:
-            m.d.comb += fmb.ce.eq(self.en)
+        m.d.comb += fmb.ce.eq(self.en)
         m.submodules.ctrl = ctrl = LayerController(sc, banks=self.banks)
         beat = self.in_valid & ctrl.loading
         m.d.comb += [fmb.wr_bank.eq(ctrl.wr_bank), fmb.rd_bank.eq(ctrl.rd_bank), ctrl.start_ok.eq(self.start_ok),
