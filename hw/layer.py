@@ -866,13 +866,13 @@ class ConvLayerEngine(wiring.Component):
             dp = EngineDatapath(self.lp, self.chip, banks, prog_xbars, self.params, self.target,
                                 0 if self.xbars is None else self.xbars[0])
             m.submodules.datapath = dp
-        tail = EngineTail(sc, self.chip, self.params,
-                          None if self.target is None else (self.target.tick, self.target.post_ok[self.lp.name]))
         if staged and self.target is None:      # a chip's stage: the layer's constants in a module of its own
             tl = instantiate(m, "tail", EngineTail.module_name(self.lp, self.chip, self.params),
-                             EngineTail.signature_of(sc, self.chip), lambda: tail)
+                             EngineTail.signature_of(sc, self.chip), lambda: EngineTail(sc, self.chip, self.params))
         else:
-            m.submodules.tail = tl = tail
+            tl = EngineTail(sc, self.chip, self.params,
+                            None if self.target is None else (self.target.tick, self.target.post_ok[self.lp.name]))
+            m.submodules.tail = tl
         en = Signal()
         m.d.comb += [dp.en.eq(en), tl.en.eq(en), dp.z_in.eq(self.params.z_in), tl.go.eq(dp.acc_done),
                      tl.acc.eq(dp.acc), tl.finishing.eq(dp.finishing), dp.last_done.eq(tl.last_done)]
