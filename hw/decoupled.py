@@ -295,7 +295,7 @@ class EmulatedChip(wiring.Component):
                      chip.o.ready.eq(self.o.ready),
                      self.cycles.eq(chip.cycles), self.status.eq(chip.status),
                      self.tap_valid.eq(chip.tap_valid & tick.replicate(len(chip.tap_valid)))]
-        m.d.comb += [dst.eq(src) for dst, src in zip(self.tap_data, chip.tap_data)]
+        m.d.comb += [getattr(self.tap_data, k).eq(getattr(chip.tap_data, k)) for k in chip.tap_data.signature.members]
         m.d.sync += self.host_cycles.eq(self.host_cycles + 1)
         return m
 

@@ -30,7 +30,7 @@ from sim.testbench import TB
 async def _monitor_taps(tb: TB, dut, n_stages: int, taps: list[list[int]]):
     """Record every word each stage hands on (the ``tap_valid``/``tap_data`` ports); asleep
     while no stage hands anything on."""
-    data = [getattr(dut, f"tap_data__{n}") for n in range(n_stages)]
+    data = [getattr(dut, f"tap_data__s{n}") for n in range(n_stages)]
     await RisingEdge(dut.clk)
     while True:
         await ReadOnly()
