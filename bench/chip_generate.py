@@ -5,11 +5,12 @@
 For each network (digits on the 'small' preset, once with every layer mapped once and once
 with ``--duplication balance``; resnet20, resnet18, resnet34 on the 'paper' preset; novel
 mapping) it plans the chip and generates its Verilog with ``--jobs`` processes (default
-``flow.emit.default_jobs()``: the cores), printing seconds, peak MiB (the high-water mark of
-the proportional set size summed over the process that generates that network alone and the
-processes it forks, sampled every 0.2 s: shared pages counted once), module bodies, crossbar
-instances and Verilog MiB — or the one-line reason the chip does not build that network yet. ResNet-18 and ResNet-34 take minutes and up to 3 GiB each; ``--quick``
-leaves them out. With
+``flow.emit.default_jobs()``: ``PIMGEN_JOBS``, else the cores), printing seconds, peak MiB
+(the high-water mark of the proportional set size summed over the process that generates
+that network alone and the processes it forks, sampled every 0.2 s: shared pages counted
+once), module bodies, crossbar instances and Verilog MiB — or the one-line reason the chip
+does not build that network yet. ResNet-18 and ResNet-34 take minutes and up to 2 GiB each;
+``--quick`` leaves them out. With
 ``--simulate`` it also streams 10 real digits images through the digits chip on Verilator
 and prints the simulated clocks per wall-clock second, as the testbench measures them over
 programming and images (the build is cached under build/sim_cache; the first run compiles it).
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gen.chipplan import ChipError  # noqa: E402
 from gen.config import ChipConfig  # noqa: E402
 from flow.chip_check import design_from_network, run_chip_check  # noqa: E402
-from flow.emit import default_jobs  # noqa: E402
+from flow.commands._common import add_jobs_arg, jobs_from_args  # noqa: E402
 
 #: (network, preset, duplication)
 NETWORKS = [("digits", "small", "1"), ("digits", "small", "balance"), ("resnet20", "paper", "1"),
@@ -93,18 +94,23 @@ def simulate_digits(images: int = 10) -> dict:
             "wall_seconds": rep["wall_seconds"], "clocks_per_second": rep["clocks_per_second"]}
 
 
+def _processes(jobs: int) -> str:
+    return f"{jobs} process" + ("es" if jobs > 1 else "")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--simulate", action="store_true", help="also measure Verilator clocks/s on the digits chip")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="digits and resnet20 only (resnet18 and resnet34 take "
                                                          "minutes and GiB each)")
-    ap.add_argument("--jobs", type=int, default=default_jobs(),
-                    help="processes converting each chip's Verilog blocks [the cores]")
+    add_jobs_arg(ap)
     ap.add_argument("--one", nargs=3, metavar=("NETWORK", "PRESET", "DUPLICATION"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.jobs < 1:
-        ap.error(f"--jobs {args.jobs} is not allowed: it must be >= 1")
+    try:
+        args.jobs = jobs_from_args(args)
+    except ValueError as e:
+        ap.error(str(e))
     if args.one:        # one network in this process, so its peak memory is its own
         print(json.dumps(generate(*args.one, jobs=args.jobs)))
         return 0
@@ -112,7 +118,7 @@ def main(argv=None) -> int:
     for name, preset, dup in NETWORKS:
         if args.quick and name in ("resnet18", "resnet34"):
             continue
-        print(f"  generating {name} (duplication {dup}, {args.jobs} jobs) ...", file=sys.stderr, flush=True)
+        print(f"  generating {name} (duplication {dup}, {_processes(args.jobs)}) ...", file=sys.stderr, flush=True)
         try:
             rows.append(run_one(name, preset, dup, args.jobs))
         except RuntimeError as e:
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps({"generate": rows, "simulate": sim}, indent=2))
         return 0
-    print(f"generation with {args.jobs} processes")
+    print(f"generation with {_processes(args.jobs)}")
     print("| network | preset | seconds | peak MiB | module bodies | crossbar instances | Verilog MiB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -3,9 +3,9 @@
 :class:`OutputPath` is tile 0 of a small layer (``conv Cin=2 Cout=1 K=1 H=1 W=3``, two
 replicas, the second with one output step fewer, so a step in which only one replica has a
 pixel occurs; ``G = 8``: 2 words per step): the real :class:`hw.layer.OutputStage` inside an
-``EnableInserter`` and a ``SyncFIFO`` of :data:`hw.layer.OUT_FIFO_DEPTH`, wired as
-:class:`hw.layer.ConvLayerEngine` wires them (the FIFO's ``w_rdy`` is the engine's enable; a
-write is ``we & en``). In place of the rest of the engine, a post-stage stand-in under the
+``EnableInserter`` and a :class:`hw.interconnect.StreamFIFO` of
+:data:`hw.layer.OUT_FIFO_DEPTH`, wired as :class:`hw.layer.EngineTail` wires them (the FIFO's
+``i.ready`` is the engine's enable; a write is ``we & en``). In place of the rest of the engine, a post-stage stand-in under the
 same enable: ``go`` and the ``y`` values are registers loaded from free inputs (``go_req``,
 ``y_next``), at most one step per ``gbus_out`` clocks; ``reset`` (the controller's
 ``finishing``) likewise.
@@ -15,9 +15,9 @@ tile's replicas still has an output pixel (``j < out_steps`` of the replica, ``j
 from the last reset), one per enabled clock — counted from ``gen`` 's schedule, not from the
 stage. ``broken=`` builds a faulty engine around the real stage:
 
-* ``ungated``: the engine's enable ignores the FIFO (``en = 1``, not ``w_rdy``): the stage
+* ``ungated``: the engine's enable ignores the FIFO (``en = 1``, not ``i.ready``): the stage
   runs on while the FIFO is full, and a word written then is lost (``lost``). (Letting only
-  the write ignore the enable, ``w_en = we``, breaks nothing: ``SyncFIFO`` ignores a write
+  the write ignore the enable, ``valid = we``, breaks nothing: the FIFO ignores a write
   while full, and the stalled stage offers the word again.)
 * ``extra_step``: the stage is built from a schedule whose replicas each have one output
   step more, so it writes words on a step without pixels (``created``).
@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 
 from amaranth.hdl import Cat, EnableInserter, Elaboratable, Module, Mux, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from formal.stream_props import StreamProps
 from gen.config import ChipConfig, CrossbarConfig
 from gen.layerspec import layer_plan, parse_layer_spec
 from gen.schedule import schedule_layer
+from hw.interconnect import StreamFIFO
 from hw.layer import OUT_FIFO_DEPTH, OutputStage
 
 SPEC = "conv Cin=2 Cout=1 K=1 H=1 W=3 stride=1 pad=0"
@@ -123,12 +124,12 @@ class OutputPath(wiring.Component):
         core, en = self.core, self.en
         m.submodules.core = EnableInserter(en)(core)
         m.d.comb += [core.go_req.eq(self.go_req), core.reset_req.eq(self.reset_req), core.y_next.eq(self.y_next)]
-        # as ConvLayerEngine wires its output FIFOs
-        q = fifo.SyncFIFO(width=self.sched.bus_bits, depth=OUT_FIFO_DEPTH)
+        # as EngineTail wires its output FIFOs
+        q = StreamFIFO(self.sched.bus_bits, OUT_FIFO_DEPTH)
         m.submodules.ofifo = q
-        m.d.comb += [q.w_data.eq(core.stage.data), q.w_en.eq(core.stage.we & en)]
-        wiring.connect(m, q.r_stream, wiring.flipped(self.o))
-        m.d.comb += en.eq(1 if self.broken == "ungated" else q.w_rdy)
+        m.d.comb += [q.i.payload.eq(core.stage.data), q.i.valid.eq(core.stage.we & en)]
+        wiring.connect(m, q.o, wiring.flipped(self.o))
+        m.d.comb += en.eq(1 if self.broken == "ungated" else q.i.ready)
         return m
 
 
