@@ -155,6 +155,14 @@ def test_chip_verilog_has_one_datapath_per_layer_shape(mapping):
     # body per layer at most
     posts = re.findall(r"^module (pimgen_post_[0-9a-f]{10})\(", v, re.M)
     assert len(re.findall(r"^  pimgen_post_", v, re.M)) == 77 and 1 <= len(posts) <= 7
+    # ... inside each layer's tail (hw.layer.EngineTail: its constants), one body and one
+    # instance per layer, so the top level holds no channel's wiring; every output FIFO is
+    # an instance of one module
+    tails = re.findall(r"^module (pimgen_tail_[0-9a-f]{10})\(", v, re.M)
+    assert len(set(tails)) == len(tails) == 7 and sorted(re.findall(r"^  (pimgen_tail_\w+) ", v, re.M)) == sorted(tails)
+    top = [body for body in re.split(r"\n(?=module )", v) if re.match(r"module \\?chip[.(]", body)]
+    assert len(top) > len(d.cp.stages) and not any("pimgen_post_" in body for body in top)
+    assert len(re.findall(r"^module pimgen_stream_fifo_", v, re.M)) == 1
     # the joins' channels: one add-lane body per join parameters (the two joins' are equal
     # here), one instance per channel (8 + 16)
     lanes = re.findall(r"^module (pimgen_add_lane_[0-9a-f]{10})\(", v, re.M)
