@@ -2,8 +2,8 @@
 
 A chip's deep memories (a stem layer's feature-map buffer, a skip FIFO holding whole
 images) hold megabits. Amaranth writes every memory's initial contents bit by bit, so one
-256-bit × 31 360-word skip FIFO cost ResNet-34's generation 52 seconds and its Verilog
-5 MiB. :class:`TiledMemory` builds such a memory from :class:`RamMacro` tiles of
+256-bit × 31 360-word skip FIFO cost ResNet-34's generation 52 seconds and 2.75 MiB of
+Verilog. :class:`TiledMemory` builds such a memory from :class:`RamMacro` tiles of
 ``MACRO_DEPTH × MACRO_WIDTH`` (``rows × columns`` of them), one shared module
 (``hw.blackbox``) converted once per chip however many memories and tiles use it.
 A memory no deeper than a macro stays one ``lib.memory.Memory`` of its own size (LUT RAM on
