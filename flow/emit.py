@@ -4,8 +4,8 @@ Components that parents instantiate through ``hw.blackbox.instantiate`` are conv
 each, under their module name, and appended to the top's Verilog (DESIGN.md §6), in the
 order they were first instantiated.
 
-Each conversion is pure Python (Amaranth's netlist and RTLIL) and independent of the
-others, so ``jobs > 1`` converts them in forked processes: the top in this one, the blocks
+Each conversion is Amaranth's netlist and RTLIL, then Yosys (``flow.yosys_wasm``: loaded once
+per process, the same text as ``amaranth.back.verilog``), and independent of the others, so ``jobs > 1`` converts them in forked processes: the top in this one, the blocks
 in the ``jobs - 1`` workers and, once the top is done, here too. A block is converted by the
 process that claims it first (a file created exclusively in a scratch folder), and every
 process converts the blocks found inside a block it converted, since only that process holds
@@ -20,9 +20,9 @@ import queue
 import tempfile
 import warnings
 
-from amaranth.back import verilog
 from amaranth.hdl import Fragment, UnusedElaboratable
 
+from flow import yosys_wasm
 from gen.errors import ToolError
 from hw import blackbox
 
@@ -35,7 +35,7 @@ def _uses() -> list[str]:
 def _convert(component, name: str) -> tuple[str, list[str]]:
     """The Verilog of ``component`` as module ``name``, and the blocks it instantiates."""
     blackbox.INSTANCES.clear()
-    text = verilog.convert(component, name=name, emit_src=False)
+    text = yosys_wasm.convert(component, name)
     return text, _uses()
 
 
@@ -47,7 +47,7 @@ def _definitions(parts: list[str]) -> list[str]:
         for module, comp in list(blackbox.DEFINITIONS.items()):
             if module not in done:
                 done.add(module)
-                parts.append(verilog.convert(comp, name=module, emit_src=False))
+                parts.append(yosys_wasm.convert(comp, module))
     return parts
 
 
@@ -141,7 +141,7 @@ def to_verilog(component, name: str, jobs: int = 1) -> str:
     blackbox.INSTANCES.clear()
     if jobs > 1:
         return _parallel(component, name, jobs)
-    return "\n".join(_definitions([verilog.convert(component, name=name, emit_src=False)]))
+    return "\n".join(_definitions([yosys_wasm.convert(component, name)]))
 
 
 def definitions_verilog(component) -> str:

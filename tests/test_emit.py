@@ -48,3 +48,48 @@ def test_build_refuses_zero_jobs(tmp_path):
                        text=True)
     assert r.returncode == 2 and r.stderr == "pimgen build: error: --jobs 0 is not allowed: it must be >= 1\n"
     assert not out.exists()
+
+
+def _components():
+    """A few blocks of different kinds: a crossbar (wide registers, adder trees), a stream FIFO,
+    a tiled memory (a black-boxed RAM macro inside), a post channel's tail of a tiny chip."""
+    from hw.crossbar import Crossbar
+    from hw.interconnect import StreamFIFO
+    from hw.sram import TiledMemory
+    return [(Crossbar(SMALL.crossbar), "xb"), (StreamFIFO(12, 4), "fifo"),
+            (TiledMemory(16, 3000, 2, shared=False), "mem")]
+
+
+def test_yosys_server_gives_amaranths_text():
+    """Each component's Verilog from the once-loaded Yosys equals Amaranth's own conversion
+    (a new Yosys process each time), byte for byte, also converted one after another in the
+    same server."""
+    from amaranth.back import verilog
+    from flow import yosys_wasm
+    for comp, name in _components():
+        assert yosys_wasm.convert(comp, name) == verilog.convert(comp, name=name, emit_src=False)
+
+
+def test_yosys_server_in_a_forked_child():
+    """A process forked after its parent used the server converts with a server of its own
+    (a forked engine could deadlock) and gets the same text."""
+    import multiprocessing
+    from flow import yosys_wasm
+    from hw.interconnect import StreamFIFO
+    comp, name = StreamFIFO(12, 4), "fifo"
+    want = yosys_wasm.convert(comp, name)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=lambda: q.put(yosys_wasm.convert(comp, name)))
+    p.start()
+    got = q.get(timeout=120)
+    p.join(timeout=60)
+    assert p.exitcode == 0 and got == want
+
+
+def test_yosys_failure_is_a_tool_error():
+    from flow import yosys_wasm
+    with pytest.raises(ToolError, match=r"^Yosys could not convert broken to Verilog: ERROR: No such command: no_such_pass"):
+        yosys_wasm.run_script("no_such_pass\n", "broken")
+    # the server answers the next request
+    assert "module m(" in yosys_wasm.run_script("read_rtlil <<rtlil\nmodule \\m\nend\nrtlil\nwrite_verilog\n", "m")
