@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+from contextlib import contextmanager
 import os
 import queue
 import tempfile
@@ -133,15 +134,33 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+#: Python's cyclic collector thresholds while converting. Amaranth's netlist allocates millions
+#: of small objects; at the default thresholds (700, 10, 10) the collector took 11.4 of the
+#: 32.2 CPU seconds of ResNet-20's one-process conversion, 2.9 at these (44 collections instead
+#: of 13 906; the cycles are still collected, later).
+GC_THRESHOLDS = (200_000, 50, 100)
+
+
+@contextmanager
+def _collector_thresholds():
+    old = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def to_verilog(component, name: str, jobs: int = 1) -> str:
     """Verilog text of ``component`` with top module ``name`` (ports from its signature),
     followed by one definition of every black-boxed block it instantiates. ``jobs > 1``
     converts the blocks in that many processes (the same text)."""
     blackbox.DEFINITIONS.clear()
     blackbox.INSTANCES.clear()
-    if jobs > 1:
-        return _parallel(component, name, jobs)
-    return "\n".join(_definitions([yosys_wasm.convert(component, name)]))
+    with _collector_thresholds():
+        if jobs > 1:
+            return _parallel(component, name, jobs)
+        return "\n".join(_definitions([yosys_wasm.convert(component, name)]))
 
 
 def definitions_verilog(component) -> str:
@@ -150,5 +169,6 @@ def definitions_verilog(component) -> str:
     build), which then needs these modules as a Verilog file beside it."""
     blackbox.DEFINITIONS.clear()
     blackbox.INSTANCES.clear()
-    Fragment.get(component, None)       # elaborates the whole hierarchy: records the black boxes
-    return "\n".join(_definitions([]))
+    with _collector_thresholds():
+        Fragment.get(component, None)       # elaborates the whole hierarchy: records the black boxes
+        return "\n".join(_definitions([]))

@@ -2,6 +2,7 @@
 several (``jobs``), the text the same either way."""
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -38,8 +39,10 @@ def test_a_killed_worker_is_an_error_not_a_hang(monkeypatch):
     how to avoid it, instead of waiting for ever."""
     monkeypatch.setattr(flow.emit, "_worker", lambda *args: os.kill(os.getpid(), signal.SIGKILL))
     cp = tiny_design("novel").cp
+    before = gc.get_threshold()
     with pytest.raises(ToolError, match=r"exit code -9.*--jobs 1"):
         to_verilog(Chip(cp), "chip", jobs=2)
+    assert gc.get_threshold() == before     # the conversion's collector thresholds are undone
 
 
 def test_build_refuses_zero_jobs(tmp_path):
