@@ -4,8 +4,9 @@ Components that parents instantiate through ``hw.blackbox.instantiate`` are conv
 each, under their module name, and appended to the top's Verilog (DESIGN.md §6), in the
 order they were first instantiated.
 
-Each conversion is Amaranth's netlist and RTLIL, then Yosys (``flow.yosys_wasm``: loaded once
-per process, the same text as ``amaranth.back.verilog``), and independent of the others, so ``jobs > 1`` converts them in forked processes: the top in this one, the blocks
+Each conversion is Amaranth's netlist and RTLIL, then Yosys (``flow.yosys_wasm``: loaded
+once per process, the same text as ``amaranth.back.verilog``), and independent of the
+others, so ``jobs > 1`` converts them in forked processes: the top in this one, the blocks
 in the ``jobs - 1`` workers and, once the top is done, here too. A block is converted by the
 process that claims it first (a file created exclusively in a scratch folder), and every
 process converts the blocks found inside a block it converted, since only that process holds
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-from contextlib import contextmanager
 import os
 import queue
 import tempfile
 import warnings
+from contextlib import contextmanager
 
 from amaranth.hdl import Fragment, UnusedElaboratable
 

@@ -81,8 +81,8 @@ def convert(component, name: str) -> str:
     from amaranth.back import rtlil, verilog
     if _start() is None:
         return verilog.convert(component, name=name, emit_src=False)
-    return run_script(f"read_rtlil <<rtlil\n{rtlil.convert(component, name=name, emit_src=False)}\nrtlil\n{_SCRIPT}",
-                      name)
+    text = rtlil.convert(component, name=name, emit_src=False)
+    return run_script(f"read_rtlil <<rtlil\n{text}\nrtlil\n{_SCRIPT}", name)
 
 
 def _serve() -> None:

@@ -55,7 +55,7 @@ def test_build_refuses_zero_jobs(tmp_path):
 
 def _components():
     """A few blocks of different kinds: a crossbar (wide registers, adder trees), a stream FIFO,
-    a tiled memory (a black-boxed RAM macro inside), a post channel's tail of a tiny chip."""
+    a tiled memory (memories, and RAM macros inline)."""
     from hw.crossbar import Crossbar
     from hw.interconnect import StreamFIFO
     from hw.sram import TiledMemory
@@ -75,7 +75,7 @@ def test_yosys_server_gives_amaranths_text():
 
 def test_yosys_server_in_a_forked_child():
     """A process forked after its parent used the server converts with a server of its own
-    (a forked engine could deadlock) and gets the same text."""
+    (sharing its parent's pipes would mix their answers) and gets the same text."""
     import multiprocessing
     from flow import yosys_wasm
     from hw.interconnect import StreamFIFO
@@ -92,7 +92,8 @@ def test_yosys_server_in_a_forked_child():
 
 def test_yosys_failure_is_a_tool_error():
     from flow import yosys_wasm
-    with pytest.raises(ToolError, match=r"^Yosys could not convert broken to Verilog: ERROR: No such command: no_such_pass"):
+    with pytest.raises(ToolError, match=r"^Yosys could not convert broken to Verilog: ERROR: No such command: "
+                                        r"no_such_pass"):
         yosys_wasm.run_script("no_such_pass\n", "broken")
     # the server answers the next request
     assert "module m(" in yosys_wasm.run_script("read_rtlil <<rtlil\nmodule \\m\nend\nrtlil\nwrite_verilog\n", "m")
