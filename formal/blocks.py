@@ -1,10 +1,11 @@
 """The blocks proven with :mod:`formal.stream_props`: each entry of :data:`BLOCKS` builds the
-checker top of one block (small parameters, so that a bounded proof of 8-13 clocks covers
+checker top of one block (small parameters, so that a bounded proof of 8-14 clocks covers
 at least one whole frame; depths and times in docs/formal.md) with its model of the beats it owes.
 
 * ``requantize``: :class:`hw.post.Requantize` (2 elements, zero point ``z_out``): 1 in -> 1 out.
-* ``maxpool``: :class:`hw.post.MaxPoolUnit` 3x4 map, k = 2, 2-bit pixels (a trailing row dropped): the
-  pooled pixel is due on the beat that completes its window, the max of its 4 pixels.
+* ``maxpool``: :class:`hw.post.MaxPoolUnit` 3x4 map, k = 2, 2-bit pixels (a trailing row dropped): a
+  pooled pixel is due on the beat that completes its window, the frame's last one on the
+  frame's last beat (held over the dropped row), the max of its 4 pixels.
 * ``avgpool``: :class:`hw.post.GlobalAvgPoolUnit` 3 pixels, ``z_in`` and ``z_out``: 3 in -> 1 out.
 * ``residual``: :class:`hw.post.ResidualAddUnit` (zero points): ``a`` and ``b`` joined.
 * ``words2pixel`` / ``pixel2words``: :mod:`hw.links` (3 words of 4 bits <-> a 10-bit pixel).
@@ -98,6 +99,8 @@ def maxpool(fault=None, only=None, a_bits=MAXPOOL_BITS):
                 for x in win[1:]:
                     mx = Mux(x > mx, x, mx)
                 outs[(yo * k + k - 1) * w + xo * k + k - 1] = [mx]
+        last = max(outs)        # the frame's last output is held until its last beat
+        outs[h * w - 1] = outs.pop(last)
         return outs
     return StreamProps(dut, [dut.i], [dut.o], model=_periodic(h * w, emit), cap=1, eager=True, fault=fault, only=only)
 

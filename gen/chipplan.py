@@ -32,7 +32,7 @@ never waits on the skip side and the cycle model stays exact.
 
 What the chip does not build yet is refused here, with the layer and the reason: a join of
 more than two operands or of two from one stage, a pool whose last output would not leave on
-its last input pixel (trailing pixels in no window, or two windows clipped onto one pixel:
+its last input pixel (two windows clipped onto one pixel by the padding:
 ``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, branches on routed
 fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
 does not model), and duplication that cuts a layer's output into regions of unequal size. A

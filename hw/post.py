@@ -30,7 +30,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.intops import pool_windows, round_shift
+from gen.intops import pool_windows, round_shift, streamed_pool_refusal
 from gen.params import AddParams, Requant
 from hw.blackbox import instantiate
 
@@ -145,20 +145,22 @@ class MaxPoolUnit(wiring.Component):
     ``sim.golden.maxpool2d``: padding never wins, ``gen.intops.pool_windows``). Separable: a
     row's last ``k - 1`` pixels give each window's row maximum where the window's last column
     arrives, and per output column the last ``k - 1`` such row maxima give the window's maximum
-    where its last row arrives. Pixels in no window are consumed and dropped; two windows
-    ending on one pixel (clipped by the padding) are refused. On a chip, every output must
-    leave on its last pixel (``gen.intops.streamed_pool_refusal``; ``gen.chipplan`` checks it)."""
+    where its last row arrives. Pixels in no window are consumed and dropped; when the map's
+    last pixels are such, the last output is held and registered on the clock after the map's
+    last pixel instead, so an image's last output always leaves on its last pixel (the chip's
+    cycle model counts on it). Two windows ending on one pixel (clipped by the padding) are
+    refused (``gen.intops.streamed_pool_refusal``, which ``gen.chipplan`` checks too)."""
 
     def __init__(self, c: int, h: int, w: int, k: int = 2, a_bits: int = 8, *, stride: int | None = None,
                  pad: int = 0):
         self.c, self.h, self.w, self.k, self.a_bits = c, h, w, k, a_bits
         self.stride, self.pad = stride or k, pad
         self.cols, self.rows = pool_windows(w, k, stride, pad), pool_windows(h, k, stride, pad)
-        for axis, win in (("rows", self.rows), ("columns", self.cols)):
-            ends = [e for _, e in win]
-            if len(set(ends)) != len(ends):
-                raise ValueError(f"a {k}x{k} max-pool with stride {self.stride} and pad {pad} over {h}x{w}: two "
-                                 f"windows end on pixel {ends[-1]} of the {axis}; the unit emits one output per pixel")
+        for axis, n in (("rows", h), ("columns", w)):
+            why = streamed_pool_refusal(n, k, stride, pad)
+            if why:
+                raise ValueError(f"a {k}x{k} max-pool with stride {self.stride} and pad {pad} over {h}x{w}, along "
+                                 f"its {axis}: {why}; the unit emits one output per pixel")
         self.wo = len(self.cols)
         super().__init__(_pixel_unit(c, a_bits))
 
@@ -201,9 +203,22 @@ class MaxPoolUnit(wiring.Component):
                 with m.If(end):
                     m.d.sync += [ring[j][t].eq(ring[j + 1][t]) for j in range(self.wo - 1) for t in range(k - 1)]
                     m.d.sync += [ring[-1][0].eq(hmax)] + [ring[-1][t].eq(ring[0][t - 1]) for t in range(1, k - 1)]
-            with m.If(end & (nv != 0)):
-                m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]
             last_col = x == self.w - 1
+            ey, ex = self.rows[-1][1], self.cols[-1][1]
+            if (ey, ex) == (self.h - 1, self.w - 1):
+                with m.If(end & (nv != 0)):
+                    m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]
+            else:
+                # the map's last pixels fall in no window: the last output waits for the last
+                # pixel, so an image's last output leaves on its last pixel as when none is dropped
+                held = Signal.like(self.o.payload, name="held")
+                final = (y == ey) & (x == ex)
+                with m.If(end & (nv != 0) & ~final):
+                    m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]
+                with m.If(final):
+                    m.d.sync += held.eq(out)
+                with m.If((y == self.h - 1) & last_col):
+                    m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1)]
             m.d.sync += x.eq(Mux(last_col, 0, x + 1))
             with m.If(last_col):
                 m.d.sync += y.eq(Mux(y == self.h - 1, 0, y + 1))

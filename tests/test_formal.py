@@ -13,14 +13,15 @@ from formal.layer_output import BROKEN
 from formal.stream_props import bmc
 
 # BMC depths, each the least that covers what the block needs (docs/formal.md, results):
-# maxpool one 12-beat frame (+1); avgpool two 3-beat frames and more; the links four 3-word
-# frames; the router's 1-deep FIFOs filled and drained; layer_out (a step is 2 clocks, 2 words)
-# four steps and a reset.
-DEPTH = {"requantize": 12, "maxpool": 13, "avgpool": 8, "residual": 12, "words2pixel": 12, "pixel2words": 12,
+# maxpool one 12-beat frame, its last output held to the frame's last beat and taken (+2);
+# avgpool two 3-beat frames and more; the links four 3-word frames; the router's 1-deep
+# FIFOs filled and drained; layer_out (a step is 2 clocks, 2 words) four steps and a reset.
+DEPTH = {"requantize": 12, "maxpool": 14, "avgpool": 8, "residual": 12, "words2pixel": 12, "pixel2words": 12,
          "router": 8, "layer_out": 10}
-# a broken variant may need more clocks to show its failure (it is found quickly): avgpool's
-# ``dup`` a second pooled beat taken; layer_out's ``ungated`` a fifth word into the 4-deep FIFO
-FAULT_DEPTH = dict(DEPTH, avgpool=12, layer_out=12)
+# a broken variant may need more clocks to show its failure (it is found quickly): maxpool's
+# and avgpool's ``dup`` a second pooled beat taken (maxpool's second is due on the frame's
+# last beat); layer_out's ``ungated`` a fifth word into the 4-deep FIFO
+FAULT_DEPTH = dict(DEPTH, maxpool=15, avgpool=12, layer_out=12)
 
 
 def _prove(block, tmp_path, depth, **kw):

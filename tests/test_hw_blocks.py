@@ -102,12 +102,42 @@ def test_maxpool_unit(h, w, k, stride, pad, bp):
     assert [unpack(p, 8, c) for p in got] == want
 
 
+@pytest.mark.parametrize("h,w,k,stride,pad", [(4, 6, 2, None, 0), (5, 7, 2, None, 0), (7, 7, 3, 2, 0), (6, 5, 2, 3, 0)])
+def test_maxpool_unit_last_output_leaves_on_last_pixel(h, w, k, stride, pad):
+    """With or without trailing pixels in no window, an image's last output is valid on the
+    clock after its last pixel is taken (what gen.perf counts), and not before."""
+    c = 2
+    img = np.random.default_rng(h + w).integers(0, 256, (c, h, w))
+    beats = [pack(img[:, y, x], 8) for y in range(h) for x in range(w)]
+    dut = MaxPoolUnit(c, h, w, k, stride=stride, pad=pad)
+    n_out = maxpool2d(img, k, stride, pad)[0].size
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        outs = 0
+        for t in range(len(beats) + 4):
+            if t < len(beats):
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, beats[t])
+            else:
+                ctx.set(dut.i.valid, 0)
+            if ctx.get(dut.o.valid):
+                outs += 1
+                if outs == n_out:
+                    seen["last_out"] = t
+            await ctx.tick()
+
+    run_amaranth(dut, bench, timeout_clocks=len(beats) + 10)
+    assert seen["last_out"] == len(beats)      # pixel len-1 taken on clock len-1, output on the next
+
+
 def test_maxpool_unit_refuses_two_windows_ending_on_one_pixel():
     import gc
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")         # the refused component is never elaborated
-        with pytest.raises(ValueError, match="two windows end on pixel 5 of the rows"):
+        with pytest.raises(ValueError, match="along its rows: two windows end on pixel 5 "):
             MaxPoolUnit(2, 6, 5, 3, stride=1, pad=1)
         gc.collect()
 
@@ -128,7 +158,7 @@ def test_avgpool_unit(z_in, z_out, relu):
 
 def test_pool_windows_follow_maxpool2d():
     """The unit's window geometry (gen.intops.pool_windows) picks the pixels maxpool2d's
-    sliding windows do, and the streamed-pool rule refuses what would drop or double up."""
+    sliding windows do, and the streamed-pool rule refuses only what would double up."""
     from gen.intops import pool_windows, streamed_pool_refusal
     rng = np.random.default_rng(0)
     for n, k, st, p in [(7, 3, 2, 1), (112, 3, 2, 1), (6, 2, None, 0), (9, 3, 3, 1), (5, 3, 1, 2)]:
@@ -137,7 +167,7 @@ def test_pool_windows_follow_maxpool2d():
         got = [row[0, 0, a:b + 1].max() for a, b in pool_windows(n, k, st, p)]
         assert want is None or got == want.tolist(), (n, k, st, p)
     assert streamed_pool_refusal(112, 3, 2, 1) is None
-    assert streamed_pool_refusal(7, 2) == "the last 1 of 7 pixels fall in no window"
+    assert streamed_pool_refusal(7, 2) is None          # the trailing pixel is dropped
     assert streamed_pool_refusal(5, 3, 1, 2) == "two windows end on pixel 4 (clipped by the padding)"
 
 
