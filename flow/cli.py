@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_unused() -> None:
+    """An interrupted build leaves components it never elaborated; Amaranth would warn about
+    each as they are collected at exit, burying the interruption under dozens of lines."""
+    import warnings
+    from amaranth.hdl import UnusedElaboratable
+    warnings.simplefilter("ignore", UnusedElaboratable)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -54,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     watch_sigint()
     try:
         rc = int(args._run(args) or 0)
-        return 130 if interrupted() else rc
+        if interrupted():
+            _quiet_unused()
+            return 130
+        return rc
     except ValueError as e:
         print(f"pimgen {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _quiet_unused()
         return 130
     except BrokenPipeError:  # output piped into `head` and friends
         return 0

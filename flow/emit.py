@@ -73,6 +73,9 @@ def _claimed(modules: list[str], claims: str) -> dict[str, tuple[str, list[str]]
 
 def _worker(first: list[str], claims: str, results) -> None:
     """A forked process's share: every block of ``first`` it claims, and the blocks inside."""
+    # the components of blocks the parent or another worker converts are built here but never
+    # elaborated here (an interrupted conversion leaves more): Amaranth's warning is noise
+    warnings.simplefilter("ignore", UnusedElaboratable)
     try:
         results.put(("ok", _claimed(first, claims)))
     except BaseException as e:          # the parent re-raises it
@@ -119,11 +122,20 @@ def _parallel(component, name: str, jobs: int) -> str:
     for module in order:                # grows while walked: the serial emitter's order
         order += [u for u in blocks[module][1] if u not in order]
     # the blocks other processes converted were built here but never elaborated here
+    _forget_blocks()
+    return "\n".join([top] + [blocks[m][0] for m in order])
+
+
+def _forget_blocks() -> None:
+    """Drop the recorded blocks, collecting those never converted here without Amaranth's
+    warning for each: blocks other processes converted, or, after an interrupted or failed
+    conversion, blocks nobody converted (left to the interpreter's exit, they would warn
+    whatever the filters say)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
         blackbox.DEFINITIONS.clear()
+        blackbox.INSTANCES.clear()
         gc.collect()
-    return "\n".join([top] + [blocks[m][0] for m in order])
 
 
 def default_jobs() -> int:
@@ -158,10 +170,14 @@ def to_verilog(component, name: str, jobs: int = 1) -> str:
     converts the blocks in that many processes (the same text)."""
     blackbox.DEFINITIONS.clear()
     blackbox.INSTANCES.clear()
-    with _collector_thresholds():
-        if jobs > 1:
-            return _parallel(component, name, jobs)
-        return "\n".join(_definitions([yosys_wasm.convert(component, name)]))
+    try:
+        with _collector_thresholds():
+            if jobs > 1:
+                return _parallel(component, name, jobs)
+            return "\n".join(_definitions([yosys_wasm.convert(component, name)]))
+    except BaseException:
+        _forget_blocks()
+        raise
 
 
 def definitions_verilog(component) -> str:
@@ -170,6 +186,10 @@ def definitions_verilog(component) -> str:
     build), which then needs these modules as a Verilog file beside it."""
     blackbox.DEFINITIONS.clear()
     blackbox.INSTANCES.clear()
-    with _collector_thresholds():
-        Fragment.get(component, None)       # elaborates the whole hierarchy: records the black boxes
-        return "\n".join(_definitions([]))
+    try:
+        with _collector_thresholds():
+            Fragment.get(component, None)       # elaborates the whole hierarchy: records the black boxes
+            return "\n".join(_definitions([]))
+    except BaseException:
+        _forget_blocks()
+        raise

