@@ -6,7 +6,8 @@
   expression; ``lo = z_out`` with ReLU, else 0). Used by the layer engine's post stage and by
   :class:`Requantize`; :func:`requant_tail` is its part after the multiply.
 * :class:`Requantize` — a vector of accumulators in, activations out (or raw ``acc + bias``).
-* :class:`MaxPoolUnit` — k×k / stride k max-pool over a raster stream of pixels.
+* :class:`MaxPoolUnit` — k×k max-pool with any stride and padding over a raster stream of
+  pixels (windows clipped onto one pixel refused); :class:`AvgPoolUnit` — k×k, stride k average pool.
 * :class:`GlobalAvgPoolUnit` — ``((Σ (x - z_in)) * M + 2**(s-1)) >> s) + z_out`` per channel, clamped.
 * :class:`ResidualAddUnit` — ``clamp((((a-za)*Ma + (b-zb)*Mb + 2**(s-1)) >> s) + z_out, lo, 2**a_bits - 1)``.
   A chip builds each channel as an instance of one :class:`AddLane` module per join.
