@@ -33,23 +33,26 @@ never waits on the skip side and the cycle model stays exact.
 What the chip does not build yet is refused here, with the layer and the reason: a join of
 more than two operands or of two from one stage, a pool whose last output would not leave on
 its last input pixel (two windows clipped onto one pixel by the padding:
-``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, branches on routed
+``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, and branches on routed
 fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
-does not model), and duplication that cuts a layer's output into regions of unequal size. A
+does not model). A
 layer over several tiles is built: partial sums meet in the engine's adder tree, and the
 tiles its outputs leave from are joined into pixels on the way out (:meth:`ChipPlan.merged`).
 
 Duplication (``plan_chip(duplication=...)``, as ``gen.mapping.map_network`` takes it): a
-layer's replicas compute equal rectangles of its output in lockstep, so its engine hands on,
-per step, one pixel of every replica. A raster reorder (``hw.links.RasterReorder``) behind
-the engine holds the image (two halves, so the next image goes on being written) and, once
-its last step is in, sends its pixels in raster order, one every :meth:`ChipPlan.reorder_pace`
-clocks — the pace at which everything behind it takes pixels, so nothing behind it ever
-waits and the clocks it adds are a constant (``gen.timing.reorder_clocks``). A duplication
-whose reordering would outlast the stage's own clocks per image is refused, and so is one that
-cuts a layer's output unevenly when asked for by number; the derived duplications ``"auto"``
-and ``"balance"`` are rounded down, layer by layer, to the most replicas that cut it evenly
-(:func:`even_replicas`).
+layer's replicas compute the rectangles of its ``gen.mapping.replica_grid`` in lockstep, one
+output step each per step, so its engine hands on, per step, one pixel of every replica whose
+rectangle still has one (rectangles may differ in size when the grid does not divide the
+output: the step count is the largest's, and a tile whose replicas are done writes nothing).
+A raster reorder (``hw.links.RasterReorder``) behind the engine holds the image (two halves,
+so the next image goes on being written) and, once its last step is in, sends its pixels in
+raster order, one every :meth:`ChipPlan.reorder_pace` clocks — the pace at which everything
+behind it takes pixels, so nothing behind it ever waits and the clocks it adds are a
+constant (``gen.timing.reorder_clocks``). A duplication whose reordering would outlast the
+stage's own clocks per image is refused, and so is one whose novel replicas differ in width
+(``gen.schedule.LayerSchedule.engine_refusal``); the derived duplications ``"auto"`` and
+``"balance"`` are rounded down, layer by layer, to the most replicas the chip builds
+(:func:`buildable_replicas`).
 """
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ from gen.timing import REORDER_LATENCY, reorder_clocks
 from gen.topology import Placement, build, fabric_latency, place
 
 __all__ = ["ChipPlan", "Link", "TailOp", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES",
-           "programming_beats", "ENGINE_BANKS", "even_replicas"]
+           "programming_beats", "ENGINE_BANKS", "buildable_replicas"]
 
 #: Fabrics a chip is built on (``plan_chip(topology=...)``, ``pimgen build --topology``).
 TOPOLOGIES = ("5pp", "mesh", "torus")
@@ -342,12 +345,6 @@ def _stage_graph(net: Network, plan: MappingPlan, chip: ChipConfig):
             refusal = sc.engine_refusal()
             if refusal:
                 raise ChipError(refusal)
-            sizes = sorted({(y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in lp.regions})
-            if len(sizes) > 1:
-                _, ho, wo = lp.out_shape
-                raise ChipError(f"layer {layer.name!r}: duplication {lp.duplication} cuts its {ho}x{wo} output into "
-                                f"regions of {' and '.join(map(str, sizes))} pixels; the chip's replicas need equal "
-                                f"regions: choose a duplication whose grid divides the output")
             if not scheds and readers[INPUT] != [layer.name]:
                 raise ChipError(f"the network input is read by {', '.join(readers[INPUT])}; on the chip only the "
                                 f"first weight layer reads it")
@@ -423,12 +420,15 @@ def _topological(n: int, deps: list[set[int]]) -> list[int]:
     return done
 
 
-def even_replicas(ho: int, wo: int, requested: int) -> int:
-    """The most replicas, at most ``requested``, whose ``gen.mapping.replica_grid`` cuts an
-    ``ho x wo`` output into equal regions (what the chip's replicas need)."""
-    for r in range(requested, 1, -1):
+def buildable_replicas(ho: int, wo: int, requested: int, novel: bool) -> int:
+    """The most replicas, at most ``requested``, the chip builds for an ``ho x wo`` output
+    (``gen.mapping.replica_grid``'s, which may be fewer than asked): any grid for the
+    conventional mapping; for the novel one, a grid whose columns are of equal width (its
+    replicas share one step schedule, ``gen.schedule.LayerSchedule.engine_refusal``).
+    Regions may differ in height."""
+    for r in range(requested, 0, -1):
         dr, dc = replica_grid(ho, wo, r)
-        if ho % dr == 0 and wo % dc == 0:
+        if not novel or wo % dc == 0:
             return dr * dc
     return 1
 
@@ -438,17 +438,17 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
     """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``, its
     layers duplicated as ``gen.mapping.map_network`` takes ``duplication`` (an int, a
     ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``, whose derived counts are rounded
-    down to :func:`even_replicas`; module docstring); raises
+    down to :func:`buildable_replicas`; module docstring); raises
     :class:`ChipError` naming the layer for what the chip cannot build yet."""
     if topology not in TOPOLOGIES:
         raise ChipError(f"topology {topology!r} is not allowed: choose one of {', '.join(TOPOLOGIES)}")
     net, params = lower_for_chip(net, params)
     try:
         plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=duplication)
-        if duplication in ("auto", "balance"):      # derived counts: the most that cut each output evenly
-            even = {lp.name: even_replicas(*lp.out_shape[1:], lp.requested_duplication)
-                    for lp in plan.layers if lp.layer.has_weights}
-            plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=even)
+        if duplication in ("auto", "balance"):      # derived counts: the most the chip builds
+            fit = {lp.name: buildable_replicas(*lp.out_shape[1:], lp.requested_duplication, lp.mapping == "novel")
+                   for lp in plan.layers if lp.layer.has_weights}
+            plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=fit)
     except ValueError as e:
         raise ChipError(str(e)) from None
     scheds, tails, src, end, readers, owner = _stage_graph(net, plan, chip)

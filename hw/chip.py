@@ -32,7 +32,7 @@ Ports:
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -161,8 +161,7 @@ class Chip(wiring.Component):
                 pix = self._join(m, n, eng)
                 if cp.reordered(n):     # the replicas' pixels of each step, back into raster order
                     order = cp.raster_order(n)
-                    rr = RasterReorder(sc.cout * a_out, len(sc.replicas), len(order) // len(sc.replicas), order,
-                                       cp.reorder_pace(n))
+                    rr = RasterReorder(sc.cout * a_out, len(sc.replicas), sc.out_steps, order, cp.reorder_pace(n))
                     m.submodules[f"reorder{n}"] = rr
                     wiring.connect(m, pix, rr.i)
                     pix = rr.o
@@ -237,8 +236,10 @@ class Chip(wiring.Component):
     def _join(self, m, n: int, eng):
         """Stage ``n``'s output tiles' words as one stream of steps: per tile a
         :class:`hw.links.WordsToPixel` of its column blocks, then every replica's channels in
-        order (replica 0's pixel lowest; one replica: the pixel); a step leaves when every
-        tile's part is in."""
+        order (replica 0's pixel lowest; one replica: the pixel); a step leaves when the part
+        of every tile that writes it is in. A tile whose replicas' rectangles are done (they
+        are smaller than the largest, ``TileSchedule.written_steps``) writes nothing more in
+        the image; its lanes then carry stale values that the raster reorder never reads."""
         sc = self.cp.stages[n]
         a = sc.a_out
         parts, chan = [], {}
@@ -253,13 +254,20 @@ class Chip(wiring.Component):
                 for c in range(c0, c1):
                     chan[(r, c)] = (w2p.o.payload, q)
                     q += 1
-            parts.append(w2p.o)
+            parts.append((w2p.o, tile.written_steps))
         order = [(r, c) for r in range(len(sc.replicas)) for c in range(sc.cout)]
         pix = stream.Signature(len(order) * a).create(path=(f"join{n}",))
+        steps = max(w for _, w in parts)
+        step = None
+        if any(w < steps for _, w in parts):
+            step = Signal(range(steps), name=f"join{n}_step")
+            with m.If(pix.valid & pix.ready):
+                m.d.sync += step.eq(Mux(step == steps - 1, 0, step + 1))
+        due = [Const(1) if w == steps else step < w for _, w in parts]
         every = 1
-        for p in parts:
-            every = every & p.valid
+        for (p, _), d in zip(parts, due):
+            every = every & (p.valid | ~d)
         m.d.comb += [pix.valid.eq(every),
                      pix.payload.eq(Cat(*[chan[k][0][chan[k][1] * a:(chan[k][1] + 1) * a] for k in order]))]
-        m.d.comb += [p.ready.eq(pix.ready & every) for p in parts]
+        m.d.comb += [p.ready.eq(pix.ready & every & d) for (p, _), d in zip(parts, due)]
         return pix

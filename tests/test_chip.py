@@ -324,27 +324,47 @@ def test_duplicated_chip_plan():
     assert cp.tap(0) == (8 * 8, 36)     # the tap sees raster pixels: 8 channels of 8 bits
 
 
-def test_derived_duplication_is_rounded_to_even_regions():
-    """'auto' and 'balance' ask for counts the chip may not cut evenly (balance asks 3 of
-    resnet20-mini's 8x8 layer2.0.conv1); the chip takes the most replicas at most that many whose
-    grid divides the output: 3 of 8x8 -> 2 bands of 4 rows, 4 of 7x7 -> 1, 5 of 6x6 -> a 2x2
-    grid of 3x3."""
-    from gen.chipplan import even_replicas
-    assert [even_replicas(8, 8, 3), even_replicas(7, 7, 4), even_replicas(7, 7, 49), even_replicas(6, 6, 5)] == \
-        [2, 1, 49, 4]
+def test_unequal_duplication_chip_plan():
+    """Regions of unequal size: 4 replicas of a 7x7 output are bands of 2, 2, 2 and 1 rows
+    (``replica_grid``), so pixel (y, x) is replica y // 2's step (y % 2) * 7 + x, and the
+    engine takes the largest band's 14 steps; the novel c2's 3x3 output in two bands (2 and
+    1 rows) leaves from two tiles, the second writing only its 3 steps."""
+    net = dropping_pools()
+    cp = plan_chip(net, random_weights(net, 0), SMALL, "conventional", duplication={"c1": 4})
+    assert [r.region for r in cp.stages[0].replicas] == [(0, 2, 0, 7), (2, 4, 0, 7), (4, 6, 0, 7), (6, 7, 0, 7)]
+    assert cp.stages[0].out_steps == 14
+    assert cp.raster_order(0) == tuple((y // 2, (y % 2) * 7 + x) for y in range(7) for x in range(7))
+    cp = plan_chip(net, random_weights(net, 0), SMALL, "novel", duplication={"c2": 2})
+    assert cp.stages[1].novel and cp.merged(1) and cp.reordered(1)
+    assert [t.written_steps for t in cp.stages[1].tiles] == [6, 3]
+    assert cp.raster_order(1) == ((0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0), (1, 1), (1, 2))
+
+
+def test_derived_duplication_is_rounded_to_what_the_chip_builds():
+    """'auto' and 'balance' ask for counts whose grid may cut a novel layer's output into
+    columns of unequal width, which its replicas cannot share a step schedule over; the chip
+    then takes the largest grid of at most that many replicas whose columns are equal: 6 of
+    3x3 is a 3x2 grid (widths 2 and 1) -> 3 one-row bands; 6 of 7x7 (also 3x2) -> 4 bands of
+    2, 2, 2, 1 rows; 3 of 8x8 -> bands of 3, 3, 2 rows (resnet20-mini's layer2.0.conv1 under
+    'balance'); the conventional mapping takes any grid."""
+    from gen.chipplan import buildable_replicas
+    from gen.mapping import replica_grid
+    assert replica_grid(3, 3, 6) == (3, 2) and replica_grid(7, 7, 6) == (3, 2)
+    assert [buildable_replicas(3, 3, 6, True), buildable_replicas(7, 7, 6, True), buildable_replicas(7, 7, 4, True),
+            buildable_replicas(3, 3, 6, False), buildable_replicas(8, 8, 3, True)] == [3, 4, 4, 6, 3]
     net = zoo("resnet20-mini")
     cp = plan_chip(net, random_weights(net, 0), SMALL, "novel", duplication="balance")
-    for sc in cp.stages:
-        assert len({(y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in (r.region for r in sc.replicas)}) == 1, sc.name
     from gen.mapping import balanced_duplication
     assert balanced_duplication(net, SMALL, "novel")["layer2.0.conv1"] == 3
-    assert len({lp.name: lp for lp in cp.plan.layers}["layer2.0.conv1"].regions) == 2
+    assert [r.region for r in cp.stages[[s.name for s in cp.stages].index("layer2.0.conv1")].replicas] == \
+        [(0, 3, 0, 8), (3, 6, 0, 8), (6, 8, 0, 8)]
     assert max(len(sc.replicas) for sc in cp.stages) == 8
 
 
 def test_chip_refuses_duplication_it_cannot_build():
-    with pytest.raises(ChipError, match="'c2': duplication 2 cuts its 3x3 output into regions of 3 and 6 pixels"):
-        plan_chip(tiny(), tiny_params(), SMALL, "novel", duplication={"c2": 2})
+    # 6 replicas of c2's 3x3 output: a 3x2 grid, columns of 2 and 1 (novel replicas share one step schedule)
+    with pytest.raises(ChipError, match="'c2': novel replicas must have output regions of equal width"):
+        plan_chip(tiny(), tiny_params(), SMALL, "novel", duplication={"c2": 6})
     # 16 replicas of a 1x1 layer finish sooner than its 64 pixels of 8 words can leave in order
     net = Network("wide1x1", (2, 8, 8), [Conv2d(name="a", cin=2, cout=64, k=1), Conv2d(name="b", cin=64, cout=4, k=1),
                                          Linear(name="fc", in_features=256, out_features=2)])
@@ -510,6 +530,20 @@ def test_tiny_residual_chip_duplicated(mapping, sim_cache):
     d = ChipDesign(net, random_weights(net, 0), SMALL, mapping, duplication={"c0": 2, "b1.c2": 4, "b2.ds": 2, "b2.c2": 2})
     assert [d.cp.reorder_pace(n) for n in range(len(d.cp.stages))] == [1, 0, 1, 0, 2, 2, 0]
     x = np.random.default_rng(3).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
+@pytest.mark.parametrize("mapping, dup", [("conventional", {"c1": 4, "c2": 2}), ("novel", {"c1": 2, "c2": 2})])
+def test_unequal_duplication_chip(mapping, dup, sim_cache):
+    """Duplication whose regions differ in size (``test_unequal_duplication_chip_plan``):
+    bands of 2, 2, 2, 1 rows (conventional, one tile) or 4 and 3 rows, and c2's bands of 2
+    and 1 rows (novel: from two tiles, the second done after 3 steps), ahead of the dropping
+    max-pools: bit-exact, clocks exact, then under back-pressure and input gaps."""
+    net = dropping_pools()
+    d = ChipDesign(net, random_weights(net, 4), SMALL, mapping, duplication=dup)
+    assert len({(y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in (r.region for r in d.cp.stages[1].replicas)}) == 2
+    x = np.random.default_rng(11).integers(0, 256, (3, 2, 7, 7))
     _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
 

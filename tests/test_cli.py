@@ -106,7 +106,8 @@ def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("dup, says", [
-    ("3", "pimgen build: error: layer 'conv1': duplication 3 cuts its 8x8 output into regions of 16 and 24 pixels"),
+    # 12 replicas of conv2's 8x8 output: a 4x3 grid, columns of 3, 3 and 2 (novel replicas share one step schedule)
+    ("12", "pimgen build: error: layer 'conv2': novel replicas must have output regions of equal width"),
     ("x", "pimgen build: error: --duplication 'x' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
     ("0", "pimgen build: error: --duplication '0' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
 ])
