@@ -5,7 +5,8 @@ latency and interval == gen.perf.chip_timing; plus the chip plan in gen.
 Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (novel on 5PP, conventional
 on a mesh; one Verilator build each; all its checks run on that build), and a tiny residual
 chip (identity and projection shortcuts, a skip that arrives after the main path, global
-average pool), both mappings on 5PP, and the tiny chip with duplicated layers, both mappings.
+average pool), both mappings on 5PP, the tiny chip with duplicated layers, both mappings, and
+duplication into regions of unequal size, both mappings.
 Slow set: the trained digits chip, both mappings on both fabrics, with and without
 back-pressure, duplicated, and a reduced CIFAR ResNet-20.
 """
