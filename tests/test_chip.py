@@ -8,7 +8,7 @@ chip (identity and projection shortcuts, a skip that arrives after the main path
 average pool), both mappings on 5PP, the tiny chip with duplicated layers, both mappings, and
 duplication into regions of unequal size, both mappings.
 Slow set: the trained digits chip, both mappings on both fabrics, with and without
-back-pressure, duplicated, and a reduced CIFAR ResNet-20.
+back-pressure, duplicated (balanced, and into regions of unequal size), and a reduced CIFAR ResNet-20.
 """
 import dataclasses
 
@@ -576,6 +576,22 @@ def test_digits_chip_balanced_duplication(mapping, sim_cache):
     assert d.timing(4).steady_interval * 5 < single.timing(4).steady_interval
     x, labels = digits_dataset("test")
     _check(run_chip_check(d, x[:4], labels=labels[:4], seed=3, cache_dir=sim_cache), 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mapping", ["novel", "conventional"])
+def test_digits_chip_unequal_duplication(mapping, sim_cache):
+    """The digits chip with 3 replicas per layer: conv1 and conv2 as bands of 3, 3 and 2 rows
+    of their 8x8 outputs (regions of 24, 24 and 16 pixels), conv3 as two bands of its 4x4:
+    every logit, stage word and clock as the models say, also under back-pressure."""
+    from gen.models import digits_dataset
+    d = design_from_network("digits", SMALL, mapping, duplication=3)
+    assert [r.region for r in d.cp.stages[1].replicas] == [(0, 3, 0, 8), (3, 6, 0, 8), (6, 8, 0, 8)]
+    x, labels = digits_dataset("test")
+    rep = run_chip_check(d, x[:4], labels=labels[:4], seed=4, cache_dir=sim_cache)
+    _check(rep, 4)
+    assert rep["accuracy"] >= 3 / 4
+    _check(run_chip_check(d, x[4:7], seed=5, ready_prob=0.4, gap_prob=0.2, cache_dir=sim_cache), 3)
 
 
 @pytest.mark.slow
