@@ -43,16 +43,17 @@ Duplication (``plan_chip(duplication=...)``, as ``gen.mapping.map_network`` take
 layer's replicas compute the rectangles of its ``gen.mapping.replica_grid`` in lockstep, one
 output step each per step, so its engine hands on, per step, one pixel of every replica whose
 rectangle still has one (rectangles may differ in size when the grid does not divide the
-output: the step count is the largest's, and a tile whose replicas are done writes nothing).
+output: the step count is the largest's, and a tile whose replicas are done writes nothing;
+a novel replica of a narrower last column band computes the width of the others, its
+neighbour's last columns included, ``gen.mapping.LayerPlan.computed_regions``, because the
+novel replicas share one step schedule).
 A raster reorder (``hw.links.RasterReorder``) behind the engine holds the image (two halves,
 so the next image goes on being written) and, once its last step is in, sends its pixels in
 raster order, one every :meth:`ChipPlan.reorder_pace` clocks — the pace at which everything
 behind it takes pixels, so nothing behind it ever waits and the clocks it adds are a
-constant (``gen.timing.reorder_clocks``). A duplication whose reordering would outlast the
-stage's own clocks per image is refused, and so is one whose novel replicas differ in width
-(``gen.schedule.LayerSchedule.engine_refusal``); the derived duplications ``"auto"`` and
-``"balance"`` are rounded down, layer by layer, to the most replicas the chip builds
-(:func:`buildable_replicas`).
+constant (``gen.timing.reorder_clocks``); it reads each pixel from the replica that owns it
+(``gen.mapping.LayerPlan.regions``). A duplication whose reordering would outlast the
+stage's own clocks per image is refused.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ from gen.commgraph import CommGraph, Core, Flow
 from gen.cells import ideal_conductances, pack_row
 from gen.config import ChipConfig, CrossbarConfig
 from gen.intops import streamed_pool_refusal
-from gen.mapping import MappingPlan, map_network, replica_grid
+from gen.mapping import MappingPlan, map_network
 from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
@@ -73,7 +74,7 @@ from gen.timing import REORDER_LATENCY, reorder_clocks
 from gen.topology import Placement, build, fabric_latency, place
 
 __all__ = ["ChipPlan", "Link", "TailOp", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES",
-           "programming_beats", "ENGINE_BANKS", "buildable_replicas"]
+           "programming_beats", "ENGINE_BANKS"]
 
 #: Fabrics a chip is built on (``plan_chip(topology=...)``, ``pimgen build --topology``).
 TOPOLOGIES = ("5pp", "mesh", "torus")
@@ -208,15 +209,17 @@ class ChipPlan:
         return reorder_clocks(h * w, self.reorder_pace(stage))
 
     def raster_order(self, stage: int) -> tuple[tuple[int, int], ...]:
-        """Per output pixel of ``stage`` in raster order, ``(replica, step)``: the replica whose
-        region holds it and the output step (its index in that region, row-major) that
-        computes it — what ``hw.links.RasterReorder`` reads the pixel back with."""
+        """Per output pixel of ``stage`` in raster order, ``(replica, step)``: the replica that
+        owns it (``ReplicaSchedule.owned``) and the output step (its index, row-major, in the
+        rectangle that replica computes, ``ReplicaSchedule.region``) that computes it — what
+        ``hw.links.RasterReorder`` reads the pixel back with."""
         _, h, w = self.stages[stage].out_shape
         at = {}
         for rep in self.stages[stage].replicas:
-            y0, y1, x0, x1 = rep.region
-            for y in range(y0, y1):
-                for x in range(x0, x1):
+            y0, _, x0, x1 = rep.region
+            oy0, oy1, ox0, ox1 = rep.owned
+            for y in range(oy0, oy1):
+                for x in range(ox0, ox1):
                     at[(y, x)] = (rep.index, (y - y0) * (x1 - x0) + (x - x0))
         return tuple(at[(y, x)] for y in range(h) for x in range(w))
 
@@ -420,35 +423,17 @@ def _topological(n: int, deps: list[set[int]]) -> list[int]:
     return done
 
 
-def buildable_replicas(ho: int, wo: int, requested: int, novel: bool) -> int:
-    """The most replicas, at most ``requested``, the chip builds for an ``ho x wo`` output
-    (``gen.mapping.replica_grid``'s, which may be fewer than asked): any grid for the
-    conventional mapping; for the novel one, a grid whose columns are of equal width (its
-    replicas share one step schedule, ``gen.schedule.LayerSchedule.engine_refusal``).
-    Regions may differ in height."""
-    for r in range(requested, 0, -1):
-        dr, dc = replica_grid(ho, wo, r)
-        if not novel or wo % dc == 0:
-            return dr * dc
-    return 1
-
-
 def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: str = "novel",
               topology: str = "5pp", duplication=1) -> ChipPlan:
     """The chip for ``net`` with ``params`` on ``chip``, its stages placed on ``topology``, its
     layers duplicated as ``gen.mapping.map_network`` takes ``duplication`` (an int, a
-    ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``, whose derived counts are rounded
-    down to :func:`buildable_replicas`; module docstring); raises
+    ``{layer: replicas}`` dict, ``"auto"`` or ``"balance"``; module docstring); raises
     :class:`ChipError` naming the layer for what the chip cannot build yet."""
     if topology not in TOPOLOGIES:
         raise ChipError(f"topology {topology!r} is not allowed: choose one of {', '.join(TOPOLOGIES)}")
     net, params = lower_for_chip(net, params)
     try:
         plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=duplication)
-        if duplication in ("auto", "balance"):      # derived counts: the most the chip builds
-            fit = {lp.name: buildable_replicas(*lp.out_shape[1:], lp.requested_duplication, lp.mapping == "novel")
-                   for lp in plan.layers if lp.layer.has_weights}
-            plan = map_network(net, chip, mapping=mapping, pipeline=True, duplication=fit)
     except ValueError as e:
         raise ChipError(str(e)) from None
     scheds, tails, src, end, readers, owner = _stage_graph(net, plan, chip)

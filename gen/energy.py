@@ -4,7 +4,8 @@ multiplied by the events the schedule and the plan count.
 
 Events per weight layer and image (the plan's placements and regions, the schedule's traffic):
 
-* crossbar MVMs: every placement once per output pixel of its replica's region;
+* crossbar MVMs: every placement once per output pixel of the rectangle its replica computes
+  (``gen.mapping.LayerPlan.computed_regions``);
 * per MVM and input cycle: one DAC drive per active row, one cell read per cell on an active
   row (all ``cols`` columns), ``num_adcs * cols_per_adc`` ADC conversions (the RTL converts
   every physical column it multiplexes) and as many shift-and-adds;
@@ -145,7 +146,8 @@ class EnergyReport:
 def _weight_layer_events(lp, chip) -> dict[str, int]:
     from gen.schedule import schedule_layer
     xb = chip.crossbar
-    pix = {r: (y1 - y0) * (x1 - x0) for r, (y0, y1, x0, x1) in enumerate(lp.regions)}
+    # every pixel a replica computes, its neighbour's too when it was widened (computed_regions)
+    pix = {r: (y1 - y0) * (x1 - x0) for r, (y0, y1, x0, x1) in enumerate(lp.computed_regions)}
     T = xb.input_cycles
     conv_per_mvm = T * xb.num_adcs * xb.cols_per_adc
     mvms = rows_driven = 0

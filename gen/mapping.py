@@ -82,7 +82,7 @@ class LayerPlan:
     duplication: int = 1                 # replicas in use
     requested_duplication: int = 1
     grid: tuple[int, int] = (1, 1)       # (dr, dc) replica grid over the output
-    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # per replica (y0, y1, x0, x1)
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # per replica (y0, y1, x0, x1) it owns
     placements: list[Placement] = field(default_factory=list)
     tiles: list[int] = field(default_factory=list)
     n_pes: int = 0
@@ -135,6 +135,20 @@ class LayerPlan:
             "pe": self.n_subarrays / (self.n_pes * chip.subarrays_per_pe),
             "tile": self.n_pes / (self.n_tiles * chip.pes_per_tile),
         }
+
+    @property
+    def computed_regions(self) -> list[tuple[int, int, int, int]]:
+        """Per replica, the rectangle its engine computes: its region, and for a novel layer
+        that region widened leftwards to the widest region's width. Novel replicas share one
+        step schedule (``hw.controller``), which needs equal widths; a grid that does not
+        divide the output's width leaves its last column band narrower, and that band then
+        recomputes the last columns of its neighbour, whose pixels they stay: ``regions`` is
+        the partition of the output (which replica's value each pixel is, what the chip's
+        raster reorder reads), ``computed_regions`` the work."""
+        if self.mapping != "novel" or not self.regions:
+            return list(self.regions)
+        width = max(x1 - x0 for _, _, x0, x1 in self.regions)
+        return [(y0, y1, x1 - width, x1) for y0, y1, _, x1 in self.regions]
 
     def region_pixels(self) -> int:
         """Output pixels of the largest replica region (the replicas work in lockstep)."""

@@ -128,7 +128,10 @@ class FMLayout:
 
 @dataclass(frozen=True)
 class ReplicaSchedule:
-    """One replica: its output rectangle ``region = (y0, y1, x0, x1)``, its ``steps``
+    """One replica: the output rectangle it computes, ``region = (y0, y1, x0, x1)``
+    (``gen.mapping.LayerPlan.computed_regions``), and the one whose pixels are its value,
+    ``owned`` (``LayerPlan.regions``: the same rectangle, or for a novel replica widened to
+    its neighbours' width a narrower one at its right edge), its ``steps``
     (warm-up steps included) and ``out_steps``, the input rows ``[in_rows)`` and columns
     ``[in_cols)`` it reads (real pixels only), ``row_steps`` per output row, the novel line-buffer prologue rows, the
     words it reads from the feature-map buffer per image (``fm_reads``, prologue included),
@@ -146,6 +149,7 @@ class ReplicaSchedule:
     fm_reads: int
     in_values: int
     pe_values: int
+    owned: tuple[int, int, int, int]
 
     @property
     def steps(self) -> int:
@@ -308,15 +312,19 @@ class LayerSchedule:
 
     def step_outputs(self, tile: int, j: int) -> list[tuple[int, int, int] | None]:
         """For output step ``j`` (warm-up steps not counted): per replica of ``tile``, its
-        output pixel ``(replica, y, x)``, or None when its region is exhausted."""
+        output pixel ``(replica, y, x)``, or None when its region is exhausted or the pixel is
+        another replica's (``ReplicaSchedule.owned``)."""
         out = []
         for r in self.tiles[tile].replicas:
-            y0, y1, x0, x1 = self.replicas[r].region
+            rep = self.replicas[r]
+            y0, y1, x0, x1 = rep.region
             if j >= (y1 - y0) * (x1 - x0):
                 out.append(None)
                 continue
             yy, t = divmod(j, x1 - x0)
-            out.append((r, y0 + yy, x0 + t))
+            oy0, oy1, ox0, ox1 = rep.owned
+            y, x = y0 + yy, x0 + t
+            out.append((r, y, x) if oy0 <= y < oy1 and ox0 <= x < ox1 else None)
         return out
 
     def engine_refusal(self) -> str | None:
@@ -327,10 +335,6 @@ class LayerSchedule:
                     f"flatten the input to {c * h * w}x1x1")
         if self.novel and any(len(t.replicas) != 1 for t in self.tiles):
             return f"layer {self.name!r}: novel mapping with several replicas in one tile is not supported"
-        if self.novel and len({r.region[3] - r.region[2] for r in self.replicas}) > 1:
-            return (f"layer {self.name!r}: novel replicas must have output regions of equal width (they share "
-                    f"one step schedule); got widths {sorted({r.region[3] - r.region[2] for r in self.replicas})}"
-                    f" — choose a duplication that splits the rows")
         return None
 
     def to_dict(self) -> dict:
@@ -343,7 +347,7 @@ class LayerSchedule:
                 "fm": {"word_bits": self.fm.word_bits, "words_per_pixel": self.fm.wpp, "depth": self.fm.depth},
                 "tiles": [{"replicas": list(t.replicas), "out_words": t.out_words, "written_steps": t.written_steps}
                           for t in self.tiles],
-                "replicas": [{"region": list(r.region), "steps": r.steps, "fm_reads": r.fm_reads,
+                "replicas": [{"region": list(r.region), "owned": list(r.owned), "steps": r.steps, "fm_reads": r.fm_reads,
                               "in_rows": list(r.in_rows), "in_cols": list(r.in_cols),
                               "prologue_reads": r.prologue_reads} for r in self.replicas]}
 
@@ -436,7 +440,7 @@ def schedule_layer(lp, chip: ChipConfig) -> LayerSchedule:
             wk[kp] = len(wl)
         return sum(wk.values()), wk
 
-    regions = list(lp.regions)
+    regions = lp.computed_regions
     big = max(regions, key=lambda r: (r[1] - r[0]) * (r[3] - r[2]))
     n_rows, n_cols = big[1] - big[0], big[3] - big[2]
 
@@ -467,7 +471,8 @@ def schedule_layer(lp, chip: ChipConfig) -> LayerSchedule:
                                         (x1 - x0) + wu, (y1 - y0) * (x1 - x0),
                                         in_rows, in_cols, lb_rows, pro, reads,
                                         sum(_size(rows_of[(t, rep)]) for t in rep_tiles),
-                                        sum(_size(v) for key, v in pe_rows.items() if pe_rep[key] == rep)))
+                                        sum(_size(v) for key, v in pe_rows.items() if pe_rep[key] == rep),
+                                        tuple(lp.regions[rep])))
 
     tiles: list[TileSchedule] = []
     tile_in: dict[int, int] = {}

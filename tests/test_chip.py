@@ -6,9 +6,11 @@ Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (novel on 5P
 on a mesh; one Verilator build each; all its checks run on that build), and a tiny residual
 chip (identity and projection shortcuts, a skip that arrives after the main path, global
 average pool), both mappings on 5PP, the tiny chip with duplicated layers, both mappings, and
-duplication into regions of unequal size, both mappings.
+duplication into regions of unequal size, both mappings, and novel replicas of unequal
+width (widened to their neighbours', with non-ideal cells).
 Slow set: the trained digits chip, both mappings on both fabrics, with and without
-back-pressure, duplicated (balanced, and into regions of unequal size), and a reduced CIFAR ResNet-20.
+back-pressure, duplicated (balanced, into regions of unequal size, into novel columns of
+unequal width), and a reduced CIFAR ResNet-20.
 """
 import dataclasses
 
@@ -341,31 +343,30 @@ def test_unequal_duplication_chip_plan():
     assert cp.raster_order(1) == ((0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0), (1, 1), (1, 2))
 
 
-def test_derived_duplication_is_rounded_to_what_the_chip_builds():
-    """'auto' and 'balance' ask for counts whose grid may cut a novel layer's output into
-    columns of unequal width, which its replicas cannot share a step schedule over; the chip
-    then takes the largest grid of at most that many replicas whose columns are equal: 6 of
-    3x3 is a 3x2 grid (widths 2 and 1) -> 3 one-row bands; 6 of 7x7 (also 3x2) -> 4 bands of
-    2, 2, 2, 1 rows; 3 of 8x8 -> bands of 3, 3, 2 rows (resnet20-mini's layer2.0.conv1 under
-    'balance'); the conventional mapping takes any grid."""
-    from gen.chipplan import buildable_replicas
-    from gen.mapping import replica_grid
-    assert replica_grid(3, 3, 6) == (3, 2) and replica_grid(7, 7, 6) == (3, 2)
-    assert [buildable_replicas(3, 3, 6, True), buildable_replicas(7, 7, 6, True), buildable_replicas(7, 7, 4, True),
-            buildable_replicas(3, 3, 6, False), buildable_replicas(8, 8, 3, True)] == [3, 4, 4, 6, 3]
-    net = zoo("resnet20-mini")
-    cp = plan_chip(net, random_weights(net, 0), SMALL, "novel", duplication="balance")
-    from gen.mapping import balanced_duplication
-    assert balanced_duplication(net, SMALL, "novel")["layer2.0.conv1"] == 3
-    assert [r.region for r in cp.stages[[s.name for s in cp.stages].index("layer2.0.conv1")].replicas] == \
-        [(0, 3, 0, 8), (3, 6, 0, 8), (6, 8, 0, 8)]
-    assert max(len(sc.replicas) for sc in cp.stages) == 8
+def test_unequal_width_novel_replicas_plan():
+    """6 replicas of the novel c2's 3x3 output: a 3x2 grid (``replica_grid``) whose columns
+    are 2 and 1 wide. The novel replicas share one step schedule, so the 1-wide ones compute
+    2 columns, columns 1 and 2 (``computed_regions``); they own only column 2, and the raster
+    reorder reads pixel (y, 2) as their step 1 and (y, 1) from the left replica, by hand.
+    The conventional c1 keeps its rectangles (4 and 3 wide)."""
+    net = dropping_pools()
+    cp = plan_chip(net, random_weights(net, 4), SMALL, "novel", duplication={"c1": 6, "c2": 6})
+    c1, c2 = cp.stages[0], cp.stages[1]
+    assert not c1.novel and [r.region for r in c1.replicas] == [r.owned for r in c1.replicas] == \
+        [(0, 3, 0, 4), (0, 3, 4, 7), (3, 6, 0, 4), (3, 6, 4, 7), (6, 7, 0, 4), (6, 7, 4, 7)]
+    assert c2.novel
+    assert [r.owned for r in c2.replicas] == [(y, y + 1, x0, x1) for y in range(3) for x0, x1 in ((0, 2), (2, 3))]
+    assert [r.region for r in c2.replicas] == [(y, y + 1, x0, x1) for y in range(3) for x0, x1 in ((0, 2), (1, 3))]
+    assert c2.out_steps == 2 and [t.written_steps for t in c2.tiles] == [2] * 6
+    # a 3x3 window with padding 1 over the 3x3 input: columns -1..2 (left) and 0..3 (right), real 0..2
+    assert [r.in_cols for r in c2.replicas] == [(0, 3)] * 6
+    assert cp.raster_order(1) == ((0, 0), (0, 1), (1, 1), (2, 0), (2, 1), (3, 1), (4, 0), (4, 1), (5, 1))
+    # the layer check reads each pixel once: the right replicas' step 0 is the left one's pixel
+    assert [c2.step_outputs(t, 0) for t in (0, 1)] == [[(0, 0, 0)], [None]]
+    assert [c2.step_outputs(t, 1) for t in (0, 1)] == [[(0, 0, 1)], [(1, 0, 2)]]
 
 
 def test_chip_refuses_duplication_it_cannot_build():
-    # 6 replicas of c2's 3x3 output: a 3x2 grid, columns of 2 and 1 (novel replicas share one step schedule)
-    with pytest.raises(ChipError, match="'c2': novel replicas must have output regions of equal width"):
-        plan_chip(tiny(), tiny_params(), SMALL, "novel", duplication={"c2": 6})
     # 16 replicas of a 1x1 layer finish sooner than its 64 pixels of 8 words can leave in order
     net = Network("wide1x1", (2, 8, 8), [Conv2d(name="a", cin=2, cout=64, k=1), Conv2d(name="b", cin=64, cout=4, k=1),
                                          Linear(name="fc", in_features=256, out_features=2)])
@@ -549,6 +550,23 @@ def test_unequal_duplication_chip(mapping, dup, sim_cache):
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
 
 
+def test_unequal_width_duplication_chip(sim_cache):
+    """Novel replicas of unequal width (``test_unequal_width_novel_replicas_plan``): c2's
+    1-wide replicas recompute their neighbour's column; behind the conventional c1's 3x2 grid
+    of 3x4 and 3x3 rectangles: bit-exact, clocks exact, then under back-pressure and gaps.
+    The cells vary (a device model), so each replica computes its own values and a pixel
+    read from the replica that does not own it would differ from the golden model's."""
+    from gen.devices import DeviceModel
+    net = dropping_pools()
+    chip = dataclasses.replace(SMALL, crossbar=dataclasses.replace(SMALL.crossbar, g_frac_bits=2))
+    d = ChipDesign(net, random_weights(net, 4), chip, "novel", duplication={"c1": 6, "c2": 6}).with_device(
+        DeviceModel(variation=0.5, seed=5))
+    assert d.cp.stages[1].novel and len({r.region[3] - r.region[2] for r in d.cp.stages[1].replicas}) == 1
+    x = np.random.default_rng(12).integers(0, 256, (3, 2, 7, 7))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
 # --- slow set: the trained digits chip ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("mapping, topology", [("novel", "5pp"), ("conventional", "5pp"), ("novel", "mesh")])
@@ -592,6 +610,24 @@ def test_digits_chip_unequal_duplication(mapping, sim_cache):
     _check(rep, 4)
     assert rep["accuracy"] >= 3 / 4
     _check(run_chip_check(d, x[4:7], seed=5, ready_prob=0.4, gap_prob=0.2, cache_dir=sim_cache), 3)
+
+
+@pytest.mark.slow
+def test_digits_chip_unequal_width_duplication(sim_cache):
+    """The digits chip with 12 replicas per layer: the novel conv2's 8x8 output as a 4x3 grid
+    of columns 3, 3 and 2 wide, whose 2-wide replicas compute columns 5-7 (the conventional
+    conv1 keeps its 2-wide rectangles; conv3 gets 8): every logit, stage word and clock as
+    the models say, also under back-pressure."""
+    from gen.models import digits_dataset
+    d = design_from_network("digits", SMALL, "novel", duplication=12)
+    c2 = d.cp.stages[1]
+    assert c2.novel and [r.owned[2:] for r in c2.replicas[:3]] == [(0, 3), (3, 6), (6, 8)]
+    assert [r.region[2:] for r in c2.replicas[:3]] == [(0, 3), (3, 6), (5, 8)]
+    x, labels = digits_dataset("test")
+    rep = run_chip_check(d, x[:4], labels=labels[:4], seed=6, cache_dir=sim_cache)
+    _check(rep, 4)
+    assert rep["accuracy"] >= 3 / 4
+    _check(run_chip_check(d, x[4:7], seed=7, ready_prob=0.4, gap_prob=0.2, cache_dir=sim_cache), 3)
 
 
 @pytest.mark.slow

@@ -106,8 +106,9 @@ def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("dup, says", [
-    # 12 replicas of conv2's 8x8 output: a 4x3 grid, columns of 3, 3 and 2 (novel replicas share one step schedule)
-    ("12", "pimgen build: error: layer 'conv2': novel replicas must have output regions of equal width"),
+    # 32 replicas of conv2's 8x8 output finish an image sooner than its pixels can leave in raster order
+    ("32", "pimgen build: error: layer 'conv2': its 32 replicas finish an image in 191 clocks, less than the "
+           "64 x 4 + 3 clocks its pixels take to leave in raster order; choose a lower duplication"),
     ("x", "pimgen build: error: --duplication 'x' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
     ("0", "pimgen build: error: --duplication '0' is not allowed: use an integer >= 1, 'auto' or 'balance'"),
 ])

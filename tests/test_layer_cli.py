@@ -51,11 +51,13 @@ def test_engine_refuses_unsupported_plans():
     # PEs x 4: a replica over two tiles is built
     _, lp = layer_plan(spec, _chip(), "conventional")
     assert lp.n_tiles == 2 and schedule_layer(lp, _chip()).engine_refusal() is None
-    # novel replicas must split rows, not columns
+    # novel replicas of unequal width (4 and 3 columns) are built: the narrower one computes
+    # 4 columns too, its neighbour's last one included (gen.mapping.LayerPlan.computed_regions)
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1")
     _, lp = layer_plan(spec, _chip(), "novel", duplication=2)
-    assert lp.grid == (1, 2)
-    assert "equal width" in schedule_layer(lp, _chip()).engine_refusal()
+    assert lp.grid == (1, 2) and lp.regions == [(0, 1, 0, 4), (0, 1, 4, 7)]
+    assert lp.computed_regions == [(0, 1, 0, 4), (0, 1, 3, 7)]
+    assert schedule_layer(lp, _chip()).engine_refusal() is None
     # requantization parameters are required for a non-final layer (refused in gen, not by the engine)
     spec = parse_layer_spec("conv Cin=4 Cout=4 K=3 H=4 W=4 pad=1")
     plan, lp = layer_plan(spec, _chip(), "conventional")
@@ -89,7 +91,6 @@ def test_generate_writes_build(tmp_path, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--tiles", "1", "--dup", "3", "--mapping", "novel"],
      "does not fit the hardware: the novel mapping needs 3 tiles"),
-    (["--layer", "conv Cin=4 Cout=4 K=3 H=1 W=7 pad=1", "--dup", "2", "--mapping", "novel"], "equal width"),
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--rows", "1"], "rows=1 is not allowed"),
     (["--layer", "conv Cin=4 Cout=4 K=3 H=5 W=5 pad=1", "--cell-bits", "3"], "cell_bits=3 is not allowed"),
     (["--layer", "conv Cout=4 K=3 H=5 W=5"], "misses Cin"),

@@ -27,8 +27,10 @@ def design(spec, mapping, chip=CHIP, dup=1, raw=False, seed=0):
 def check(d, sim_cache, **kw):
     rep = run_layer_check(d, cache_dir=sim_cache, **kw)
     assert rep["mismatches"] == 0, rep
-    # every output pixel, once per tile its channels leave from
-    per_img = sum(d.sched.replicas[r].out_steps for t in d.sched.tiles for r in {r for r, _, _ in t.out_cols})
+    # every output pixel, once per tile its channels leave from (from the replica that owns it:
+    # a novel replica widened to its neighbours' width also computes some of theirs)
+    per_img = sum((y1 - y0) * (x1 - x0) for t in d.sched.tiles for r in {r for r, _, _ in t.out_cols}
+                  for y0, y1, x0, x1 in [d.sched.replicas[r].owned])
     assert per_img >= int(np.prod(d.lp.out_shape[1:]))
     assert rep["pixels_checked"] == kw.get("images", 1) * per_img, rep
     if rep["timing_checked"]:
@@ -157,6 +159,8 @@ CASES = {
     "odd-channels": ("conv Cin=5 Cout=9 K=3 H=5 W=5 pad=1", CHIP, 1, False),
     "row-blocks": ("conv Cin=20 Cout=4 K=3 H=4 W=4 pad=1", CHIP, 1, False),
     "dup2": ("conv Cin=4 Cout=4 K=3 H=6 W=5 pad=1", CHIP, 2, False),
+    # a 2x2 grid over 2x5: columns 3 and 2 wide (the novel 2-wide replicas compute 3 columns)
+    "dup4-widths": ("conv Cin=4 Cout=4 K=3 H=2 W=5 pad=1", CHIP, 4, False),
     "lossy-adc": (SMALL, LOSSY, 1, False),
     "raw-output": ("conv Cin=4 Cout=5 K=3 H=4 W=6 pad=0", CHIP, 1, True),
     "s2-odd-issue": ("conv Cin=3 Cout=9 K=3 H=9 W=8 stride=2 pad=0", CHIP, 1, False),
@@ -183,6 +187,8 @@ def test_layer_cases_verilator(case, mapping, sim_cache):
         assert len({p.rows for p in d.lp.placements}) > 1
     if case == "dup2":
         assert d.lp.duplication == 2
+    if case == "dup4-widths":
+        assert d.lp.grid == (2, 2) and {x1 - x0 for *_, x0, x1 in d.lp.regions} == {3, 2}
     if case == "lossy-adc":
         assert not chip.crossbar.is_lossless
     check(d, sim_cache, images=1, seed=len(case))

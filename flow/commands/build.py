@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duplication", metavar="N|auto|balance", default="1",
                    help="replicas per weight layer, each computing a rectangle of its output (their pixels are put "
                         "back in raster order on the way out): an integer, 'auto' (NeuroSim's rule) or 'balance' (in "
-                        "proportion to each layer's clocks; both rounded down, for the novel mapping, to grids whose "
-                        "columns are of equal width) [1]")
+                        "proportion to each layer's clocks) [1]")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of random weights (networks without trained ones) and of the device model's draws [0]")
     p.add_argument("--json", action="store_true", help="machine-readable output (the manifest)")
