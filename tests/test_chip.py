@@ -614,13 +614,14 @@ def test_digits_chip_unequal_duplication(mapping, sim_cache):
 
 @pytest.mark.slow
 def test_digits_chip_unequal_width_duplication(sim_cache):
-    """The digits chip with 12 replicas per layer: the novel conv2's 8x8 output as a 4x3 grid
-    of columns 3, 3 and 2 wide, whose 2-wide replicas compute columns 5-7 (the conventional
-    conv1 keeps its 2-wide rectangles; conv3 gets 8): every logit, stage word and clock as
-    the models say, also under back-pressure."""
+    """The digits chip with 12 replicas of conv2 (as in `--duplication 12`, which also
+    duplicates the other layers; the bench row): its 8x8 output as a 4x3 grid of columns 3, 3
+    and 2 wide, whose 2-wide replicas compute columns 5-7: every logit, stage word and clock
+    as the models say, also under back-pressure."""
     from gen.models import digits_dataset
-    d = design_from_network("digits", SMALL, "novel", duplication=12)
+    d = design_from_network("digits", SMALL, "novel", duplication={"conv2": 12})
     c2 = d.cp.stages[1]
+    assert len(c2.replicas) == 12
     assert c2.novel and [r.owned[2:] for r in c2.replicas[:3]] == [(0, 3), (3, 6), (6, 8)]
     assert [r.region[2:] for r in c2.replicas[:3]] == [(0, 3), (3, 6), (5, 8)]
     x, labels = digits_dataset("test")
