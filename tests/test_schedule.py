@@ -8,7 +8,7 @@ read counter is checked against the same schedule in tests/test_layer_rtl.py.
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from gen import timing
 from gen.config import ChipConfig, CrossbarConfig
@@ -67,6 +67,47 @@ def test_fm_reads_equal_an_independent_count(cin, cout, k, h, w, stride, pad, ma
     if lp.mapping == "novel":
         # every output row: the window's first columns enter in warm-up steps of s columns
         assert sc.warmup * stride >= k - stride > (sc.warmup - 1) * stride
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), mapping=st.sampled_from(["conventional", "novel"]),
+       dup=st.integers(1, 12))
+# grids whose columns differ in width: 1x2 over 5 columns, 3x2 over 3x5, 4x3 over 8x8, 3x2 over 7x7
+@example(k=3, h=1, w=5, mapping="novel", dup=2)
+@example(k=3, h=3, w=5, mapping="novel", dup=6)
+@example(k=3, h=8, w=8, mapping="novel", dup=12)
+@example(k=3, h=7, w=7, mapping="conventional", dup=6)
+def test_replicas_own_every_output_pixel_once(k, h, w, mapping, dup):
+    """Whatever the grid: the owned rectangles partition the output; each replica computes a
+    rectangle holding its own, on its rows and ending at its right edge, of one common width
+    for the novel mapping (its replicas share one step schedule); and over the output steps
+    the layer check reads (``step_outputs``) every output pixel comes exactly once, from
+    its owner, at the step that computes it."""
+    spec = LayerSpec("conv", 4, 4, k, h, w, 1, k // 2)
+    _, lp = layer_plan(spec, chip(32), mapping, dup)
+    sc = schedule_layer(lp, chip(32))
+    _, ho, wo = sc.out_shape
+    owned = [r.owned for r in sc.replicas]
+    assert sorted((y, x) for y0, y1, x0, x1 in owned for y in range(y0, y1) for x in range(x0, x1)) == \
+        [(y, x) for y in range(ho) for x in range(wo)]
+    for r in sc.replicas:
+        (y0, y1, x0, x1), (oy0, oy1, ox0, ox1) = r.region, r.owned
+        assert (y0, y1, x1) == (oy0, oy1, ox1) and 0 <= x0 <= ox0
+    if lp.mapping == "novel":
+        assert len({r.region[3] - r.region[2] for r in sc.replicas}) == 1
+    for t, tile in enumerate(sc.tiles):
+        if not tile.written_steps:
+            continue
+        seen = []
+        for j in range(tile.written_steps):
+            for px in sc.step_outputs(t, j):
+                if px is not None:
+                    rep, y, x = px
+                    y0, _, x0, x1 = sc.replicas[rep].region
+                    assert j == (y - y0) * (x1 - x0) + (x - x0)
+                    seen.append((rep, y, x))
+        assert sorted(seen) == sorted((r, y, x) for r in tile.replicas for y0, y1, x0, x1 in [owned[r]]
+                                      for y in range(y0, y1) for x in range(x0, x1))
 
 
 def test_issue_shape_novel_stride2_odd_height():
