@@ -1,5 +1,6 @@
 """Layer spec parsing, `pimgen generate` / `pimgen simulate`, engine refusals, manifest contents."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -106,6 +107,27 @@ def test_generate_refuses(tmp_path, capsys, argv, match):
 def test_simulate_needs_a_build(tmp_path, capsys):
     assert main(["simulate", str(tmp_path)]) == 2
     assert "is not a pimgen build folder (no manifest.json)" in capsys.readouterr().err
+
+
+def test_generate_then_simulate_flat(tmp_path, capsys, sim_cache, monkeypatch):
+    """`--flat`: one Verilator model, no crossbar module compiled apart (its folder is
+    missing from the build), with the same checks passing; refused with Icarus."""
+    import sim.runner
+    monkeypatch.setattr(sim.runner, "DEFAULT_CACHE", sim_cache)
+    out = tmp_path / "L1"
+    assert main(["generate", "--layer", "conv Cin=4 Cout=4 K=3 H=4 W=4 stride=1 pad=1", "--mapping", "novel", *GEN,
+                 "-o", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["simulate", str(out), "--flat", "--images", "2", "--seed", "4", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["passed"] and rep["mismatches"] == 0
+    assert set(rep["measured_per_image"]) == {rep["predicted_clocks"]}
+    build = Path(rep["log"]).parents[1]
+    assert (build / "layer.v").exists() and not list(build.glob("Vpimgen_crossbar_*")), sorted(build.iterdir())
+    assert main(["simulate", str(out), "--flat", "--sim", "icarus"]) == 2
+    err = capsys.readouterr().err
+    assert "--flat is not allowed with --sim icarus: it is a way to build a Verilator model" in err
+    assert err.count("\n") == 1
 
 
 @requires_icarus

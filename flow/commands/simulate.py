@@ -13,6 +13,11 @@ HELP = ("simulate a build folder under cocotb: a chip (`pimgen build`) on real o
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("build", metavar="BUILD", help="build folder written by `pimgen build` or `pimgen generate`")
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="simulator [verilator]")
+    p.add_argument("--flat", action="store_true",
+                   help="Verilator: compile the design as one model instead of compiling the shared crossbar module "
+                        "once, apart (hierarchical, the default). On the digits chip about twice the clocks per "
+                        "second for a build about twice as long: worth it for long runs (docs/architecture.md, "
+                        "'Hierarchical Verilation')")
     p.add_argument("--images", type=int, default=None,
                    help="images streamed back to back [chip: 3, layer: 1]; a chip of the digits network takes real "
                         "scikit-learn digits (held-out split), any other network random images")
@@ -76,7 +81,7 @@ def _run_chip(args) -> int:
     x, labels, source = _chip_images(design, args)
     rep = run_chip_check(design, x, labels=labels, seed=args.seed, sim=args.sim, waves=args.waves,
                          ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
-                         waves_dir=args.build, progress=Progress.for_args(args))
+                         waves_dir=args.build, progress=Progress.for_args(args), hierarchical=not args.flat)
     rep["dataset"] = source
     rep["rtl"] = ("emulation build, generated from the build folder (not written)" if args.emulated
                   else str(design_path(args.build, "rtl/chip.v")))
@@ -89,7 +94,8 @@ def _run_chip(args) -> int:
     speed = f", {rep['clocks_per_second']} clocks/s" if rep.get("clocks_per_second") else ""
     print(f"cells          {design.device.describe() if design.device else 'ideal'}"
           f"{', fault-aware' if design.fault_aware else ''}")
-    print(f"simulator      {rep['sim']} ({rep['wall_seconds']} s{speed}); programming: {rep['prog_beats']} beats in "
+    build = " flat" if args.flat else ""
+    print(f"simulator      {rep['sim']}{build} ({rep['wall_seconds']} s{speed}); programming: {rep['prog_beats']} beats in "
           f"{rep['programming_clocks']} clocks")
     print(f"logits         {'bit-exact vs sim.golden.run_plan' if ok else 'MISMATCH'} "
           f"({rep['mismatches']} of {rep['images']} images differ"
@@ -118,6 +124,8 @@ def design_path(build, rel):
 
 def run(args) -> int:
     from flow.buildfolder import read_manifest
+    if args.flat and args.sim != "verilator":
+        raise ValueError(f"--flat is not allowed with --sim {args.sim}: it is a way to build a Verilator model")
     m = read_manifest(args.build)
     if m.get("kind") == "chip":
         return _run_chip(args)
@@ -143,12 +151,12 @@ def run(args) -> int:
         images = x
     rep = run_layer_check(design, images=images, seed=args.seed, sim=args.sim, waves=args.waves,
                           ready_prob=0.5 if args.backpressure else 1.0, gap_prob=0.3 if args.backpressure else 0.0,
-                          waves_dir=args.build, progress=Progress.for_args(args))
+                          waves_dir=args.build, progress=Progress.for_args(args), hierarchical=not args.flat)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
         print(f"layer          {rep['layer']}  ({rep['mapping']} mapping, duplication {rep['duplication']})")
-        print(f"simulator      {rep['sim']}  ({rep['wall_seconds']} s)")
+        print(f"simulator      {rep['sim']}{' flat' if args.flat else ''}  ({rep['wall_seconds']} s)")
         print(f"outputs        {rep['pixels_checked']} pixels checked over {rep['images']} image(s), "
               f"{rep['mismatches']} mismatches")
         timing = "not checked (back-pressure)" if not rep["timing_checked"] else (
