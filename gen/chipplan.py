@@ -10,8 +10,8 @@ consumer engine's input banks (``port="in"``) or into the skip FIFO of a stage w
 adds or concatenates this tensor (``port="skip"``). A tensor read by several stages is sent to all of them
 at once (a fork). The stages are the cores of a communication graph, placed on the chosen
 fabric (``topology``: ``5pp`` by default, ``mesh`` or ``torus``; ``gen.topology.place``) and
-every link is a flow over it (``hw.interconnect.build_fabric``: point-to-point link FIFOs on
-5PP, routers on mesh and torus). Stages are numbered in a topological order of the links
+every link is a flow over it (``hw.chip.Chip``: point-to-point link FIFOs on 5PP, routers
+shared in time slots on mesh and torus, ``gen.topology.slot_table``). Stages are numbered in a topological order of the links
 (a join comes after both of its producers). The cycle model of the chip
 (``gen.perf.chip_timing``) and the RTL (``hw.chip.Chip``) read it.
 
@@ -33,9 +33,10 @@ never waits on the skip side and the cycle model stays exact.
 What the chip does not build yet is refused here, with the layer and the reason: a join of
 more than two operands or of two from one stage, a pool whose last output would not leave on
 its last input pixel (two windows clipped onto one pixel by the padding:
-``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, and branches on routed
-fabrics (mesh and torus: their flows would contend in the routers, which the cycle model
-does not model). A
+``gen.intops.streamed_pool_refusal``), a tail unit on a tensor that more than one layer reads, and on routed
+fabrics (mesh and torus, whose flows share the routers in time slots:
+``gen.topology.slot_table``) a stage of one replica whose pixels come faster than its flows'
+slots take their words. A
 layer over several tiles is built: partial sums meet in the engine's adder tree, and the
 tiles its outputs leave from are joined into pixels on the way out (:meth:`ChipPlan.merged`).
 
@@ -71,7 +72,8 @@ from gen.network import INPUT, Conv2d, Linear, Network
 from gen.params import NetworkParams, WeightParams
 from gen.schedule import FMLayout, LayerSchedule, schedule_layer
 from gen.timing import REORDER_LATENCY, reorder_clocks
-from gen.topology import Placement, build, fabric_latency, place
+from gen.topology import (INJECT_CLOCKS, Placement, build, fabric_kind, fabric_latency, place, slot_departure,
+                          slot_table)
 
 __all__ = ["ChipPlan", "Link", "TailOp", "plan_chip", "lower_for_chip", "ChipError", "TOPOLOGIES",
            "programming_beats", "ENGINE_BANKS"]
@@ -124,7 +126,10 @@ class Link:
     ``delay``: clocks between the producer's last output word and the consumer's last input
     word: through a tail or a join, one clock to assemble the pixel, one per tail unit and
     ``out.wpp`` to send the last pixel word by word, with the producer's raster reorder
-    (``reorder``) in front of the tail; then the fabric's latency."""
+    (``reorder``) in front of the tail (``path_delay``); then, on a routed fabric, the
+    flow's injection queue (``INJECT_CLOCKS``) and the fabric's latency — when the flow's
+    slot is free (``period``, ``slot``: ``gen.topology.SlotTable``; ``period`` 0 on
+    point-to-point links). :meth:`arrival` adds the wait for the slot."""
     producer: int
     consumer: int
     port: str
@@ -135,11 +140,30 @@ class Link:
     slots: int = ENGINE_BANKS
     merged: bool = False
     reorder: int = 0        # clocks the producer's raster reorder adds (gen.timing.reorder_clocks), 0 without
+    period: int = 0
+    slot: int = 0
+
+    @property
+    def path_delay(self) -> int:
+        """Clocks from the producer's last output word to the link's last word (module docstring)."""
+        path = self.ops or self.merged or self.reorder
+        return (pixel_path_delay(len(self.ops), self.out) if path else 0) + self.reorder
 
     @property
     def delay(self) -> int:
-        path = self.ops or self.merged or self.reorder
-        return (pixel_path_delay(len(self.ops), self.out) if path else 0) + self.reorder + self.fabric_clocks
+        return self.path_delay + (INJECT_CLOCKS if self.period else 0) + self.fabric_clocks
+
+    def arrival(self, done: int) -> int:
+        """The clock the consumer holds the image's whole tensor (``gen.perf.chip_timing``'s
+        ``A_l(n)`` or ``K_l(n)``) when the producer delivered its last output word on clock
+        ``done``. On a routed fabric the image's last pixel, ``out.wpp`` words one a clock,
+        meets an empty injection queue (``plan_chip`` refuses pixels too close for the
+        flow's slots) and leaves in the flow's slots (``gen.topology.slot_departure``)."""
+        if not self.period:
+            return done + self.delay + 1
+        last = done + self.path_delay
+        leave = slot_departure(last - self.out.wpp + 1 + INJECT_CLOCKS, self.out.wpp, self.period, self.slot)
+        return leave + self.fabric_clocks + 1
 
     @property
     def pool(self) -> int | None:
@@ -284,7 +308,8 @@ class ChipPlan:
                                      for op in self.tail(n)],
                             "schedule": s.to_dict()} for n, s in enumerate(self.stages)],
                 "links": [{"producer": ln.producer, "consumer": ln.consumer, "port": ln.port, "pool": ln.pool,
-                           "delay": ln.delay, "fabric_clocks": ln.fabric_clocks, "slots": ln.slots}
+                           "delay": ln.delay, "fabric_clocks": ln.fabric_clocks, "slots": ln.slots,
+                           "period": ln.period, "slot": ln.slot}
                           for ln in self.links],
                 "topology": None if self.placement is None else {
                     "kind": self.placement.topo.label, "node_of": list(self.placement.node_of),
@@ -475,10 +500,6 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
                                                                       if port == "skip"}
     raw_links = [(p_, c, "in+skip" if (p_, c) in both else port) for p_, c, port in raw_links
                  if not ((p_, c) in both and port == "skip")]
-    branching = any(p_ != c - 1 or port != "in" for p_, c, port in raw_links)
-    if branching and topology != "5pp":
-        raise ChipError(f"network {net.name!r} branches (residual or skip links); on {topology} its flows would "
-                        f"contend in the routers, which the cycle model does not model yet: use --topology 5pp")
     in_src = {c: p_ for p_, c, port in raw_links if port != "skip"}
 
     def slots(p_: int, c: int, port: str) -> int:
@@ -505,6 +526,9 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         cg = CommGraph(net.name, cores, flows,
                        payload_bits=max(layout(end[order[p_]]).word_bits for p_, _, _ in raw_links))
         placement = place(cg, build(topology, n))
+    routed = placement is not None and fabric_kind(placement) == "routed"
+    table = slot_table(placement) if routed else None
+    period = table.period if table else 1
     # a duplicated stage's reorder sends a pixel every `pace` clocks: the slowest pixel
     # stream behind it (its own words out, the skip words its tail joins, the logits)
     paces = []
@@ -512,7 +536,8 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         if len(sc.replicas) == 1:
             paces.append(0)
             continue
-        wpps = [layout(end[order[k]]).wpp]
+        sends = any(p_ == k for p_, _, _ in raw_links)
+        wpps = [layout(end[order[k]]).wpp * (period if sends else 1)]      # a routed flow takes a word per slot
         wpps += [layout(end[order[op.skip]]).wpp for op in tail_t[k] if op.skip is not None]
         paces.append(max(wpps))
         _, h, w = sc.out_shape
@@ -523,6 +548,15 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
     links = tuple(Link(p_, c, port, tail_t[p_], FMLayout(*stages[p_].out_shape, a, G), layout(end[order[p_]]),
                        fabric_latency(placement, placement.cg.flows[f]), slots(p_, c, port),
                        sum(1 for t in stages[p_].tiles if t.out_words) > 1,
-                       reorder_clocks(stages[p_].out_shape[1] * stages[p_].out_shape[2], paces[p_]) if paces[p_] else 0)
+                       reorder_clocks(stages[p_].out_shape[1] * stages[p_].out_shape[2], paces[p_]) if paces[p_] else 0,
+                       period if routed else 0, table.slots[f] if routed else 0)
                   for f, (p_, c, port) in enumerate(raw_links))
+    for ln in links:
+        # a stage of one replica hands on a pixel per output step: its words must leave in
+        # the flow's slots before the next pixel comes, or the engine would wait on the fabric
+        sc = stages[ln.producer]
+        if ln.period > 1 and not paces[ln.producer] and ln.period * ln.out.wpp > sc.interval:
+            raise ChipError(f"layer {sc.name!r}: on {topology} its flows share the routers in {ln.period} time "
+                            f"slots, so a pixel of {ln.out.wpp} words takes {ln.period * ln.out.wpp} clocks to "
+                            f"leave, more than the {sc.interval} clocks between its pixels: use --topology 5pp")
     return ChipPlan(net, params, plan, stages, links, placement, topology, tail_t, tuple(paces))

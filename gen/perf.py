@@ -236,9 +236,9 @@ def chip_timing(cp, images: int) -> ChipTiming:
     is seen a clock later; ``gen.chipplan.Link.slots``) and, for a stage with a residual
     add, the image's whole skip tensor is in its FIFO (``K_l(n)``) — delivers its last
     output word at ``O_l(n) = S_l(n) + clocks_l`` (``LayerSchedule.clocks``) and releases
-    its bank at ``Rel_l(n) = O_l(n) + 1``. A link ``p -> l`` (``gen.chipplan.Link.delay``)
-    fills the consumer's bank, or its skip FIFO, at ``A_l(n)`` or ``K_l(n) = O_p(n) +
-    delay + 1``. The last logit leaves ``ChipPlan.out_delay`` clocks after ``O_{L-1}(n)``.
+    its bank at ``Rel_l(n) = O_l(n) + 1``. A link ``p -> l`` fills the consumer's bank, or
+    its skip FIFO, at ``A_l(n)`` or ``K_l(n) = O_p(n) + delay + 1``
+    (``gen.chipplan.Link.arrival``; on a routed fabric plus the wait for the flow's slot). The last logit leaves ``ChipPlan.out_delay`` clocks after ``O_{L-1}(n)``.
 
     ``steady_interval`` is the mean interval once the recurrence is periodic (run over
     enough images; with joins and credits the intervals can alternate, e.g. 4491, 4489),
@@ -285,9 +285,9 @@ def _recurrence(cp, images: int):
         first.append(i_n)
         for l in range(L):
             inl, skip = feeds[l]
-            s = i_n + load0 if inl is None else done[n][inl.producer] + inl.delay + 1
+            s = i_n + load0 if inl is None else inl.arrival(done[n][inl.producer])
             if skip is not None:
-                s = max(s, done[n][skip.producer] + skip.delay + 1)
+                s = max(s, skip.arrival(done[n][skip.producer]))
             if n >= 1:
                 s = max(s, rel[n - 1][l])
             for ln in outs[l]:

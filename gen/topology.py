@@ -521,6 +521,79 @@ def fabric_latency(placement: Placement, flow: Flow) -> int:
     return 1
 
 
+#: Clocks a beat spends in a routed flow's injection queue when its slot is free
+#: (``hw.interconnect.SlottedFabric``: written on one edge, it can leave on the next).
+INJECT_CLOCKS = 1
+
+
+@dataclass(frozen=True)
+class SlotTable:
+    """A time-division injection schedule for a routed placement (``hw.interconnect.SlottedFabric``):
+    flow ``f`` enters the routers only on the clocks ``t`` with ``t % period == slots[f]``
+    (``t`` counted from the first image's first word). The slots are chosen so that no two
+    flows ever want one router output (a channel, or a core's ejection) or one core's
+    injection on the same clock: the flows share the links in time, and each beat crosses
+    the routers in exactly ``hops + 1`` clocks (:func:`fabric_latency`), never waiting on
+    another flow's."""
+    period: int
+    slots: tuple[int, ...]
+
+
+def _slot_resources(placement: Placement, flow: Flow) -> list[tuple[tuple, int]]:
+    """What a beat of ``flow`` holds, and when, counted from the clock it leaves its
+    injection queue: the source router's local input (0), then each router's output on the
+    path, channels then the destination's ejection (router ``k`` on clock ``1 + k``: one
+    router input FIFO per hop)."""
+    path = placement.paths[flow.id]
+    res = [(("inject", path[0]), 0)]
+    res += [(("channel", u, v), 1 + k) for k, (u, v) in enumerate(zip(path, path[1:]))]
+    res.append((("eject", path[-1]), len(path)))
+    return res
+
+
+def slot_table(placement: Placement, max_period: int = 64) -> SlotTable:
+    """The shortest-period :class:`SlotTable` for ``placement`` (a backtracking search from
+    the busiest resource's flow count up). A chain on a snake placement shares nothing:
+    period 1, every clock a slot."""
+    flows = placement.cg.flows
+    res = {f.id: _slot_resources(placement, f) for f in flows}
+    users = Counter(r for f in flows for r, _ in res[f.id])
+    order = sorted((f.id for f in flows), key=lambda i: -max((users[r] for r, _ in res[i]), default=0))
+    for period in range(max(users.values(), default=1), max_period + 1):
+        taken: dict[tuple, set[int]] = {}
+        slots: dict[int, int] = {}
+
+        def fits(k: int) -> bool:
+            if k == len(order):
+                return True
+            f = order[k]
+            for s in range(period):
+                when = [(r, (s + t) % period) for r, t in res[f]]
+                if any(w in taken.get(r, ()) for r, w in when):
+                    continue
+                for r, w in when:
+                    taken.setdefault(r, set()).add(w)
+                slots[f] = s
+                if fits(k + 1):
+                    return True
+                for r, w in when:
+                    taken[r].discard(w)
+            return False
+
+        if fits(0):
+            return SlotTable(period, tuple(slots[f.id] for f in flows))
+    raise ValueError(f"{placement.cg.name} on {placement.topo.label}: no time-division schedule of its flows "
+                     f"within {max_period} clocks")
+
+
+def slot_departure(visible: int, words: int, period: int, slot: int) -> int:
+    """The clock the last of ``words`` beats leaves an injection queue whose slots are the
+    clocks ``t % period == slot`` (:class:`SlotTable`), the first beat visible there on
+    clock ``visible`` and each next one a clock later, the queue holding nothing else: the
+    ``words``-th slot from ``visible`` on."""
+    return visible + (slot - visible) % period + (words - 1) * period
+
+
 def snake_order(rows: int, cols: int) -> list[int]:
     """Boustrophedon node order of a grid: row 0 left to right, row 1 right to left, ..."""
     out = []

@@ -6,8 +6,9 @@ one with the next image while it computes on the other) and the links between th
 a raster reorder where the layer is duplicated (:class:`hw.links.RasterReorder`: its replicas'
 pixels back into raster order), through a max-pool unit where the network pools (:class:`hw.links.WordsToPixel` →
 :class:`hw.post.MaxPoolUnit` → :class:`hw.links.PixelToWords`), then over the interconnect
-fabric of the plan's placement (``hw.interconnect.build_fabric``: a link FIFO per flow on
-5PP, routers on mesh and torus), one flow per link.
+fabric of the plan's placement (a link FIFO per flow on
+5PP, routers shared in time slots on mesh and torus: ``hw.interconnect.SlottedFabric``), one
+flow per link.
 
 Flow control: an engine starts an image only when its consumer has a free input bank — a
 credit counter per link (two credits: the consumer's banks), taken when the producer
@@ -39,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from gen.chipplan import ChipPlan
 from gen.topology import fabric_kind
 from hw.blackbox import instantiate
-from hw.interconnect import FlowLinks, build_fabric
+from hw.interconnect import FlowLinks, SlottedFabric
 from hw.layer import ConvLayerEngine
 from hw.links import ImageFIFO, PixelToWords, RasterReorder, WordsToPixel
 from hw.pe import prog_layout
@@ -93,17 +94,13 @@ class Chip(wiring.Component):
             if fabric_kind(cp.placement) == "point-to-point":
                 m.submodules.fabric = fab = FlowLinks(cp.placement, cp.fabric_bits)
                 tx, rx = list(fab.i), list(fab.o)
-            else:       # a chain (gen.chipplan refuses branches here): one flow per core pair
-                m.submodules.fabric = fab = build_fabric(cp.placement, cp.fabric_bits)
-                tx, rx = [], []
-                for f, ln in enumerate(cp.links):
-                    t_, r_ = fab.tx[ln.producer], fab.rx[ln.consumer]
-                    st, sr = stream.Signature(cp.fabric_bits).create(), stream.Signature(cp.fabric_bits).create()
-                    m.d.comb += [t_.valid.eq(st.valid), t_.payload.flow.eq(f), t_.payload.data.eq(st.payload),
-                                 st.ready.eq(t_.ready),
-                                 sr.valid.eq(r_.valid), sr.payload.eq(r_.payload.data), r_.ready.eq(sr.ready)]
-                    tx.append(st)
-                    rx.append(sr)
+            else:       # mesh, torus: the flows share the routers in their time slots
+                ln0 = cp.links[0]
+                m.submodules.fabric = fab = SlottedFabric(cp.placement, cp.fabric_bits, ln0.period,
+                                                          [ln.slot for ln in cp.links],
+                                                          [ln.out.wpp for ln in cp.links])
+                m.d.comb += fab.start.eq(self.i.valid & self.i.ready)
+                tx, rx = list(fab.i), list(fab.o)
 
         # skip FIFOs (hw.links.ImageFIFO, one module per size): whole images of the skip
         # tensor; a stage starts an image only once its skip tensor is wholly in

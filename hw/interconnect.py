@@ -40,7 +40,8 @@ from amaranth.utils import ceil_log2
 
 from gen.topology import GRID_DIRS, fabric_kind, fabric_latency
 
-__all__ = ["StreamFIFO", "StreamArbiter", "FlowLinks", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "core_layout",
+__all__ = ["StreamFIFO", "StreamArbiter", "FlowLinks", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "SlottedFabric",
+           "core_layout",
            "flit_layout", "build_fabric", "model_latency"]
 
 
@@ -367,6 +368,72 @@ class RoutedFabric(_FabricBase):
                              rx.payload.flow.eq(flit.flow), rx.payload.data.eq(flit.data)]
             else:
                 m.d.comb += ej.ready.eq(1)
+        return m
+
+
+class SlottedFabric(wiring.Component):
+    """A routed fabric (:class:`RoutedFabric`) with a port pair per flow, as
+    :class:`FlowLinks` has, whose flows share its links in time.
+
+    Every flow ``f`` has an injection queue (a :class:`StreamFIFO` of ``depths[f]``) in
+    front of its source core's router, and leaves it only on its slots, the clocks ``t``
+    with ``t % period == slots[f]`` (``gen.topology.SlotTable``); the clocks count from
+    ``start``, high on the clock the first image's first word enters the chip. The slots are
+    chosen so that no two flows want one router output or one injection port on the same
+    clock, so no beat waits on another flow's in the routers and each crosses them in
+    ``hops + 1`` clocks; a beat with a free slot spends ``gen.topology.INJECT_CLOCKS`` in its
+    queue. At the destination core the beats go to their flows' ``o`` ports by flow id.
+    Valid/ready holds throughout (a flow whose consumer is not ready holds the core's
+    ejection port, as in :class:`RoutedFabric`). ``link_fire``: the routed fabric's, one
+    bit per directed channel of ``links``.
+    """
+
+    def __init__(self, placement, width: int, period: int, slots, depths, fifo_depth: int = 2):
+        flows = placement.cg.flows
+        self.placement, self.width, self.period = placement, width, period
+        self.slots, self.depths, self.fifo_depth = tuple(slots), tuple(depths), fifo_depth
+        self.routed = RoutedFabric(placement, width, fifo_depth)
+        self.links = self.routed.links
+        super().__init__({"i": In(stream.Signature(width)).array(len(flows)),
+                          "o": Out(stream.Signature(width)).array(len(flows)),
+                          "start": In(1),
+                          "link_fire": Out(max(1, len(self.links)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        flows, p = self.placement.cg.flows, self.period
+        m.submodules.routed = fab = self.routed
+        m.d.comb += self.link_fire.eq(fab.link_fire)
+        slot = Signal(range(max(2, p)))
+        seen = Signal()
+        going = seen | self.start
+        m.d.sync += seen.eq(going)
+        with m.If(going):
+            m.d.sync += slot.eq(Mux(slot == p - 1, 0, slot + 1))
+        queues = []
+        for f in flows:
+            q = StreamFIFO(self.width, max(2, self.depths[f.id]))
+            m.submodules[f"inject{f.id}_c{f.src}"] = q
+            wiring.connect(m, wiring.flipped(self.i[f.id]), q.i)
+            queues.append(q)
+        for c in fab.tx_cores:       # a core's flows take turns at its router, each in its slots
+            tx = fab.tx[c]
+            for f in flows:
+                if f.src != c:
+                    continue
+                q = queues[f.id]
+                with m.If((slot == self.slots[f.id]) if p > 1 else Const(1)):
+                    m.d.comb += [tx.valid.eq(q.o.valid), tx.payload.flow.eq(f.id), tx.payload.data.eq(q.o.payload),
+                                 q.o.ready.eq(tx.ready)]
+        for c in fab.rx_cores:       # ejection: each beat to its flow's port
+            rx = fab.rx[c]
+            for f in flows:
+                if f.dst != c:
+                    continue
+                mine = rx.payload.flow == f.id
+                m.d.comb += [self.o[f.id].valid.eq(rx.valid & mine), self.o[f.id].payload.eq(rx.payload.data)]
+                with m.If(mine):
+                    m.d.comb += rx.ready.eq(self.o[f.id].ready)
         return m
 
 

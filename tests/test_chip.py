@@ -5,12 +5,13 @@ latency and interval == gen.perf.chip_timing; plus the chip plan in gen.
 Fast set: a tiny conv -> pool -> conv -> linear chip, both mappings (novel on 5PP, conventional
 on a mesh; one Verilator build each; all its checks run on that build), and a tiny residual
 chip (identity and projection shortcuts, a skip that arrives after the main path, global
-average pool), both mappings on 5PP, the tiny chip with duplicated layers, both mappings, and
+average pool), both mappings on 5PP and on a mesh and a torus (flows in time slots, also
+duplicated), the tiny chip with duplicated layers, both mappings, and
 duplication into regions of unequal size, both mappings, and novel replicas of unequal
 width (widened to their neighbours', with non-ideal cells).
 Slow set: the trained digits chip, both mappings on both fabrics, with and without
 back-pressure, duplicated (balanced, into regions of unequal size, into novel columns of
-unequal width), and a reduced CIFAR ResNet-20.
+unequal width), and a reduced CIFAR ResNet-20 (both mappings on 5PP, novel on a mesh).
 """
 import dataclasses
 
@@ -208,13 +209,16 @@ def test_alike_tiles_share_one_module(sim_cache):
 
 def test_chip_fabric_latency_per_topology():
     """Each link crosses the fabric: one link FIFO on 5PP; on a mesh or torus the snake
-    placement makes every flow one hop, which passes two router input FIFOs."""
-    for topo, fifo_clocks in [("5pp", 1), ("mesh", 2), ("torus", 2)]:
+    placement makes every flow one hop, which passes the flow's injection queue and two
+    router input FIFOs, and a chain shares nothing (one slot a clock: period 1)."""
+    for topo, queue, fifo_clocks, period in [("5pp", 0, 1, 0), ("mesh", 1, 2, 1), ("torus", 1, 2, 1)]:
         cp = tiny_design("novel", topology=topo).cp
         assert cp.to_dict()["topology"]["hops"] == [1, 1]
         assert [ln.fabric_clocks for ln in cp.links] == [fifo_clocks] * 2
+        assert [ln.period for ln in cp.links] == [period] * 2
         # the pool link adds its own clocks: assemble, register, then out.wpp words
-        assert cp.links[0].delay == 2 + cp.links[0].out.wpp + fifo_clocks
+        assert cp.links[0].delay == 2 + cp.links[0].out.wpp + queue + fifo_clocks
+        assert cp.links[0].arrival(100) == 100 + cp.links[0].delay + 1
     with pytest.raises(ChipError, match="topology 'ring' is not allowed: choose one of 5pp, mesh, torus"):
         tiny_design("novel", topology="ring")
 
@@ -280,7 +284,11 @@ def test_residual_chip_model_waits_for_the_skip():
 
 
 @pytest.mark.parametrize("net, topology, match", [
-    (tiny_residual(), "mesh", "branches .* use --topology 5pp"),
+    (Network("wideres", (2, 2, 2), [Conv2d(name="a", cin=2, cout=288, k=1), Conv2d(name="b", cin=288, cout=8, k=1),
+                                    Conv2d(name="c", cin=8, cout=288, k=1), Add(name="add", inputs=("c", "a")),
+                                    Linear(name="fc", in_features=288 * 4, out_features=2)]),
+     "mesh", "'a': on mesh its flows share the routers in 2 time slots, so a pixel of 36 words takes 72 clocks to "
+             "leave, more than the 69 clocks between its pixels: use --topology 5pp"),
     (Network("cat", (2, 4, 4), [Conv2d(name="a", cin=2, cout=4, k=1), Conv2d(name="b", inputs=("a",), cin=4, cout=4, k=1),
                                 Conv2d(name="c", inputs=("a",), cin=4, cout=4, k=1),
                                 Concat(name="cat", inputs=("a", "b", "c")),
@@ -476,6 +484,21 @@ def test_tiny_residual_chip(mapping, sim_cache):
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
 
 
+@pytest.mark.parametrize("mapping, topology", [("novel", "mesh"), ("conventional", "torus")])
+def test_tiny_residual_chip_routed(mapping, topology, sim_cache):
+    """Forks, skips and joins on a routed fabric, whose flows share channels and ejection
+    ports in time slots (period 2: the fork cores inject two flows): bit-exact, and every
+    latency and interval == gen.perf, which counts each image's wait for its flows' slots;
+    then under back-pressure and input gaps nothing lost, duplicated or reordered."""
+    net = tiny_residual()
+    d = ChipDesign(net, random_weights(net, 0), SMALL, mapping, topology=topology)
+    assert {ln.period for ln in d.cp.links} == {2}
+    assert max(d.cp.placement.hops(f) for f in d.cp.placement.cg.flows) == 2     # through-traffic
+    x = np.random.default_rng(7).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
 def test_tiny_residual_chip_on_small_ram_macros(monkeypatch, sim_cache):
     """The chip's deep memories as tiles of one shared RAM macro (hw.sram), the macro made
     small here so that every feature-map buffer and skip FIFO of the residual chip is tiled
@@ -531,6 +554,19 @@ def test_tiny_residual_chip_duplicated(mapping, sim_cache):
     net = tiny_residual()
     d = ChipDesign(net, random_weights(net, 0), SMALL, mapping, duplication={"c0": 2, "b1.c2": 4, "b2.ds": 2, "b2.c2": 2})
     assert [d.cp.reorder_pace(n) for n in range(len(d.cp.stages))] == [1, 0, 1, 0, 2, 2, 0]
+    x = np.random.default_rng(3).integers(0, 256, (3, 2, 8, 8))
+    _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
+    _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
+
+
+def test_tiny_residual_chip_duplicated_on_a_torus(sim_cache):
+    """Duplicated stages on a routed fabric: each raster reorder sends its pixels at the pace
+    the flows' time slots take them (period 2: twice the 5PP pace where the stage sends on
+    the fabric), so no engine waits on the fabric and the clocks stay exact."""
+    net = tiny_residual()
+    d = ChipDesign(net, random_weights(net, 0), SMALL, "conventional", topology="torus",
+                   duplication={"c0": 2, "b1.c2": 4, "b2.ds": 2, "b2.c2": 2})
+    assert [d.cp.reorder_pace(n) for n in range(len(d.cp.stages))] == [2, 0, 2, 0, 4, 4, 0]
     x = np.random.default_rng(3).integers(0, 256, (3, 2, 8, 8))
     _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)
     _check(run_chip_check(d, x, seed=2, ready_prob=0.3, gap_prob=0.3, cache_dir=sim_cache), 3)
@@ -698,13 +734,14 @@ def test_digits_chip_chaos(sim_cache):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mapping", ["novel", "conventional"])
-def test_resnet20_mini_chip(mapping, sim_cache):
+@pytest.mark.parametrize("mapping, topology", [("novel", "5pp"), ("conventional", "5pp"), ("novel", "mesh")])
+def test_resnet20_mini_chip(mapping, topology, sim_cache):
     """A whole residual CIFAR network (ResNet-20, 8/16/32 channels on 16x16: 22 engines, 9
-    joins, two projection shortcuts, global average pool) on 5PP, three images back to back:
-    every logit and every stage's words bit-exact, every latency and interval exact."""
+    joins, two projection shortcuts, global average pool) on 5PP, and on a mesh whose skips
+    share its channels in time slots, three images back to back: every logit and every
+    stage's words bit-exact, every latency and interval exact."""
     net = zoo("resnet20-mini")
-    d = ChipDesign(net, random_weights(net, 1), SMALL, mapping)
+    d = ChipDesign(net, random_weights(net, 1), SMALL, mapping, topology=topology)
     assert len(d.cp.stages) == 22 and sum(ln.port == "skip" for ln in d.cp.links) == 9
     x = np.random.default_rng(8).integers(0, 256, (3, 3, 16, 16))
     _check(run_chip_check(d, x, seed=1, cache_dir=sim_cache), 3)

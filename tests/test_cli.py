@@ -97,11 +97,13 @@ def test_build_writes_a_chip_folder(tmp_path):
 
 
 def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
-    out = tmp_path / "r20"
-    r = subprocess.run(PIMGEN + ["build", "resnet20", "--topology", "mesh", "-o", str(out)], capture_output=True,
-                       text=True)
+    """A design the planner refuses (here a duplication whose reorder outlasts the stage):
+    one line, exit 2, and no folder, not even the temporary one."""
+    out = tmp_path / "d"
+    r = subprocess.run(PIMGEN + ["build", "digits", "--topology", "mesh", "--duplication", "32", "-o", str(out)],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pimgen build: error: network 'resnet20' branches")
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pimgen build: error: layer 'conv2': its 32 replicas")
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

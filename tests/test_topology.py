@@ -6,13 +6,14 @@ the code under test.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from fractions import Fraction
 
 import pytest
 
 from gen.commgraph import CommGraph, Core, Flow, LayerSpec, chain, comm_graph, from_layers, resnet_like
 from gen.topology import (PlacementError, bandwidth_order, build, bus, compare, mesh, one_hop_order, place,
-                          prism, ring, snake_order, torus)
+                          prism, ring, slot_departure, slot_table, snake_order, torus)
 
 ZOO_NETS = ["digits", "vgg8", "vgg16", "resnet18", "resnet34", "resnet20", "resnet32"]
 
@@ -276,3 +277,54 @@ def test_zoo_compare_runs_and_5pp_not_worse():
         assert rows["kpp"]["one_hop"] and rows["bus"]["one_hop"]
         assert rows["kpp"]["max_bw"] == rows["bus"]["max_bw"]
         assert all(rows["kpp"]["max_bw"] <= rows[k]["max_bw"] for k in ("mesh", "torus", "ring"))
+
+
+# --- time-division slots of the routed chip fabric (hw.interconnect.SlottedFabric) ------------
+def _beats(p, f, slot):
+    """Where a beat of flow ``f`` leaving its injection queue on clock ``slot`` is, clock by
+    clock, walked router by router with the routers' own tables (``Topology.direction``):
+    the source's injection, each router output it takes, the destination's ejection."""
+    topo, v, dst = p.topo, p.node_of[f.src], p.node_of[f.dst]
+    out, t = [(("inject", v), slot)], slot + 1
+    while v != dst:
+        w = topo.neighbour(v, topo.direction(v, dst))
+        out.append(((v, w), t))
+        v, t = w, t + 1
+    return out + [(("eject", v), t)]
+
+
+@pytest.mark.parametrize("kind, n, seed", [("mesh", 9, 1), ("mesh", 12, 2), ("torus", 16, 3), ("torus", 12, 4),
+                                           ("mesh", 16, 7), ("torus", 25, 8)])
+def test_slot_tables_never_put_two_beats_on_one_router_port(kind, n, seed):
+    cg = _random_graph(n, 2 * n, seed)
+    p = place(cg, build(kind, n))
+    tab = slot_table(p)
+    held, uses = {}, Counter()
+    for f in cg.flows:
+        for res, t in _beats(p, f, tab.slots[f.id]):
+            assert (res, t % tab.period) not in held, (res, f.id, held.get((res, t % tab.period)))
+            held[(res, t % tab.period)] = f.id
+            uses[res] += 1
+    assert max(uses.values()) <= tab.period
+
+
+def test_slot_tables_by_hand():
+    # a chain on a snake shares nothing: every clock is every flow's slot
+    assert slot_table(place(chain(6), build("mesh", 6))).period == 1
+    # a residual block on a 2x2 mesh, snake order: core 0 on (0,0), 1 on (1,0), 2 on (1,1).
+    # Core 0 injects two flows, so the period is at least 2: 0 -> 1 in slot 0, the skip
+    # 0 -> 2 in slot 1 (it takes the channel 0 -> 1 on clock 2, then 1 -> 2 on clock 3).
+    # The chain flow 1 -> 2 takes that channel a clock after its slot, so slot 0 would meet
+    # the skip there (1 = 3 mod 2): slot 1.
+    cg = CommGraph("blk", [Core(i, f"l{i}") for i in range(3)],
+                   [Flow(0, 1, 8, "forward", 0), Flow(0, 2, 8, "skip", 1), Flow(1, 2, 8, "forward", 2)])
+    tab = slot_table(place(cg, build("mesh", 3)))
+    assert (tab.period, tab.slots) == (2, (0, 1, 1))
+
+
+def test_slot_departure_by_hand():
+    # slots t % 4 == 1: a 3-word burst visible from clock 10 leaves on 13, 17, 21
+    assert slot_departure(10, 3, 4, 1) == 21
+    assert slot_departure(13, 3, 4, 1) == 21
+    assert slot_departure(14, 3, 4, 1) == 25
+    assert slot_departure(7, 2, 1, 0) == 8      # period 1: a word a clock

@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace DIR even if it is not a pimgen build (no manifest.json); its contents are deleted")
     p.add_argument("--mapping", choices=["conventional", "novel"], default="novel", help="weight mapping [novel]")
     p.add_argument("--topology", choices=list(TOPOLOGIES), default="5pp",
-                   help="interconnect the stages are placed on: 5pp (a link FIFO per flow) or mesh/torus (routers) "
-                        "[5pp]")
+                   help="interconnect the stages are placed on: 5pp (a link FIFO per flow) or mesh/torus (routers the "
+                        "flows share in time slots) [5pp]")
     p.add_argument("--duplication", metavar="N|auto|balance", default="1",
                    help="replicas per weight layer, each computing a rectangle of its output (their pixels are put "
                         "back in raster order on the way out): an integer, 'auto' (NeuroSim's rule) or 'balance' (in "
