@@ -5,7 +5,8 @@
 For each chip (the digits CNN on the 'small' preset, both mappings, on 5PP, mesh and torus
 with ``--duplication balance``, with ``--duplication 3``, whose bands of 3, 3 and 2 rows
 differ in size, and with ``--duplication 12``, whose novel conv2 is a 4x3 grid of columns 3,
-3 and 2 wide (the 2-wide replicas compute 3); ``resnet20-mini`` with random weights, both mappings) it
+3 and 2 wide (the 2-wide replicas compute 3); ``resnet20-mini`` with random weights, both mappings on
+5PP and novel on a mesh, whose skips share its channels in time slots) it
 streams images back to back through the Verilator model (``flow.chip_check.run_chip_check``:
 every logit and every stage's words against ``sim.golden``, every image's latency and
 interval against ``gen.perf``) and prints network, mapping, topology, images, the measured
@@ -35,7 +36,8 @@ CHIPS = [("digits", "small", "novel", "5pp", 1, 10), ("digits", "small", "conven
          ("digits", "small", "novel", "mesh", 1, 10), ("digits", "small", "novel", "torus", 1, 10),
          ("digits", "small", "novel", "5pp", "balance", 10), ("digits", "small", "novel", "5pp", 3, 10),
          ("digits", "small", "novel", "5pp", 12, 10),
-         ("resnet20-mini", "small", "novel", "5pp", 1, 3), ("resnet20-mini", "small", "conventional", "5pp", 1, 3)]
+         ("resnet20-mini", "small", "novel", "5pp", 1, 3), ("resnet20-mini", "small", "conventional", "5pp", 1, 3),
+         ("resnet20-mini", "small", "novel", "mesh", 1, 3)]
 
 
 def simulate(name: str, preset: str, mapping: str, topology: str, duplication, images: int) -> dict:

@@ -35,9 +35,10 @@ from gen.perf import chip_timing
 from flow.buildfolder import check_output, read_manifest, reading_build, write_folder
 from flow.cli import pimgen_version
 
+# 5: mesh and torus flows in time slots (a build of 4 on them has other clocks);
 # 4: programming beats carry cells (device model); 3: stage tails, forks and skip links;
 # 2: stages on a fabric (topology); 1: wired links
-SCHEMA = 4
+SCHEMA = 5
 TOP = "chip"
 
 

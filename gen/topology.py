@@ -551,10 +551,12 @@ def _slot_resources(placement: Placement, flow: Flow) -> list[tuple[tuple, int]]
     return res
 
 
-def slot_table(placement: Placement, max_period: int = 64) -> SlotTable:
-    """The shortest-period :class:`SlotTable` for ``placement`` (a backtracking search from
-    the busiest resource's flow count up). A chain on a snake placement shares nothing:
-    period 1, every clock a slot."""
+def slot_table(placement: Placement, max_period: int = 64, budget: int = 100_000) -> SlotTable:
+    """The shortest-period :class:`SlotTable` for ``placement`` that a backtracking search
+    finds, from the busiest resource's flow count up; a period whose search tries more than
+    ``budget`` slots is given up for the next (so the period is the shortest only when no
+    search ran out). A chain on a snake placement shares nothing: period 1, every clock a
+    slot."""
     flows = placement.cg.flows
     res = {f.id: _slot_resources(placement, f) for f in flows}
     users = Counter(r for f in flows for r, _ in res[f.id])
@@ -562,12 +564,16 @@ def slot_table(placement: Placement, max_period: int = 64) -> SlotTable:
     for period in range(max(users.values(), default=1), max_period + 1):
         taken: dict[tuple, set[int]] = {}
         slots: dict[int, int] = {}
+        tries = [budget]
 
         def fits(k: int) -> bool:
             if k == len(order):
                 return True
             f = order[k]
             for s in range(period):
+                tries[0] -= 1
+                if tries[0] < 0:
+                    return False
                 when = [(r, (s + t) % period) for r, t in res[f]]
                 if any(w in taken.get(r, ()) for r, w in when):
                     continue

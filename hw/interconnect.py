@@ -23,6 +23,11 @@ so one testbench drives them all.
   ``hops + 1`` clocks (one FIFO per router passed). The torus has no virtual channels, so
   it is not deadlock-free in general (wrap-around cycles); the mesh is (XY routing).
 
+* **Slotted** (:class:`SlottedFabric`, the chip's mesh and torus): a routed fabric with a
+  port pair per flow, whose flows enter the routers only in their time slots
+  (``gen.topology.slot_table``), so no beat ever waits on another's in the routers (no
+  contention, hence no deadlock on the torus either) and the chip's cycle model stays exact.
+
 ``link_fire`` (one bit per entry of ``.links``, a directed channel ``(node_u, node_v)``)
 pulses when a beat crosses that channel: the testbench counts it to measure link load.
 

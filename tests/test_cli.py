@@ -86,7 +86,7 @@ def test_build_writes_a_chip_folder(tmp_path):
     r = subprocess.run(PIMGEN + ["build", "digits", "-o", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
-    assert m["kind"] == "chip" and m["schema"] == 4 and m["source"] == "trained" and m["pimgen"]
+    assert m["kind"] == "chip" and m["schema"] == 5 and m["source"] == "trained" and m["pimgen"]
     assert m["device"] is None
     assert m["topology"] == "5pp" and m["plan"]["topology"]["hops"] == [1, 1, 1]
     assert "module chip(" in (out / "rtl" / "chip.v").read_text()
