@@ -632,20 +632,26 @@ def test_digits_chip_balanced_duplication(mapping, sim_cache):
     _check(run_chip_check(d, x[:4], labels=labels[:4], seed=3, cache_dir=sim_cache), 4)
 
 
+def _check_digits_free_then_pressed(d, sim_cache, seed):
+    """4 held-out digits free-running (at least 3 right), then 3 more under back-pressure
+    and input gaps: every logit, stage word and clock as the models say."""
+    from gen.models import digits_dataset
+    x, labels = digits_dataset("test")
+    rep = run_chip_check(d, x[:4], labels=labels[:4], seed=seed, cache_dir=sim_cache)
+    _check(rep, 4)
+    assert rep["accuracy"] >= 3 / 4
+    _check(run_chip_check(d, x[4:7], seed=seed + 1, ready_prob=0.4, gap_prob=0.2, cache_dir=sim_cache), 3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mapping", ["novel", "conventional"])
 def test_digits_chip_unequal_duplication(mapping, sim_cache):
     """The digits chip with 3 replicas per layer: conv1 and conv2 as bands of 3, 3 and 2 rows
     of their 8x8 outputs (regions of 24, 24 and 16 pixels), conv3 as two bands of its 4x4:
     every logit, stage word and clock as the models say, also under back-pressure."""
-    from gen.models import digits_dataset
     d = design_from_network("digits", SMALL, mapping, duplication=3)
     assert [r.region for r in d.cp.stages[1].replicas] == [(0, 3, 0, 8), (3, 6, 0, 8), (6, 8, 0, 8)]
-    x, labels = digits_dataset("test")
-    rep = run_chip_check(d, x[:4], labels=labels[:4], seed=4, cache_dir=sim_cache)
-    _check(rep, 4)
-    assert rep["accuracy"] >= 3 / 4
-    _check(run_chip_check(d, x[4:7], seed=5, ready_prob=0.4, gap_prob=0.2, cache_dir=sim_cache), 3)
+    _check_digits_free_then_pressed(d, sim_cache, seed=4)
 
 
 @pytest.mark.slow
@@ -654,17 +660,12 @@ def test_digits_chip_unequal_width_duplication(sim_cache):
     duplicates the other layers; the bench row): its 8x8 output as a 4x3 grid of columns 3, 3
     and 2 wide, whose 2-wide replicas compute columns 5-7: every logit, stage word and clock
     as the models say, also under back-pressure."""
-    from gen.models import digits_dataset
     d = design_from_network("digits", SMALL, "novel", duplication={"conv2": 12})
     c2 = d.cp.stages[1]
     assert len(c2.replicas) == 12
     assert c2.novel and [r.owned[2:] for r in c2.replicas[:3]] == [(0, 3), (3, 6), (6, 8)]
     assert [r.region[2:] for r in c2.replicas[:3]] == [(0, 3), (3, 6), (5, 8)]
-    x, labels = digits_dataset("test")
-    rep = run_chip_check(d, x[:4], labels=labels[:4], seed=6, cache_dir=sim_cache)
-    _check(rep, 4)
-    assert rep["accuracy"] >= 3 / 4
-    _check(run_chip_check(d, x[4:7], seed=7, ready_prob=0.4, gap_prob=0.2, cache_dir=sim_cache), 3)
+    _check_digits_free_then_pressed(d, sim_cache, seed=6)
 
 
 @pytest.mark.slow

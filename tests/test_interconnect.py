@@ -194,3 +194,18 @@ def test_fabric_lint(kind, verilator_lint):
     topo = {"5pp": prism(cg.n, 5), "mesh": mesh(cg.n), "torus": torus(9)}[kind]
     # CASEINCOMPLETE: the flow-id and coordinate decoders name only the graph's flows and nodes
     verilator_lint.clean(to_verilog(build_fabric(place(cg, topo)), "fabric"), "fabric", allow=("CASEINCOMPLETE",))
+
+
+@pytest.mark.parametrize("kind", ["mesh", "torus"])
+def test_slotted_fabric_lint(kind, verilator_lint):
+    """The chip's mesh and torus (hw.interconnect.SlottedFabric): injection queues and slot
+    gates around the routed fabric, on a residual graph that needs more than one slot."""
+    from flow.emit import to_verilog
+    from gen.topology import slot_table
+    from hw.interconnect import SlottedFabric
+    cg = resnet_like(2, (1, 2))
+    p = place(cg, {"mesh": mesh(cg.n), "torus": torus(9)}[kind])
+    tab = slot_table(p)
+    assert tab.period > 1
+    fab = SlottedFabric(p, 8, tab.period, tab.slots, [2] * len(cg.flows))
+    verilator_lint.clean(to_verilog(fab, "fabric"), "fabric", allow=("CASEINCOMPLETE",))
