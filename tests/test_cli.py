@@ -96,6 +96,20 @@ def test_build_writes_a_chip_folder(tmp_path):
     assert (out / "rtl" / "chip.v").read_text().count("module pimgen_crossbar_") == 1 < m["crossbars"]
 
 
+def test_build_residual_chip_on_a_mesh(tmp_path):
+    """A residual network on a mesh: its skips take two hops and the flows share the routers
+    in 2 time slots, which the summary says and the manifest records per link."""
+    out = tmp_path / "r"
+    r = subprocess.run(PIMGEN + ["build", "resnet20-mini", "--preset", "small", "--topology", "mesh", "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "on mesh 5x5, the flows sharing its routers in 2 time slots" in r.stdout, r.stdout
+    m = json.loads((out / "manifest.json").read_text())
+    links = m["plan"]["links"]
+    assert {ln["period"] for ln in links} == {2} and {ln["slot"] for ln in links} == {0, 1}
+    assert max(m["plan"]["topology"]["hops"]) == 2
+
+
 def test_build_refusal_is_one_line_and_writes_nothing(tmp_path):
     """A design the planner refuses (here a duplication whose reorder outlasts the stage):
     one line, exit 2, and no folder, not even the temporary one."""

@@ -88,7 +88,9 @@ def run(args) -> int:
     cp = d.cp
     print(f"network    {d.network.name} ({d.source}), {d.mapping} mapping; {len(cp.stages)} layer engines, "
           f"{cp.n_xbars} crossbars, {len(cp.links)} links ({sum(ln.port == 'skip' for ln in cp.links)} into skip "
-          f"FIFOs) on {cp.placement.topo.label if cp.placement else 'no fabric'}")
+          f"FIFOs) on {cp.placement.topo.label if cp.placement else 'no fabric'}"
+          + (f", the flows sharing its routers in {cp.links[0].period} time slots" if cp.links and cp.links[0].period > 1
+             else ""))
     wn = max(len(s.name) for s in cp.stages)
     for n, s in enumerate(cp.stages):
         tail = "".join(f" -> {'+ stage ' + str(op.skip) if op.kind == 'add' else op.kind}"
