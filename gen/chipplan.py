@@ -11,8 +11,8 @@ adds or concatenates this tensor (``port="skip"``). A tensor read by several sta
 at once (a fork). The stages are the cores of a communication graph, placed on the chosen
 fabric (``topology``: ``5pp`` by default, ``mesh`` or ``torus``; ``gen.topology.place``) and
 every link is a flow over it (``hw.chip.Chip``: point-to-point link FIFOs on 5PP, routers
-shared in time slots on mesh and torus, ``gen.topology.slot_table``). Stages are numbered in a topological order of the links
-(a join comes after both of its producers). The cycle model of the chip
+shared in time slots on mesh and torus, ``gen.topology.slot_table``). Stages are numbered in
+a topological order of the links (a join comes after both of its producers). The cycle model of the chip
 (``gen.perf.chip_timing``) and the RTL (``hw.chip.Chip``) read it.
 
 Lowering: a ``Linear`` layer whose input is a ``C x H x W`` map with ``H*W > 1`` becomes the
@@ -150,19 +150,25 @@ class Link:
         return (pixel_path_delay(len(self.ops), self.out) if path else 0) + self.reorder
 
     @property
+    def burst(self) -> int:
+        """Words the link takes back to back per pixel, one a clock (``out.wpp``): what a
+        routed flow's injection queue holds (``hw.chip.Chip``), so a pixel never waits for room."""
+        return self.out.wpp
+
+    @property
     def delay(self) -> int:
         return self.path_delay + (INJECT_CLOCKS if self.period else 0) + self.fabric_clocks
 
     def arrival(self, done: int) -> int:
         """The clock the consumer holds the image's whole tensor (``gen.perf.chip_timing``'s
         ``A_l(n)`` or ``K_l(n)``) when the producer delivered its last output word on clock
-        ``done``. On a routed fabric the image's last pixel, ``out.wpp`` words one a clock,
-        meets an empty injection queue (``plan_chip`` refuses pixels too close for the
+        ``done``. On a routed fabric the image's last pixel, its :attr:`burst` of words one a
+        clock, meets an empty injection queue (``plan_chip`` refuses pixels too close for the
         flow's slots) and leaves in the flow's slots (``gen.topology.slot_departure``)."""
         if not self.period:
             return done + self.delay + 1
         last = done + self.path_delay
-        leave = slot_departure(last - self.out.wpp + 1 + INJECT_CLOCKS, self.out.wpp, self.period, self.slot)
+        leave = slot_departure(last - self.burst + 1 + INJECT_CLOCKS, self.burst, self.period, self.slot)
         return leave + self.fabric_clocks + 1
 
     @property
@@ -555,8 +561,8 @@ def plan_chip(net: Network, params: NetworkParams, chip: ChipConfig, mapping: st
         # a stage of one replica hands on a pixel per output step: its words must leave in
         # the flow's slots before the next pixel comes, or the engine would wait on the fabric
         sc = stages[ln.producer]
-        if ln.period > 1 and not paces[ln.producer] and ln.period * ln.out.wpp > sc.interval:
+        if ln.period > 1 and not paces[ln.producer] and ln.period * ln.burst > sc.interval:
             raise ChipError(f"layer {sc.name!r}: on {topology} its flows share the routers in {ln.period} time "
-                            f"slots, so a pixel of {ln.out.wpp} words takes {ln.period * ln.out.wpp} clocks to "
+                            f"slots, so a pixel of {ln.burst} words takes {ln.period * ln.burst} clocks to "
                             f"leave, more than the {sc.interval} clocks between its pixels: use --topology 5pp")
     return ChipPlan(net, params, plan, stages, links, placement, topology, tail_t, tuple(paces))

@@ -238,7 +238,8 @@ def chip_timing(cp, images: int) -> ChipTiming:
     output word at ``O_l(n) = S_l(n) + clocks_l`` (``LayerSchedule.clocks``) and releases
     its bank at ``Rel_l(n) = O_l(n) + 1``. A link ``p -> l`` fills the consumer's bank, or
     its skip FIFO, at ``A_l(n)`` or ``K_l(n) = O_p(n) + delay + 1``
-    (``gen.chipplan.Link.arrival``; on a routed fabric plus the wait for the flow's slot). The last logit leaves ``ChipPlan.out_delay`` clocks after ``O_{L-1}(n)``.
+    (``gen.chipplan.Link.arrival``; on a routed fabric plus the wait for the flow's slot).
+    The last logit leaves ``ChipPlan.out_delay`` clocks after ``O_{L-1}(n)``.
 
     ``steady_interval`` is the mean interval once the recurrence is periodic (run over
     enough images; with joins and credits the intervals can alternate, e.g. 4491, 4489),

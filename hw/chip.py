@@ -98,7 +98,7 @@ class Chip(wiring.Component):
                 ln0 = cp.links[0]
                 m.submodules.fabric = fab = SlottedFabric(cp.placement, cp.fabric_bits, ln0.period,
                                                           [ln.slot for ln in cp.links],
-                                                          [ln.out.wpp for ln in cp.links])
+                                                          [ln.burst for ln in cp.links])
                 m.d.comb += fab.start.eq(self.i.valid & self.i.ready)
                 tx, rx = list(fab.i), list(fab.o)
 

@@ -45,9 +45,8 @@ from amaranth.utils import ceil_log2
 
 from gen.topology import GRID_DIRS, fabric_kind, fabric_latency
 
-__all__ = ["StreamFIFO", "StreamArbiter", "FlowLinks", "Router", "Dir", "PointToPointFabric", "RoutedFabric", "SlottedFabric",
-           "core_layout",
-           "flit_layout", "build_fabric", "model_latency"]
+__all__ = ["StreamFIFO", "StreamArbiter", "FlowLinks", "Router", "Dir", "PointToPointFabric", "RoutedFabric",
+           "SlottedFabric", "core_layout", "flit_layout", "build_fabric", "model_latency"]
 
 
 def _bits(n: int) -> int:
