@@ -76,12 +76,18 @@ class Chip(wiring.Component):
         m = Module()
         cp = self.cp
         lp_by = {lp.name: lp for lp in cp.plan.layers}
+        # The programming beats cross one register before they fan out to every crossbar
+        # (the chip's widest net), so no crossbar's write logic hangs on a chip input pin.
+        # `prog` is always ready, so the register only delays each write by a clock; images
+        # come after the last beat.
+        prog = stream.Signature(self.prog.payload.shape()).create()
+        m.d.sync += [prog.valid.eq(self.prog.valid), prog.payload.eq(self.prog.payload)]
         engines = []
         for n, sc in enumerate(cp.stages):
             eng = ConvLayerEngine(lp_by[sc.name], cp.chip, cp.params[sc.name], (cp.xbar_base(n), cp.n_xbars),
                                   target=self.target)
             m.submodules[f"stage{n}_{sc.name}"] = eng
-            m.d.comb += [eng.prog.valid.eq(self.prog.valid), eng.prog.payload.eq(self.prog.payload),
+            m.d.comb += [eng.prog.valid.eq(prog.valid), eng.prog.payload.eq(prog.payload),
                          self.status[n].eq(eng.busy)]
             engines.append(eng)
         m.d.comb += self.prog.ready.eq(1)

@@ -37,6 +37,7 @@ import hashlib
 
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -114,7 +115,7 @@ class Crossbar(wiring.Component):
         w: stream in, programs one row: ``row`` and its ``cells[cols]`` conductances
            (``gen.cells.pack_row``: ideal cells ``level << g_frac_bits``, or a device model's
            map, reference column included); taken only while the crossbar is idle, ahead of a
-           waiting input.
+           waiting input. The cells keep what was written through a reset, as RRAM does.
         busy: high while an MVM is in flight or its result is waiting.
 
     Args:
@@ -158,28 +159,40 @@ class Crossbar(wiring.Component):
         adc_delay = depth - MIN_PIPELINE_CLOCKS     # extra registers on the ADC codes
         m = Module()
 
-        # --- cell array: one register per row, g_bits per column ---------------------------
-        cells = [Signal(cfg.cols * gb, name=f"row{r}", init=self.init_rows[r]) for r in range(cfg.rows)]
+        # --- cell array: a memory of one word per row, g_bits per column, every row read at
+        # once (the analog array sums all rows). A memory rather than a register per row: a row
+        # write is one addressed store, where registers need a write multiplexer per row that
+        # a simulator evaluates on every clock; and, like RRAM, the cells keep what was
+        # written through a reset.
+        m.submodules.cells = mem = Memory(shape=unsigned(cfg.cols * gb), depth=cfg.rows, init=self.init_rows)
+        cells = []
+        for r in range(cfg.rows):
+            rp = mem.read_port(domain="comb")
+            m.d.comb += rp.addr.eq(r)
+            cells.append(rp.data)
+        wp = mem.write_port()
 
         # --- control -------------------------------------------------------------------
         running = Signal()            # conversions and their pipeline in flight
         done = Signal()               # result waiting on `o`
-        step = Signal(range(n_steps + depth))
+        # Only the control flags above carry a reset. The position, the input and every
+        # datapath register below are loaded before they are used (on `accept`, or under a
+        # valid tag), so a reset would only put a multiplexer in front of each of them, which
+        # costs LUTs on an FPGA and time in a simulator that evaluates it on every clock.
+        step = Signal(range(n_steps + depth), reset_less=True)
         # Column within each ADC's group. With one ADC per column (cols_per_adc == 1) there is
         # no multiplexer and no such signal: a zero-width select would make `m.Switch` below
         # switch on a 0-bit value, whose only `Case` the RTLIL -> Verilog path (Yosys `proc`)
         # drops while Amaranth's simulator keeps it -- every term would read as 0 in Verilog.
-        mux = Signal(range(cpa)) if cpa > 1 else None
-        shift = Signal(range(cfg.a_bits + 1))  # t * dac_bits of the current input cycle
-        x = Signal(cfg.rows * cfg.a_bits)      # input vector, shifted right each input cycle
+        mux = Signal(range(cpa), reset_less=True) if cpa > 1 else None
+        shift = Signal(range(cfg.a_bits + 1), reset_less=True)  # t * dac_bits of the current input cycle
+        x = Signal(cfg.rows * cfg.a_bits, reset_less=True)      # input vector, shifted right each input cycle
 
         accept = crossbar_handshake(m, self, ~running & ~done, done)
 
         # --- programming: one row's conductances, as gen.cells encodes them ---------------
-        with m.If(self.w.valid & self.w.ready):
-            for r in range(cfg.rows):
-                with m.If(self.w.payload.row == r):
-                    m.d.sync += cells[r].eq(self.w.payload.cells.as_value())
+        m.d.comb += [wp.addr.eq(self.w.payload.row), wp.data.eq(self.w.payload.cells.as_value()),
+                     wp.en.eq(self.w.valid & self.w.ready)]
 
         # --- analog part, pipelined ------------------------------------------------------
         # One column per ADC per clock, in `depth` registered stages so that the column
@@ -208,12 +221,12 @@ class Crossbar(wiring.Component):
             for r in range(cfg.rows):
                 g = cells[r][lo:hi]
                 cell = g.word_select(mux, gb) if len(g) > gb else g       # (cpa == 1: always)
-                p = Signal(cfg.dac_bits + gb, name=f"p{a}_{r}")
+                p = Signal(cfg.dac_bits + gb, name=f"p{a}_{r}", reset_less=True)
                 m.d.sync += p.eq(xt[r] * cell)                                   # stage 1
                 prods.append(p)
             parts = []
             for gi, rows in enumerate(groups):
-                ps = Signal(range(len(rows) * cfg.max_dac * cfg.g_max + 1), name=f"ps{a}_{gi}")
+                ps = Signal(range(len(rows) * cfg.max_dac * cfg.g_max + 1), name=f"ps{a}_{gi}", reset_less=True)
                 m.d.sync += ps.eq(tree_sum(prods[r] for r in rows))             # stage 2
                 parts.append(ps)
             coarse = tree_sum(parts) >> (F + cfg.adc_shift)
@@ -221,7 +234,7 @@ class Crossbar(wiring.Component):
                 code = Mux(coarse > cfg.adc_max_code, cfg.adc_max_code, coarse)
             else:
                 code = coarse   # the ADC cannot saturate: no comparator
-            q = Signal(cfg.adc_out_bits, name=f"q{a}")
+            q = Signal(cfg.adc_out_bits, name=f"q{a}", reset_less=True)
             m.d.sync += q.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])        # stage 3
             for d in range(adc_delay):                                           # stage 3 + d + 1
                 qd = Signal.like(q, name=f"q{a}_d{d + 1}")
@@ -231,12 +244,12 @@ class Crossbar(wiring.Component):
 
         # --- shift-add: route each code to its output, shift, accumulate -------------------
         acc_bits = cfg.dot_max.bit_length()
-        acc = [Signal(acc_bits, name=f"acc{o}") for o in range(cfg.outputs)]
-        term = [Signal(acc_bits, name=f"term{o}") for o in range(cfg.outputs)]
+        acc = [Signal(acc_bits, name=f"acc{o}", reset_less=True) for o in range(cfg.outputs)]
+        term = [Signal(acc_bits, name=f"term{o}", reset_less=True) for o in range(cfg.outputs)]
         # the reference column's cells may read anything a device model gives them (up to g_max)
         ref_bits = cfg.column_acc_max.bit_length()
-        acc_ref = Signal(ref_bits, name="acc_ref")
-        term_ref = Signal(ref_bits, name="term_ref")
+        acc_ref = Signal(ref_bits, name="acc_ref", reset_less=True)
+        term_ref = Signal(ref_bits, name="term_ref", reset_less=True)
         terms = {o: {mm: [] for mm in range(cpa)} for o in range(cfg.outputs)}
         ref_terms = {mm: [] for mm in range(cpa)}
         for a in range(cfg.num_adcs):

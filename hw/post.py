@@ -170,11 +170,12 @@ class MaxPoolUnit(wiring.Component):
         c, k, a = self.c, self.k, self.a_bits
         x = Signal(range(self.w))
         y = Signal(range(self.h))
-        hist = [Signal(c * a, name=f"prev{t}") for t in range(k - 1)]               # this row's last pixels
+        # the pixel history carries no reset: a window reads only what this image wrote
+        hist = [Signal(c * a, name=f"prev{t}", reset_less=True) for t in range(k - 1)]   # this row's last pixels
         # the row maxima of the last k - 1 rows, per output column, as a ring that turns once a
         # row: a row's window ends come in column order, so the head is always the current
         # column's, and one comparator chain serves every column (no copy per column)
-        ring = [[Signal(c * a, name=f"rowmax{j}_{t}") for t in range(k - 1)] for j in range(self.wo)]
+        ring = [[Signal(c * a, name=f"rowmax{j}_{t}", reset_less=True) for t in range(k - 1)] for j in range(self.wo)]
         nv = Signal(range(k + 1))       # rows of the window ending on this row (0: none ends)
         end = Signal()                  # a window's last column
         width = Signal(range(k + 1))    # its columns inside the map
@@ -212,7 +213,7 @@ class MaxPoolUnit(wiring.Component):
             else:
                 # the map's last pixels fall in no window: the last output waits for the last
                 # pixel, so an image's last output leaves on its last pixel as when none is dropped
-                held = Signal.like(self.o.payload, name="held")
+                held = Signal.like(self.o.payload, name="held", reset_less=True)
                 final = (y == ey) & (x == ex)
                 with m.If(end & (nv != 0) & ~final):
                     m.d.sync += [self.o.payload.eq(out), self.o.valid.eq(1)]

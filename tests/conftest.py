@@ -2,7 +2,7 @@
 
 * ``sim_cache``: one simulator build cache per test session;
 * ``amaranth_sim``: run an async testbench on a component in the Amaranth simulator, with
-  a clock and a timeout in clocks;
+  a clock and a timeout in clocks (``drive_mvm``: one crossbar MVM in such a testbench);
 * ``verilator_lint``: ``verilator --lint-only -Wall`` on generated Verilog (DESIGN.md §6),
   with the one list of switched-off warnings ``sim.runner.VERILATOR_LINT_OFF``.
 """
@@ -43,6 +43,23 @@ def run_amaranth(dut, bench, *, timeout_clocks: int = 100_000, period: float = 1
     sim.add_testbench(bench)
     sim.add_testbench(watchdog, background=True)
     sim.run()
+
+
+async def drive_mvm(ctx, xb, x) -> tuple[list[int], int]:
+    """In an Amaranth testbench: offer input vector ``x`` to the idle crossbar ``xb``, its
+    output always ready; return the result and the clocks from the edge that accepts the
+    vector to the edge that takes the result, both counted."""
+    ctx.set(xb.o.ready, 1)
+    for r, v in enumerate(x):
+        ctx.set(xb.i.payload[r], int(v))
+    ctx.set(xb.i.valid, 1)
+    await ctx.tick()          # accepted on this edge (idle, ready)
+    ctx.set(xb.i.valid, 0)
+    n = 1
+    while not ctx.get(xb.o.valid):
+        await ctx.tick()
+        n += 1
+    return [ctx.get(xb.o.payload[o]) for o in range(xb.cfg.outputs)], n
 
 
 @pytest.fixture

@@ -3,9 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
-from conftest import requires_icarus
+from conftest import drive_mvm, requires_icarus, run_amaranth
 import gen.timing
 from gen.cells import CellArray, cell_levels
 from gen.config import CrossbarConfig
@@ -133,23 +132,9 @@ def _amaranth_mvm(cfg, weights, x):
     out = {}
 
     async def tb(ctx):
-        ctx.set(dut.o.ready, 1)
-        for r in range(cfg.rows):
-            ctx.set(dut.i.payload[r], int(x[r]))
-        ctx.set(dut.i.valid, 1)
-        await ctx.tick()          # accepted on this edge (idle, ready)
-        ctx.set(dut.i.valid, 0)
-        n = 1
-        while not ctx.get(dut.o.valid):
-            await ctx.tick()
-            n += 1
-        out["y"] = [ctx.get(dut.o.payload[o]) for o in range(cfg.outputs)]
-        out["clocks"] = n          # edges since acceptance, counting the one that takes the result
+        out["y"], out["clocks"] = await drive_mvm(ctx, dut, x)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     return out["y"], out["clocks"]
 
 
@@ -162,6 +147,38 @@ def test_crossbar_amaranth_sim(cfg):
     y, clocks = _amaranth_mvm(cfg, w, x)
     assert y == crossbar_mvm(x, w, cfg).tolist()
     assert clocks == crossbar_latency(cfg)
+
+
+def test_programmed_cells_survive_a_reset():
+    """Cells are programmed through `w` and, like RRAM, keep them through a reset: a crossbar
+    built with no weights, programmed row by row, reset, then multiplies by what was written."""
+    from amaranth.hdl import ResetInserter, Signal
+    from amaranth.utils import ceil_log2
+
+    cfg = CrossbarConfig(rows=9, cols=10, cell_bits=2, cols_per_adc=3)
+    rng = np.random.default_rng(3)
+    w = rng.integers(-128, 128, (cfg.rows, cfg.outputs))
+    x = rng.integers(0, 256, cfg.rows)
+    rows = CellArray.from_weights(w, cfg).rows
+    rst = Signal()
+    xb = Crossbar(cfg)                      # all cells zero until programmed
+    row_bits = max(1, ceil_log2(cfg.rows))
+    out = {}
+
+    async def tb(ctx):
+        for r, cells in enumerate(rows):
+            ctx.set(xb.w.payload.as_value(), r | (cells << row_bits))
+            ctx.set(xb.w.valid, 1)
+            await ctx.tick()
+        ctx.set(xb.w.valid, 0)
+        ctx.set(rst, 1)
+        await ctx.tick().repeat(2)
+        ctx.set(rst, 0)
+        out["y"], _ = await drive_mvm(ctx, xb, x)
+
+    run_amaranth(ResetInserter(rst)(xb), tb)
+    assert out["y"] == crossbar_mvm(x, w, cfg).tolist()
+    assert any(out["y"])
 
 
 # --- the pipeline is built from gen.timing.CROSSBAR_PIPELINE_CLOCKS ----------------------

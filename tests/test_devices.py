@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import requires_icarus
+from conftest import drive_mvm, requires_icarus, run_amaranth
 
 from gen.cells import CellArray, cell_levels, encode_row, ideal_conductances
 from gen.config import ChipConfig, CrossbarConfig
@@ -262,28 +262,15 @@ def test_plan_with_faults_matches_per_crossbar_model():
 
 # --- RTL: Amaranth simulator (fast) --------------------------------------------------------
 def _amaranth_run(cfg, cells, vectors):
-    from amaranth.sim import Simulator
-
     from hw.crossbar import Crossbar
     dut, got = Crossbar(cfg, cells), []
 
     async def tb(ctx):
-        ctx.set(dut.o.ready, 1)
         for v in vectors:
-            for r in range(cfg.rows):
-                ctx.set(dut.i.payload[r], int(v[r]))
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick()
-            ctx.set(dut.i.valid, 0)
-            while not ctx.get(dut.o.valid):
-                await ctx.tick()
-            got.append([ctx.get(dut.o.payload[o]) for o in range(cfg.outputs)])
+            got.append((await drive_mvm(ctx, dut, v[:cfg.rows]))[0])
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     return np.array(got)
 
 

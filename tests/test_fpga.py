@@ -329,7 +329,7 @@ def test_cli_synth_json(capsys, tmp_path):
 @pytest.mark.fpga
 @pytest.mark.slow
 def test_ice40_too_big_is_a_clear_fit_error(capsys, tmp_path):
-    """A 48x48 crossbar needs about twice the UP5K's 5280 LCs (32x32 needs 102%): one clear
+    """A 48x48 crossbar needs about twice the UP5K's 5280 LCs (32x32 needs 110%): one clear
     line, exit 1."""
     rc = cli_main(["synth", "crossbar", "--rows", "48", "--cols", "48", "--target", "ice40", "--no-bitstream",
                    "--build-dir", str(tmp_path)])
