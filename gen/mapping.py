@@ -150,10 +150,6 @@ class LayerPlan:
         width = max(x1 - x0 for _, _, x0, x1 in self.regions)
         return [(y0, y1, x1 - width, x1) for y0, y1, _, x1 in self.regions]
 
-    def region_pixels(self) -> int:
-        """Output pixels of the largest replica region (the replicas work in lockstep)."""
-        return max((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in self.regions) if self.regions else 0
-
 
 @dataclass
 class MappingPlan:
