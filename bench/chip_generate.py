@@ -96,7 +96,8 @@ def simulate_digits(images: int = 10) -> list[dict]:
         # the testbench times programming and images itself (simulator start-up and golden model apart)
         rows.append({"build": "hierarchical" if hierarchical else "flat", "images": images,
                      "passed": rep["passed"], "simulated_clocks": rep["sim_clocks"],
-                     "wall_seconds": rep["wall_seconds"], "clocks_per_second": rep["clocks_per_second"]})
+                     "sim_wall_seconds": rep["sim_wall_seconds"], "clocks_per_second": rep["clocks_per_second"],
+                     "run_seconds": rep["wall_seconds"]})
     return rows
 
 
@@ -146,8 +147,9 @@ def main(argv=None) -> int:
                   f"{r['crossbar_instances']} | {r['verilog_mib']} |")
     for r in sim or ():
         print(f"\ndigits chip on Verilator, {r['build']} build: {r['simulated_clocks']} clocks for {r['images']} "
-              f"images in {r['wall_seconds']} s = {r['clocks_per_second']} simulated clocks/s "
-              f"({'bit-exact, clocks exact' if r['passed'] else 'FAILED'})")
+              f"images in {r['sim_wall_seconds']} s = {r['clocks_per_second']} simulated clocks/s "
+              f"({'bit-exact, clocks exact' if r['passed'] else 'FAILED'}; the whole run, Verilator build "
+              f"included unless cached, {r['run_seconds']} s)")
     return 0
 
 

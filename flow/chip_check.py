@@ -320,6 +320,7 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
         "timing_checked": args["check_timing"], "programming_clocks": d.get("programming_clocks"),
         "prog_beats": d.get("prog_beats"), "accuracy": None,
         "sim_clocks": d.get("sim_clocks"), "clocks_per_second": d.get("clocks_per_second"),
+        "sim_wall_seconds": d.get("sim_wall_seconds"),
         "emulated": design.emulated, "logits": d.get("logits"),
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "log": str(res.log) if res.log else None, "waves": str(res.waves) if res.waves else None,
