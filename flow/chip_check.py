@@ -99,7 +99,9 @@ class ChipDesign:
             from flow.emit import to_verilog
             from hw.chip import Chip
             from hw.decoupled import EmulatedChip
-            self._verilog = to_verilog(EmulatedChip(self.cp) if self.emulated else Chip(self.cp), TOP, self.jobs)
+            from hw.reset import RegisteredReset
+            chip = EmulatedChip(self.cp) if self.emulated else Chip(self.cp)
+            self._verilog = to_verilog(RegisteredReset(chip), TOP, self.jobs)
         return self._verilog
 
     def program_words(self) -> list[int]:
@@ -264,7 +266,7 @@ def tb_arguments(design: ChipDesign, x_codes: np.ndarray, *, seed: int = 0, read
         "stages": stages, "predicted_latency": t.latency, "predicted_interval": t.interval,
         "seed": seed, "ready_prob": ready_prob, "gap_prob": gap_prob,
         "check_timing": ready_prob >= 1.0 and gap_prob == 0.0,
-        "target_clock": design.emulated,
+        "target_clock": design.emulated, "tap_file": "taps.txt",
         "timeout_scale": host_per_target_bound(design) if design.emulated else 1,
     }
 
@@ -295,6 +297,7 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
     ``measured_interval``, ``predicted_interval``, ``accuracy``, ``diverged``, ...).
     ``hierarchical``: Verilator compiles the shared crossbar module once, apart (``sim.runner``)."""
     from hw.decoupled import bank_kinds
+    from sim.recorder import tap_recorder
     from sim.runner import run_testbench
     x = np.asarray(images)
     if progress:
@@ -303,7 +306,10 @@ def run_chip_check(design: ChipDesign, images: np.ndarray, *, labels: np.ndarray
     if args_hook is not None:
         args = args_hook(args)
     t0 = time.perf_counter()
-    res = run_testbench(design.verilog, TOP, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
+    # the taps are recorded from inside the simulator (sim.recorder), around the chip's own Verilog
+    rec, rec_top = tap_recorder(design.verilog, TOP, "tap_valid", [f"tap_data__s{n}" for n in range(len(args["stages"]))],
+                                args["tap_file"])
+    res = run_testbench(design.verilog + "\n" + rec, rec_top, "sim.tb.chip", args, sim=sim, waves=waves, cache_dir=cache_dir,
                         hier_blocks=shared_blocks(design.chip.crossbar, bank_kinds(design.cp) if design.emulated else ())
                         if hierarchical else (),
                         seed=seed, waves_dir=waves_dir, progress=progress)

@@ -203,6 +203,10 @@ class Crossbar(wiring.Component):
         # plus `adc_delay` registers on the codes between 3 and 4 when `depth` asks for more.
         # The step's position (valid, shift, mux) travels alongside as a tag: tag[i] belongs to
         # the data leaving stage i + 1, so stage 4 reads tag[depth - 3] and stage 5 tag[depth - 2].
+        # Each stage's registers load only when the data entering it is valid (`head` for stage
+        # 1, tag[k - 2] for stage k): between MVMs an idle crossbar's products, sums and codes
+        # hold still, as an idle array's columns carry no current and its ADCs convert nothing,
+        # and a simulator skips their arithmetic.
         xt = [x.word_select(r, cfg.a_bits)[:cfg.dac_bits] for r in range(cfg.rows)]
         head = [running & (step < n_steps), shift] + ([mux] if mux is not None else [])
         tag = []
@@ -222,12 +226,14 @@ class Crossbar(wiring.Component):
                 g = cells[r][lo:hi]
                 cell = g.word_select(mux, gb) if len(g) > gb else g       # (cpa == 1: always)
                 p = Signal(cfg.dac_bits + gb, name=f"p{a}_{r}", reset_less=True)
-                m.d.sync += p.eq(xt[r] * cell)                                   # stage 1
+                with m.If(head[0]):
+                    m.d.sync += p.eq(xt[r] * cell)                               # stage 1
                 prods.append(p)
             parts = []
             for gi, rows in enumerate(groups):
                 ps = Signal(range(len(rows) * cfg.max_dac * cfg.g_max + 1), name=f"ps{a}_{gi}", reset_less=True)
-                m.d.sync += ps.eq(tree_sum(prods[r] for r in rows))             # stage 2
+                with m.If(tag[0][0]):
+                    m.d.sync += ps.eq(tree_sum(prods[r] for r in rows))         # stage 2
                 parts.append(ps)
             coarse = tree_sum(parts) >> (F + cfg.adc_shift)
             if cfg.column_sum_max >> (F + cfg.adc_shift) > cfg.adc_max_code:
@@ -235,10 +241,12 @@ class Crossbar(wiring.Component):
             else:
                 code = coarse   # the ADC cannot saturate: no comparator
             q = Signal(cfg.adc_out_bits, name=f"q{a}", reset_less=True)
-            m.d.sync += q.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])        # stage 3
+            with m.If(tag[1][0]):
+                m.d.sync += q.eq((code << cfg.adc_shift)[:cfg.adc_out_bits])    # stage 3
             for d in range(adc_delay):                                           # stage 3 + d + 1
                 qd = Signal.like(q, name=f"q{a}_d{d + 1}")
-                m.d.sync += qd.eq(q)
+                with m.If(tag[2 + d][0]):
+                    m.d.sync += qd.eq(q)
                 q = qd
             q_reg.append(q)
 
@@ -267,15 +275,16 @@ class Crossbar(wiring.Component):
             return ([term[o].eq(tree_sum(terms[o][mm]) << sh_route if terms[o][mm] else 0) for o in range(cfg.outputs)]
                     + [term_ref.eq(ref_terms[mm][0] << sh_route if ref_terms[mm] else 0)])
 
-        if mux is None:                                                         # stage 4
-            m.d.sync += route(0)        # one ADC per column: the routing is fixed
-        else:
-            with m.Switch(tag_route[2]):
-                for mm in range(cpa):
-                    with m.Case(mm):
-                        m.d.sync += route(mm)
-                with m.Default():
-                    m.d.sync += [t.eq(0) for t in term] + [term_ref.eq(0)]
+        with m.If(tag_route[0]):                                                # stage 4
+            if mux is None:
+                m.d.sync += route(0)    # one ADC per column: the routing is fixed
+            else:
+                with m.Switch(tag_route[2]):
+                    for mm in range(cpa):
+                        with m.Case(mm):
+                            m.d.sync += route(mm)
+                    with m.Default():
+                        m.d.sync += [t.eq(0) for t in term] + [term_ref.eq(0)]
         with m.If(accept):                                                      # stage 5
             m.d.sync += [ac.eq(0) for ac in acc] + [acc_ref.eq(0)]
         with m.Elif(tag_acc[0]):
