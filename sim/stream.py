@@ -89,6 +89,28 @@ def unpack(word: int, width: int, count: int, signed: bool = False) -> list[int]
     return out
 
 
+class _Count:
+    """Events set once a list of transfers reaches a length (one wake for a waiter instead of
+    one per transfer)."""
+
+    def __init__(self):
+        self._waits: list[tuple[int, Event]] = []
+
+    def at(self, n: int, done: int) -> Event:
+        ev = Event()
+        if done >= n:
+            ev.set()
+        else:
+            self._waits.append((n, ev))
+        return ev
+
+    def update(self, done: int) -> None:
+        if self._waits:
+            for w in [w for w in self._waits if done >= w[0]]:
+                w[1].set()
+                self._waits.remove(w)
+
+
 class StreamDriver:
     """Drives beats into a stream sink port, honouring ``ready``.
 
@@ -107,6 +129,7 @@ class StreamDriver:
         self.queue: deque[int] = deque()
         self.accepted: list[tuple[int, int]] = []   # (edge index, payload)
         self.progress = progress
+        self._count = _Count()
         self._wake = Event()
         self.port.valid.value = 0
 
@@ -142,12 +165,17 @@ class StreamDriver:
                 # seen now, transferred on the coming edge
                 self.accepted.append((self.counter.now + 1, self.queue.popleft()))
                 holding = False
+                self._count.update(len(self.accepted))
                 if self.progress is not None:
                     self.progress.set()
 
     @property
     def idle(self) -> bool:
         return not self.queue
+
+    def reached(self, n: int) -> Event:
+        """An event set once ``n`` beats have been accepted (already set if they have)."""
+        return self._count.at(n, len(self.accepted))
 
 
 class StreamSink:
@@ -161,14 +189,20 @@ class StreamSink:
         self.ready_prob, self.rng = ready_prob, rng or random.Random(1)
         self.received: list[tuple[int, int]] = []   # (edge index, payload)
         self.progress = progress
+        self._count = _Count()
         self.port.ready.value = 0
 
     def start(self) -> "StreamSink":
         cocotb.start_soon(self._run() if self.ready_prob < 1.0 else self._run_ready())
         return self
 
+    def reached(self, n: int) -> Event:
+        """An event set once ``n`` beats have been received (already set if they have)."""
+        return self._count.at(n, len(self.received))
+
     def _take(self) -> None:
         self.received.append((self.counter.now + 1, int(self.port.payload.value)))
+        self._count.update(len(self.received))
         if self.progress is not None:
             self.progress.set()
 

@@ -130,6 +130,17 @@ class TB:
         await RisingEdge(self.clk)
         return True
 
+    async def wait_count(self, stream: StreamDriver | StreamSink, n: int, timeout: int) -> bool:
+        """:meth:`wait_for` ``n`` beats through ``stream`` (a driver or sink), the same edge,
+        woken once rather than on every transfer."""
+        reached = stream.reached(n)
+        if not reached.is_set():
+            await First(reached.wait(), Timer(timeout * self.clock_ns, "ns"))
+            if not reached.is_set():
+                return False
+        await RisingEdge(self.clk)
+        return True
+
     # --- results --------------------------------------------------------------------------
     def report(self, result: dict[str, Any]) -> None:
         """Hand measurements back to the runner (:func:`sim.runner.tb_report`)."""

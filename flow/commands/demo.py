@@ -43,7 +43,7 @@ def run(args) -> int:
     say(f"built      {out}/rtl/chip.v: {len(cp.stages)} layer engines, {cp.n_xbars} crossbars "
         f"({len(d.verilog) / 1e6:.1f} MB Verilog, {t_build:.0f} s)")
     x, labels = digits_dataset("test")
-    say(f"simulating (a cold Verilator build of the chip takes a few minutes; later runs reuse it) ...")
+    say(f"simulating (a cold Verilator build of the chip takes about half a minute; later runs reuse it) ...")
     rep = run_chip_check(d, x[:args.images], labels=labels[:args.images], seed=0, sim=args.sim,
                          progress=Progress(False if args.json else None, sys.stdout))
     steady = d.timing(2).steady_interval

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flat", action="store_true",
                    help="Verilator: compile the design as one model instead of compiling the shared crossbar module "
                         "once, apart (hierarchical, the default). On the digits chip about twice the clocks per "
-                        "second for a build about twice as long: worth it for long runs (docs/architecture.md, "
+                        "second for a build a third longer: worth it for long runs (docs/architecture.md, "
                         "'Hierarchical Verilation')")
     p.add_argument("--images", type=int, default=None,
                    help="images streamed back to back [chip: 3, layer: 1]; a chip of the digits network takes real "

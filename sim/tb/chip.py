@@ -14,34 +14,19 @@ the timeouts allow).
 All weights are programmed through ``prog`` first (its clocks are reported apart); then
 every image streams in back to back. Each image's latency is measured from the clock its
 first input word is accepted to the clock its last logit word is taken, and the interval
-between consecutive images' first words. The trace taps say which stage diverged first.
+between consecutive images' first words. The trace taps say which stage diverged first: the
+design runs inside a ``sim.recorder.tap_recorder`` wrapper, which writes every tap word to
+``tap_file`` from inside the simulator, read here at the end.
 """
 from __future__ import annotations
 
 import time
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
 
+from sim.recorder import read_taps
 from sim.stream import PortCounter, unpack
 from sim.testbench import TB
-
-
-async def _monitor_taps(tb: TB, dut, n_stages: int, taps: list[list[int]]):
-    """Record every word each stage hands on (the ``tap_valid``/``tap_data`` ports); asleep
-    while no stage hands anything on."""
-    data = [getattr(dut, f"tap_data__s{n}") for n in range(n_stages)]
-    await RisingEdge(dut.clk)
-    while True:
-        await ReadOnly()
-        v = int(dut.tap_valid.value)
-        if v:
-            for n in range(n_stages):
-                if (v >> n) & 1:
-                    taps[n].append(int(data[n].value))
-            await RisingEdge(dut.clk)
-        else:
-            await dut.tap_valid.value_change
 
 
 @cocotb.test()
@@ -58,12 +43,10 @@ async def chip_matches_golden(dut):
     images = tb.driver("i", rng=tb.rng)
     logits = tb.sink("o")
     await tb.start()
-    taps: list[list[int]] = [[] for _ in a["stages"]]
-    cocotb.start_soon(_monitor_taps(tb, dut, len(a["stages"]), taps))
 
     t0, wall0 = tb.now, time.perf_counter()
     prog.send(a["prog"])
-    await tb.wait_for(lambda: len(prog.accepted) >= len(a["prog"]), timeout=scale * (10 * len(a["prog"]) + 100))
+    await tb.wait_count(prog, len(a["prog"]), timeout=scale * (10 * len(a["prog"]) + 100))
     prog_clocks = tb.now - t0
     img0, target0 = tb.now, int(dut.cycles.value)
 
@@ -71,10 +54,11 @@ async def chip_matches_golden(dut):
         images.send(words)
     per_img = a["logit_words"]
     budget = scale * 20 * (max(a["predicted_latency"]) + sum(a["predicted_interval"]) + 1000)
-    await tb.wait_for(lambda: len(logits.received) >= per_img * n_img, timeout=budget)
+    await tb.wait_count(logits, per_img * n_img, timeout=budget)
     await tb.clocks(20)   # nothing extra may follow
     wall, clocks = time.perf_counter() - wall0, tb.now - t0
     image_clocks, image_target = tb.now - img0, int(dut.cycles.value) - target0
+    taps = read_taps(a["tap_file"], len(a["stages"]))
 
     got_words = [p for _, p in logits.received]
     mismatches, first = 0, None
