@@ -1,8 +1,8 @@
 """A trace recorder compiled into the simulation, beside the design.
 
-A chip's trace taps hand on a word on thousands of clocks per image. A cocotb monitor pays
-two trigger wakes and two value reads in Python for each of them, which cost as much time as
-the model of the chip itself. :func:`tap_recorder` instead wraps the design's top module in
+A chip's trace taps hand on a word on hundreds of clocks per image. A cocotb monitor pays
+two trigger wakes and two value reads in Python for each of them: a sixth of a digits chip
+run's time (docs/architecture.md, "Simulation speed"). :func:`tap_recorder` instead wraps the design's top module in
 a Verilog module with the same ports that writes every tap word to a file from inside the
 simulator, as it happens (``$fwrite`` on the rising edge, plain Verilog-2001 that Verilator
 and Icarus both run); the testbench reads the file once, at the end (:func:`read_taps`).
