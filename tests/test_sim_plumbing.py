@@ -2,6 +2,8 @@
 the Verilator build makes public (``sim.runner.module_ports``) and the tap recorder compiled
 into the simulation (``sim.recorder``), each checked on a small design against values worked
 out by hand."""
+import random
+
 import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import wiring
@@ -10,9 +12,9 @@ from amaranth.lib.wiring import In, Out
 from flow.emit import to_verilog
 from hw.reset import RegisteredReset
 from sim.recorder import read_taps, tap_recorder
-from sim.runner import module_ports
+from sim.runner import module_ports, run_testbench
 
-from conftest import run_amaranth
+from conftest import requires_icarus, run_amaranth
 
 
 class Counter(wiring.Component):
@@ -83,3 +85,33 @@ def test_tap_recorder_wraps_the_top_with_its_ports():
 def test_read_taps_splits_by_tap(tmp_path):
     (tmp_path / "taps.txt").write_text("1 0a\n0 ff\n1 0000000b\n")
     assert read_taps(tmp_path / "taps.txt", 3) == [[255], [10, 11], []]
+
+
+class Taps(wiring.Component):
+    """Two trace taps that show the inputs one clock late: ``tap_valid`` = ``v``, ``tap_data__s<n>``
+    = ``d<n>`` (12 bits: more than a hex digit's multiple of 4 would hide)."""
+    v: In(2)
+    d0: In(12)
+    d1: In(12)
+    tap_valid: Out(2)
+    tap_data__s0: Out(12)
+    tap_data__s1: Out(12)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.tap_valid.eq(self.v), self.tap_data__s0.eq(self.d0), self.tap_data__s1.eq(self.d1)]
+        return m
+
+
+@pytest.mark.parametrize("sim", ["verilator", pytest.param("icarus", marks=requires_icarus)])
+def test_tap_recorder_records_every_word_in_order(sim, sim_cache):
+    """Random valid bits and data over 60 clocks: the file holds, per tap, exactly the data of
+    the clocks whose valid bit was set, in order (expected values from the stimulus)."""
+    rng = random.Random(7)
+    beats = [[rng.randrange(4), [rng.randrange(1 << 12), rng.randrange(1 << 12)]] for _ in range(60)]
+    v = to_verilog(Taps(), "taps")
+    rec, top = tap_recorder(v, "taps", "tap_valid", ["tap_data__s0", "tap_data__s1"], "taps.txt")
+    res = run_testbench(v + "\n" + rec, top, "sim.tb.recorder", {"beats": beats, "tap_file": "taps.txt"},
+                        sim=sim, cache_dir=sim_cache)
+    assert res.passed, res.data
+    assert res.data["taps"] == res.data["expected"] and sum(map(len, res.data["taps"])) > 40
